@@ -1,0 +1,47 @@
+"""JPEG through Pillow's libjpeg-turbo, with PROTOCOL.md's settings by default:
+baseline, standard IJG tables scaled by quality, 4:2:0 for RGB, no optimize."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CodecError
+from .base import Codec, check_quality
+
+_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+class JpegCodec(Codec):
+    name = "jpeg"
+    extension = ".jpg"
+
+    def __init__(self, subsampling: str = "4:2:0", optimize: bool = False):
+        if subsampling not in _SUBSAMPLING:
+            raise ValueError(f"subsampling must be one of {sorted(_SUBSAMPLING)}")
+        self.subsampling = subsampling
+        self.optimize = optimize
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        q = check_quality(quality)
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(
+            buf, format="JPEG", quality=q, subsampling=_SUBSAMPLING[self.subsampling],
+            optimize=self.optimize)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                return np.asarray(im.convert("L" if im.mode == "L" else "RGB"), dtype=np.uint8).copy()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise CodecError(f"JPEG decode failed: {exc}") from exc
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.ndarray:
+    """The PROTOCOL.md degradation: encode with Pillow at ``quality``, decode."""
+    codec = JpegCodec(subsampling=subsampling)
+    return codec.decode(codec.encode(image, quality))
