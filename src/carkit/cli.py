@@ -1,0 +1,203 @@
+"""carkit command line: restore | encode | decode | bench | train | zoo.
+
+Library code raises typed errors; only this module turns them into one-line
+messages and exit codes (0 ok, 1 some inputs failed, 2 usage/bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CarkitError
+
+
+def _cmd_train(args) -> int:
+    from .training.engine import train
+    from .training.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, iterations=args.iterations, data_root=args.data_root,
+                         threads=args.threads)
+    out = args.out or f"runs/{recipe.name}"
+    summary = train(recipe, out, resume=not args.restart, max_steps=args.max_steps)
+    print(f"{recipe.name}: step {summary['step']}/{summary['iterations']} in {out}")
+    return 0
+
+
+def _cmd_restore(args) -> int:
+    from tqdm import tqdm
+
+    from .pipelines.restore import Restorer, collect_inputs, output_paths, restore_file
+
+    files = collect_inputs(args.inputs)
+    if not files:
+        raise CarkitError("no JPEG files found in " + ", ".join(args.inputs))
+    outputs = output_paths(files, args.inputs, args.output)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    restorer = Restorer(model=args.model, device=args.device, tile=args.tile)
+    failures: list[tuple[Path, str]] = []
+    bar = tqdm(total=len(files), desc="restore", unit="img", disable=None if len(files) > 1 else True)
+    for src, dst in zip(files, outputs):
+        try:
+            plan = restore_file(restorer, src, dst)
+            if args.explain:
+                bar.write(f"{src}: {plan.explain()} -> {dst}")
+        except CarkitError as exc:
+            msg = str(exc)
+            failures.append((src, msg))
+            bar.write(f"carkit: error: {msg}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    if failures:
+        print(f"carkit: {len(failures)} of {len(files)} file(s) failed:", file=sys.stderr)
+        for src, msg in failures:
+            print(f"  {src}", file=sys.stderr)
+        return 1
+    if len(files) > 1:
+        print(f"restored {len(files)} file(s) into {args.output}")
+    return 0
+
+
+def _cmd_zoo_list(args) -> int:
+    from .zoo.registry import list_weights, weights_record
+
+    names = list_weights()
+    if not names:
+        print("no shipped weights")
+        return 0
+    for name in names:
+        r = weights_record(name)
+        kind = "gray" if r.gray else "color"
+        steps = r.training.get("steps", "?")
+        hours = r.training.get("wall_seconds", 0) / 3600
+        print(f"{name}  [{r.model}, {kind}, QF {r.qualities[0]}..{r.qualities[1]}, "
+              f"{steps} steps, {hours:.1f} h]  {r.description}")
+        for dataset, per_q in sorted(r.results.items()):
+            cells = "  ".join(f"q{q[1:]}: {v['psnr']:.2f} dB ({v['gain_psnr']:+.2f})"
+                              for q, v in sorted(per_q.items(), key=lambda kv: int(kv[0][1:])))
+            print(f"    {dataset}: {cells}")
+    return 0
+
+
+def _resolve_data(path: str) -> str:
+    """A folder as given, or else relative to the shared data root (eval/kodak)."""
+    if Path(path).is_dir():
+        return path
+    from .training.recipe import default_data_root
+
+    candidate = default_data_root() / path
+    if candidate.is_dir():
+        return str(candidate)
+    raise CarkitError(f"{path}: no such data folder (also looked in {default_data_root()})")
+
+
+def _split(value: str | None, cast=str) -> list | None:
+    return None if value is None else [cast(v) for v in value.split(",") if v.strip()]
+
+
+def _cmd_bench_restore(args) -> int:
+    from .evaluation.restore_bench import run_restore_bench
+    from .zoo.registry import list_weights, weights_record
+
+    models = _split(args.models) if args.models else None
+    if models is None:
+        models = [n for n in list_weights() if args.gray is not False or not weights_record(n).gray]
+    for m in models:
+        weights_record(m)
+    data = [_resolve_data(d) for d in args.data]
+    paths = run_restore_bench(data, models, _split(args.qualities, int), gray=True if args.gray else None,
+                              limit=args.limit, results_dir=args.results, update_zoo=not args.no_update_zoo,
+                              threads=args.threads)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_bench_codecs(args) -> int:
+    from .evaluation.codec_bench import main_bench_codecs
+
+    args.data = _resolve_data(args.data)
+    return main_bench_codecs(args)
+
+
+def _cmd_bench_report(args) -> int:
+    from .evaluation.report import write_report
+
+    print(f"wrote {write_report(args.results, args.out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a recipe (resumes from its last checkpoint)")
+    p.add_argument("recipe", help="recipe TOML file (see recipes/)")
+    p.add_argument("--out", help="run folder (default runs/NAME)")
+    p.add_argument("--iterations", type=int, help="override the recipe's total iterations")
+    p.add_argument("--max-steps", type=int, help="stop this invocation after N steps (resume later)")
+    p.add_argument("--data-root", help="folder holding train/ and val/ (default ../shared/data)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("restore", help="restore JPEG files to PNG with a zoo model")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="JPEG files or folders of JPEGs")
+    p.add_argument("-o", "--output", required=True,
+                   help="output PNG (one input file) or folder (receives STEM.png per input)")
+    p.add_argument("--model", help="zoo model to use (default: chosen per image; see `carkit zoo list`)")
+    p.add_argument("--explain", action="store_true", help="print the quality read and the model used")
+    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 8)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("bench", help="measure restorers and codecs; write results and docs/RESULTS.md")
+    bsub = p.add_subparsers(dest="bench_command", required=True)
+    b = bsub.add_parser("restore", help="JPEG vs zoo restorers on evaluation sets")
+    b.add_argument("--data", nargs="+", required=True,
+                   help="image folders, or names under the data root (eval/live1_gray eval/classic5)")
+    b.add_argument("--models", help="comma-separated zoo names (default: every shipped model)")
+    b.add_argument("--qualities", default="10,20,30,40", help="comma-separated JPEG qualities")
+    b.add_argument("--gray", action="store_true", default=None, help="score color sets as MATLAB-Y gray")
+    b.add_argument("--limit", type=int, help="first N images only (does not update the zoo)")
+    b.add_argument("--results", default="results", help="folder for result JSON files")
+    b.add_argument("--no-update-zoo", action="store_true", help="do not store results in zoo records")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.set_defaults(func=_cmd_bench_restore)
+    b = bsub.add_parser("codecs", help="rate-distortion of the standard codecs")
+    from .evaluation.codec_bench import add_bench_codecs_arguments
+
+    add_bench_codecs_arguments(b)
+    b.set_defaults(func=_cmd_bench_codecs)
+    b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
+    b.add_argument("--results", default="results")
+    b.add_argument("--out", default="docs/RESULTS.md")
+    b.set_defaults(func=_cmd_bench_report)
+
+    p = sub.add_parser("zoo", help="shipped weights")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    z = zsub.add_parser("list", help="list shipped weights with their measured results")
+    z.set_defaults(func=_cmd_zoo_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CarkitError as exc:
+        print(f"carkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("carkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

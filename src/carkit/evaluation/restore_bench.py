@@ -1,0 +1,145 @@
+"""``carkit bench restore``: JPEG vs zoo restorers on evaluation sets.
+
+Follows PROTOCOL.md: whole images at native size, Pillow/libjpeg-turbo JPEG
+at each quality (4:2:0 for color, 1-component for gray), outputs clipped and
+rounded to uint8, metrics from ``metrics.score``, means over images. Gray sets
+are used as they are; a color set benchmarked in gray mode is first converted
+with the MATLAB Y formula. One JSON result per dataset, with provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..codecs.jpeg import jpeg_roundtrip
+from ..data.folders import as_mode, list_images
+from ..io import read_image
+from ..pipelines.restore import Restorer
+from ..zoo.registry import weights_record
+from .metrics import score
+from .results import provenance, write_result
+
+PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
+
+
+def _means(rows: list[dict]) -> dict:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],
+                  gray: bool | None = None, limit: int | None = None, progress: bool = True,
+                  threads: int | None = None) -> dict:
+    """Score JPEG and each model at each quality on every image of ``data_dir``."""
+    from tqdm import tqdm
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    data_dir = Path(data_dir)
+    files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
+    images = [read_image(f).pixels for f in files]
+    if gray is None:
+        gray = all(im.ndim == 2 for im in images)
+    images = [as_mode(im, gray) for im in images]
+    restorer = Restorer()
+    plans = {}
+    for name in models:
+        restorer.forced = name
+        plans[name] = restorer.plan(gray, None)
+    metric_names = PRIMARY[gray]
+    rows: dict[str, dict] = {"jpeg": {}}
+    rows.update({m: {} for m in models})
+    seconds = {m: 0.0 for m in models}
+    megapixels = sum(im.shape[0] * im.shape[1] for im in images) / 1e6 * len(qualities)
+    bar = tqdm(total=len(qualities) * len(images), desc=f"bench {data_dir.name}", disable=not progress)
+    for q in qualities:
+        per: dict[str, list[dict]] = {k: [] for k in rows}
+        for gt in images:
+            lq = jpeg_roundtrip(gt, q)
+            per["jpeg"].append(score(lq, gt))
+            for m in models:
+                t0 = time.perf_counter()
+                out = restorer.restore_pixels(lq, plans[m])
+                seconds[m] += time.perf_counter() - t0
+                per[m].append(score(out, gt))
+            bar.update(1)
+        for k, v in per.items():
+            rows[k][f"q{q}"] = {**_means(v), "n": len(v)}
+    bar.close()
+    model_info = {}
+    for m in models:
+        rec = weights_record(m)
+        model_info[m] = {"architecture": rec.model, "weights_sha256": rec.sha256, "mode": plans[m].mode,
+                         "seconds": seconds[m], "megapixels_per_second": megapixels / max(seconds[m], 1e-9),
+                         "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
+    return {
+        "kind": "restore",
+        "dataset": data_dir.name,
+        "gray": gray,
+        "qualities": list(qualities),
+        "metrics": list(metric_names),
+        "rows": rows,
+        "models": model_info,
+        "threads": torch.get_num_threads(),
+        "provenance": provenance(dataset_dir=data_dir, files=files,
+                                 codec_settings={"codec": "jpeg", "library": "Pillow/libjpeg-turbo",
+                                                 "subsampling": "4:2:0" if not gray else "gray",
+                                                 "qualities": list(qualities)}),
+    }
+
+
+def update_zoo_results(payload: dict) -> None:
+    """Store each model's measured means (and gain over JPEG) in its zoo record."""
+    from ..zoo.registry import save_record
+
+    psnr_key, ssim_key, psnrb_key = payload["metrics"]
+    for m in payload["models"]:
+        rec = weights_record(m)
+        per_q = {}
+        for q, v in payload["rows"][m].items():
+            base = payload["rows"]["jpeg"][q]
+            per_q[q] = {"psnr": round(v[psnr_key], 4), "ssim": round(v[ssim_key], 5),
+                        "psnr_b": round(v[psnrb_key], 4), "gain_psnr": round(v[psnr_key] - base[psnr_key], 4)}
+        rec.results[payload["dataset"] + ("" if payload["gray"] else "_rgb")] = per_q
+        save_record(rec)
+
+
+def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
+    mode = "gray" if payload["gray"] else "color"
+    return Path(results_dir) / f"restore_{payload['dataset']}_{mode}.json"
+
+
+def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
+                      limit: int | None, results_dir: str, update_zoo: bool, threads: int | None) -> list[Path]:
+    written = []
+    for d in data_dirs:
+        payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads)
+        path = write_result(result_path(results_dir, payload), payload)
+        written.append(path)
+        print(format_restore_table(payload))
+        if update_zoo and not limit:
+            update_zoo_results(payload)
+    return written
+
+
+def format_restore_table(payload: dict) -> str:
+    """Markdown table: one row per quality, PSNR/SSIM/PSNR-B per method."""
+    names = ["jpeg"] + list(payload["models"])
+    keys = payload["metrics"]
+    first = payload["rows"]["jpeg"]["q%d" % payload["qualities"][0]]
+    mode = "gray" if payload["gray"] else "color"
+    lines = [f"{payload['dataset']} ({mode}), {first['n']} images: PSNR / SSIM / PSNR-B",
+             "", "| QF | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for q in payload["qualities"]:
+        cells = []
+        base = payload["rows"]["jpeg"][f"q{q}"][keys[0]]
+        for n in names:
+            v = payload["rows"][n][f"q{q}"]
+            gain = "" if n == "jpeg" else f" ({v[keys[0]] - base:+.2f})"
+            cells.append(f"{v[keys[0]]:.2f}{gain} / {v[keys[1]]:.4f} / {v[keys[2]]:.2f}")
+        lines.append(f"| {q} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""``carkit restore``: JPEG file in, restored PNG out.
+
+Steps for one file: check it is a JPEG, read its quantization tables and
+estimate the quality, decode it with libjpeg-turbo (the same decoder the
+models were trained behind), pick a zoo model for (gray/color, quality),
+restore tile by tile, write the PNG atomically.
+
+Color JPEGs are restored by a color model when the zoo has one covering the
+quality; otherwise a gray model restores the BT.601 Y channel (the Y the gray
+models were trained on) and the decoded chroma is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CarkitError, ModelError, NotAJpegError
+from ..io import read_image, to_tensor, to_uint8, write_image
+from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
+from .tiling import tiled_apply
+
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
+#: A model trained up to quality hi is still used up to hi + this margin.
+QUALITY_MARGIN = 10
+
+
+@dataclass
+class RestorePlan:
+    quality: int | None
+    standard_tables: bool | None
+    model: str | None
+    mode: str  # "gray", "color", "color-via-Y", or "passthrough"
+    reason: str
+
+    def explain(self) -> str:
+        q = "unknown" if self.quality is None else str(self.quality)
+        tables = "" if self.standard_tables is None else (
+            " (standard IJG tables)" if self.standard_tables else " (non-standard tables, nearest IJG quality)")
+        return f"quality {q}{tables}; model {self.model or 'none'} [{self.mode}]: {self.reason}"
+
+
+def _measured_gain(record: WeightsRecord, quality: int) -> float:
+    """Mean measured gain over JPEG at the benchmarked quality nearest to ``quality``."""
+    gains = []
+    for per_quality in record.results.values():
+        if not isinstance(per_quality, dict) or not per_quality:
+            continue
+        qs = [int(k[1:]) for k in per_quality if k.startswith("q") and k[1:].isdigit()]
+        if qs:
+            nearest = min(qs, key=lambda q: abs(q - quality))
+            gain = per_quality[f"q{nearest}"].get("gain_psnr")
+            if gain is not None:
+                gains.append(gain)
+    return float(np.mean(gains)) if gains else 0.0
+
+
+def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] | None = None) -> RestorePlan:
+    """Pick the zoo model for an image: color models for color images when one
+    covers the quality, else gray models (through Y for color); among those,
+    the best measured gain at that quality."""
+    if records is None:
+        records = [weights_record(n) for n in list_weights()]
+    q = 10 if quality is None else quality
+    groups = [("gray", [r for r in records if r.gray])] if gray else [
+        ("color", [r for r in records if not r.gray]), ("color-via-Y", [r for r in records if r.gray])]
+    for mode, group in groups:
+        covering = [r for r in group if r.covers(q)]
+        if covering:
+            best = max(covering, key=lambda r: (_measured_gain(r, q), r.qualities[1] - r.qualities[0]))
+            return RestorePlan(quality, None, best.name, mode,
+                               f"trained for QF {best.qualities[0]}..{best.qualities[1]}")
+    for mode, group in groups:
+        near = [r for r in group if r.qualities[0] - QUALITY_MARGIN <= q <= r.qualities[1] + QUALITY_MARGIN]
+        if near:
+            best = min(near, key=lambda r: min(abs(q - r.qualities[0]), abs(q - r.qualities[1])))
+            return RestorePlan(quality, None, best.name, mode,
+                               f"nearest model (trained for QF {best.qualities[0]}..{best.qualities[1]})")
+    return RestorePlan(quality, None, None, "passthrough",
+                       "no model is trained near this quality; output is the decoded JPEG")
+
+
+class Restorer:
+    """Restores decoded JPEG pixels with zoo models (loaded once, reused)."""
+
+    def __init__(self, model: str | None = None, device: str = "cpu", tile: int = 512,
+                 overlap: int = 32):
+        self.forced = model
+        if model is not None:
+            weights_record(model)  # fail early on unknown names
+        self.device = device
+        self.tile = tile
+        self.overlap = overlap
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def model(self, name: str) -> torch.nn.Module:
+        if name not in self._models:
+            self._models[name] = load_pretrained(name, self.device)
+        return self._models[name]
+
+    def plan(self, gray: bool, quality: int | None) -> RestorePlan:
+        if self.forced is None:
+            return choose_model(gray, quality)
+        record = weights_record(self.forced)
+        if record.gray:
+            mode = "gray" if gray else "color-via-Y"
+        elif gray:
+            mode = "color"  # a color model on a gray image: run on RGB copies
+        else:
+            mode = "color"
+        return RestorePlan(quality, None, record.name, mode, "chosen with --model")
+
+    def _run(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return tiled_apply(lambda t: net(t.to(self.device)).float().cpu(), x, self.tile, self.overlap)
+
+    @torch.no_grad()
+    def restore_pixels(self, pixels: np.ndarray, plan: RestorePlan) -> np.ndarray:
+        """uint8 (H, W) or (H, W, 3) decoded JPEG -> restored uint8 of the same shape."""
+        if plan.model is None:
+            return pixels
+        net = self.model(plan.model)
+        gray = pixels.ndim == 2
+        if plan.mode == "gray":
+            return to_uint8(self._run(net, to_tensor(pixels)))
+        if plan.mode == "color" and gray:
+            rgb = np.repeat(pixels[:, :, None], 3, axis=2)
+            return to_uint8(self._run(net, to_tensor(rgb)).mean(dim=1, keepdim=True))
+        if plan.mode == "color":
+            return to_uint8(self._run(net, to_tensor(pixels)))
+        # color-via-Y: restore BT.601 Y, keep the decoded Cb/Cr.
+        from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
+
+        ycc = rgb_to_ycbcr_bt601(to_tensor(pixels))
+        # The gray models were trained on Y rounded to uint8 (PROTOCOL.md's gray sets).
+        y = torch.round(ycc[:, :1] * 255.0) / 255.0
+        ycc[:, :1] = ycc[:, :1] + (self._run(net, y) - y)
+        return to_uint8(ycbcr_bt601_to_rgb(ycc).clamp_(0, 1))
+
+
+def check_is_jpeg(path: Path) -> None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    except OSError as exc:
+        raise NotAJpegError(f"{path}: cannot open ({exc.strerror})") from exc
+    if head[:3] != b"\xff\xd8\xff":
+        raise NotAJpegError(f"{path}: not a JPEG file")
+
+
+def read_jpeg_for_restore(path: Path):
+    """Decode a JPEG and read its quality; typed errors for anything wrong."""
+    from ..jpeg.quality import estimate_quality_of_file
+
+    check_is_jpeg(path)
+    estimate = estimate_quality_of_file(path)
+    image = read_image(path)
+    return image, estimate
+
+
+def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathLike) -> RestorePlan:
+    """Restore one JPEG into ``dst`` (PNG by its suffix). Never overwrites ``src``;
+    writes nothing when anything fails."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise CarkitError(f"{dst}: output would overwrite the input")
+    image, estimate = read_jpeg_for_restore(src)
+    plan = restorer.plan(image.is_gray, estimate.quality)
+    plan.standard_tables = estimate.standard
+    out = restorer.restore_pixels(image.pixels, plan)
+    write_image(dst, out, alpha=image.alpha)
+    return plan
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expanded to the JPEGs directly inside them."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in JPEG_SUFFIXES))
+        else:
+            files.append(p)
+    return files
+
+
+def output_paths(files: list[Path], inputs: list[str], output: str) -> list[Path]:
+    """One input file and an OUTPUT with an image suffix: OUTPUT is that file.
+    Otherwise OUTPUT is a folder receiving STEM.png for each input."""
+    out = Path(output)
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and len(files) == 1
+    if single and out.suffix and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise CarkitError(f"{out}: several inputs need OUTPUT to be a folder")
+    paths = [out / f"{f.stem}.png" for f in files]
+    seen: dict[Path, Path] = {}
+    for f, p in zip(files, paths):
+        if p in seen:
+            raise CarkitError(f"{f} and {seen[p]} would both be written to {p}")
+        seen[p] = f
+    return paths
+
+
+def ensure_model_names(names: list[str]) -> None:
+    for n in names:
+        if n not in list_weights():
+            raise ModelError(f"unknown model {n!r}; known: {', '.join(list_weights())}")

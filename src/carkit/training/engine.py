@@ -1,0 +1,238 @@
+"""The one training loop every carkit model uses.
+
+Features: optimizer (Adam/AdamW) and cosine schedule from the recipe, gradient
+clipping, bf16 autocast and channels_last (what makes CPU training pay), EMA
+weights, checkpoint every N steps and exact resume (batches are a function of
+the step, see data/patches.py), periodic validation PSNR, a tqdm progress bar,
+a JSONL log, and data-parallel training with torch.distributed when launched
+by ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Model families whose training is more than "restore lq towards gt with a
+pixel loss" plug in a ``step_fn`` (see :class:`TrainTask`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data.degrade import JpegDegradation
+from ..data.folders import load_images
+from ..data.patches import JpegPatchBatches, StepSampler
+from ..models.registry import create_model
+from .recipe import Recipe
+from .state import load_checkpoint, save_checkpoint
+from .validate import ValidationSet
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group torchrun set up (WORLD_SIZE > 1), else single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return DistInfo(rank=dist.get_rank(), world=dist.get_world_size(),
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    if recipe.warmup and step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    if recipe.schedule == "constant":
+        return recipe.lr
+    t = min(1.0, step / max(1, recipe.iterations))
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """sha256 of all parameters: equal on every rank iff data parallelism kept them in sync."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def pixel_loss(kind: str, out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return (out - gt).abs().mean() if kind == "l1" else ((out - gt) ** 2).mean()
+
+
+@dataclass
+class TrainTask:
+    """What differs between model families: how a batch becomes a loss.
+
+    The default restores ``batch['lq']`` towards ``batch['gt']``.
+    """
+
+    step_fn: Callable | None = None
+
+    def loss(self, model, batch, recipe: Recipe) -> torch.Tensor:
+        if self.step_fn is not None:
+            return self.step_fn(model, batch, recipe)
+        return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
+
+
+def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
+          max_steps: int | None = None, progress: bool | None = None,
+          task: TrainTask | None = None) -> dict:
+    """Train ``recipe`` into ``out_dir`` (checkpoints, log.jsonl, final weights).
+
+    ``max_steps`` stops this invocation early (the schedule still follows
+    ``recipe.iterations``), so long runs can be done in slices and resumed.
+    Returns a summary dict (also written to ``out_dir/summary.json`` on rank 0).
+    """
+    out_dir = Path(out_dir)
+    task = task or TrainTask()
+    info = init_distributed()
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(recipe.seed)  # same initial weights on every rank
+
+    model = create_model(recipe.model, **recipe.model_kwargs).to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval() if recipe.ema > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    start = 0
+    if resume:
+        meta = load_checkpoint(out_dir, model, ema, optimizer)
+        if meta is not None:
+            start = int(meta["step"])
+    train_model = model
+    if info.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+
+    root = recipe.root
+    images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray,
+                         min_size=recipe.patch_size)
+    degradation = JpegDegradation(qualities=tuple(recipe.qualities),
+                                  quality_range=tuple(recipe.quality_range) or None,
+                                  subsampling=recipe.subsampling)
+    batches = JpegPatchBatches(images, degradation, recipe.patch_size, recipe.batch_size,
+                               seed=recipe.seed, rank=info.rank, aligned=recipe.aligned)
+    stop = recipe.iterations if max_steps is None else min(recipe.iterations, start + max_steps)
+    loader = DataLoader(batches, batch_size=None, sampler=StepSampler(start, stop),
+                        num_workers=recipe.workers, persistent_workers=False)
+    val_set = None
+    if info.main and recipe.val_dir and recipe.val_every:
+        val_set = ValidationSet.build(root / recipe.val_dir, recipe.val_qualities, recipe.gray,
+                                      recipe.val_crop, recipe.val_limit, recipe.subsampling)
+
+    log_path = out_dir / "log.jsonl"
+    if info.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+    log = open(log_path, "a") if info.main else None
+
+    def write_log(entry: dict) -> None:
+        if log is not None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+    def checkpoint(step: int) -> None:
+        if info.main:
+            save_checkpoint(out_dir, step, model, ema, optimizer, {"recipe": recipe.to_dict()})
+        if info.world > 1:
+            dist.barrier()
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16)
+    bar = tqdm(total=stop, initial=start, disable=(not info.main) if progress is None else not progress,
+               desc=recipe.name, dynamic_ncols=True)
+    t0, seen, running, last_val = time.time(), 0, 0.0, None
+    step = start
+    model.train()
+    for step_batch in loader:
+        batch = {k: v.to(device, non_blocking=True) for k, v in step_batch.items()}
+        if recipe.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                     for k, v in batch.items()}
+        lr = learning_rate(recipe, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast:
+            loss = task.loss(train_model, batch, recipe)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            update_ema(ema, model, min(recipe.ema, (1 + step) / (10 + step)))
+        step += 1
+        seen += 1
+        running += float(loss.detach())
+        bar.update(1)
+        if step % recipe.log_every == 0:
+            rate = seen / (time.time() - t0)
+            write_log({"step": step, "loss": running / recipe.log_every, "lr": lr, "it_s": rate})
+            bar.set_postfix(loss=f"{running / recipe.log_every:.4f}")
+            running = 0.0
+        if val_set is not None and (step % recipe.val_every == 0 or step == stop):
+            last_val = val_set.evaluate(ema if ema is not None else model, device)
+            write_log({"step": step, "val": last_val})
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB ({v['gain']:+.2f})"
+                                                   for k, v in last_val.items()))
+        if step % recipe.checkpoint_every == 0 or step == stop:
+            checkpoint(step)
+    bar.close()
+    if step == start:
+        checkpoint(step)
+    digest = parameter_digest(model)
+    summary = {"name": recipe.name, "model": recipe.model, "step": step, "iterations": recipe.iterations,
+               "seconds_this_run": time.time() - t0, "world_size": info.world, "device": str(device),
+               "threads": torch.get_num_threads(), "param_sha256": digest, "val": last_val}
+    (out_dir / f"rank{info.rank}.sha256").parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"rank{info.rank}.sha256").write_text(digest + "\n")
+    if info.main:
+        _accumulate_time(out_dir, summary)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if log is not None:
+        log.close()
+    return summary
+
+
+def _accumulate_time(out_dir: Path, summary: dict) -> None:
+    """Total wall time over all resumed slices: the budget a shipped weight got."""
+    path = out_dir / "budget.json"
+    budget = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "slices": []}
+    budget["seconds"] += summary["seconds_this_run"]
+    budget["slices"].append({"until_step": summary["step"], "seconds": summary["seconds_this_run"],
+                             "device": summary["device"], "threads": summary["threads"],
+                             "world_size": summary["world_size"]})
+    path.write_text(json.dumps(budget, indent=1))
+    summary["total_seconds"] = budget["seconds"]

@@ -1,0 +1,114 @@
+"""Training recipes: TOML files (recipes/*.toml), never source edits.
+
+A recipe has four tables, [model], [data], [val] and [optim]; their keys are
+the fields of :class:`Recipe` (unknown keys are errors, so typos fail loudly).
+Data folders are relative to ``data_root`` (default: ../shared/data beside the
+checkout, or $CARKIT_DATA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CarkitError
+
+
+class RecipeError(CarkitError):
+    pass
+
+
+def default_data_root() -> Path:
+    env = os.environ.get("CARKIT_DATA")
+    if env:
+        return Path(env)
+    # src/carkit/training/recipe.py -> repo root is parents[3]; data sits beside it.
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+@dataclass
+class Recipe:
+    name: str
+    # [model]
+    model: str = "resunet-gray"
+    model_kwargs: dict = field(default_factory=dict)
+    # [data]
+    train_dirs: list[str] = field(default_factory=lambda: ["train/bsd200", "train/cid22", "train/t91"])
+    data_root: str = ""
+    gray: bool = True
+    patch_size: int = 64
+    batch_size: int = 16
+    qualities: list[int] = field(default_factory=list)
+    quality_range: list[int] = field(default_factory=list)
+    subsampling: str = "4:2:0"
+    aligned: bool = False
+    workers: int = 0
+    # [val]
+    val_dir: str = "val/cid22"
+    val_qualities: list[int] = field(default_factory=lambda: [10])
+    val_crop: int = 256
+    val_limit: int = 0
+    val_every: int = 1000
+    # [optim]
+    iterations: int = 10000
+    lr: float = 2e-4
+    min_lr: float = 1e-6
+    schedule: str = "cosine"
+    warmup: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    loss: str = "l1"
+    ema: float = 0.999
+    bf16: bool = True
+    channels_last: bool = True
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        if bool(self.qualities) == bool(self.quality_range):
+            raise RecipeError(f"{self.name}: give exactly one of data.qualities or data.quality_range")
+        if self.schedule not in ("cosine", "constant"):
+            raise RecipeError(f"{self.name}: schedule must be 'cosine' or 'constant'")
+        if self.loss not in ("l1", "l2"):
+            raise RecipeError(f"{self.name}: loss must be 'l1' or 'l2'")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_root) if self.data_root else default_data_root()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = ("model", "data", "val", "optim")
+_RENAMES = {("model", "name"): "model", ("model", "kwargs"): "model_kwargs",
+            ("data", "train"): "train_dirs", ("val", "dir"): "val_dir",
+            ("val", "qualities"): "val_qualities", ("val", "crop"): "val_crop",
+            ("val", "limit"): "val_limit", ("val", "every"): "val_every"}
+
+
+def load_recipe(path: str | os.PathLike, **overrides) -> Recipe:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: bad TOML ({exc})") from None
+    flat: dict = {"name": raw.pop("name", path.stem)}
+    for section in _SECTIONS:
+        for key, value in raw.pop(section, {}).items():
+            flat[_RENAMES.get((section, key), key)] = value
+    if raw:
+        raise RecipeError(f"{path}: unknown tables {sorted(raw)}")
+    flat.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise RecipeError(f"{path}: unknown keys {unknown}")
+    return Recipe(**flat)

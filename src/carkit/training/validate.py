@@ -1,0 +1,56 @@
+"""Validation PSNR on a fixed set of (JPEG, original) pairs, scored as PROTOCOL.md
+does (uint8, clipped and rounded), so training curves read like benchmark rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.degrade import JpegDegradation
+from ..data.folders import load_images
+from ..evaluation.metrics import psnr
+from ..io import to_tensor, to_uint8
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    if size <= 0:
+        return img
+    h, w = img.shape[:2]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[y:y + size, x:x + size]
+
+
+@dataclass
+class ValidationSet:
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]]  # quality -> [(lq, gt)]
+
+    @classmethod
+    def build(cls, directory, qualities, gray: bool, crop: int, limit: int = 0,
+              subsampling: str = "4:2:0") -> "ValidationSet":
+        images = load_images(directory, gray=gray)
+        if limit:
+            images = images[:limit]
+        images = [center_crop(im, crop) for im in images]
+        pairs = {}
+        for q in qualities:
+            deg = JpegDegradation(qualities=(q,), subsampling=subsampling)
+            pairs[q] = [(deg(gt, q), gt) for gt in images]
+        return cls(pairs)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict:
+        was_training = model.training
+        model.eval()
+        out: dict = {}
+        for q, pairs in self.pairs.items():
+            ours, base = [], []
+            for lq, gt in pairs:
+                restored = to_uint8(model(to_tensor(lq).to(device)))
+                ours.append(psnr(restored, gt))
+                base.append(psnr(lq, gt))
+            out[f"q{q}"] = {"psnr": float(np.mean(ours)), "jpeg": float(np.mean(base)),
+                            "gain": float(np.mean(ours) - np.mean(base))}
+        model.train(was_training)
+        return out
