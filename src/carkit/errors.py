@@ -35,3 +35,7 @@ class ModelError(CarkitError):
 
 class WeightsError(ModelError):
     """Weights missing, corrupt (checksum mismatch) or not safetensors."""
+
+
+class ImageWriteError(CarkitError):
+    """An output file could not be written (permissions, disk full, bad folder)."""

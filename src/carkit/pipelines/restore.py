@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import CarkitError, ModelError, NotAJpegError
-from ..io import read_image, to_tensor, to_uint8, write_image
+from ..io import orient, read_image, to_tensor, to_uint8, write_image
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .tiling import tiled_apply
 
@@ -157,7 +157,9 @@ def read_jpeg_for_restore(path: Path):
 
     check_is_jpeg(path)
     estimate = estimate_quality_of_file(path)
-    image = read_image(path)
+    # Restore in the stored orientation: that is where the 8x8 grid starts at
+    # the corner, as in training. EXIF orientation is applied to the output.
+    image = read_image(path, apply_orientation=False)
     return image, estimate
 
 
@@ -170,8 +172,9 @@ def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathL
     image, estimate = read_jpeg_for_restore(src)
     plan = restorer.plan(image.is_gray, estimate.quality)
     plan.standard_tables = estimate.standard
-    out = restorer.restore_pixels(image.pixels, plan)
-    write_image(dst, out, alpha=image.alpha)
+    out = orient(restorer.restore_pixels(image.pixels, plan), image.orientation)
+    alpha = None if image.alpha is None else orient(image.alpha, image.orientation)
+    write_image(dst, out, alpha=alpha)
     return plan
 
 
