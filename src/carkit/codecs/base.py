@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CodecError
+
 
 @dataclass
 class RoundTrip:
@@ -36,10 +38,42 @@ class Codec:
 
     ``quality`` is the codec's own rate knob, an int 1..100 (higher = better),
     so every codec can be swept the same way in RD benchmarks.
+
+    Class attributes a subclass may set:
+    - ``extension``: the file suffix of what ``encode`` returns;
+    - ``lossless``: True when decode(encode(x)) == x at every quality;
+    - ``supports_gray``: False when the format has no 1-component mode. Such a
+      codec's ``decode`` returns RGB; ``roundtrip`` of a gray image then returns
+      the G channel (a gray picture coded as RGB decodes to channels that agree
+      within +-1; G carries the largest luma weight).
+
+    Hooks: ``unavailable_reason()`` (None when this machine can run the codec)
+    and ``library()`` (the version string of the library doing the work), both
+    used by the registry and by result provenance through ``settings()``.
     """
 
     name: str = "codec"
     extension: str = ".bin"
+    lossless: bool = False
+    supports_gray: bool = True
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the codec can run here, else a one-line reason."""
+        return None
+
+    @classmethod
+    def library(cls) -> str | None:
+        """Name and version of the underlying library, for provenance."""
+        return None
+
+    def settings(self) -> dict:
+        """Everything that fixes the codec's output besides quality: the codec
+        name, its public constructor options, and the library version."""
+        out = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        out["codec"] = self.name
+        out["library"] = self.library()
+        return out
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         raise NotImplementedError
@@ -48,11 +82,17 @@ class Codec:
         raise NotImplementedError
 
     def roundtrip(self, image: np.ndarray, quality: int) -> RoundTrip:
+        image = check_image(image)
         t0 = time.perf_counter()
         data = self.encode(image, quality)
         t1 = time.perf_counter()
         decoded = self.decode(data)
+        if image.ndim == 2 and decoded.ndim == 3:
+            decoded = np.ascontiguousarray(decoded[:, :, 1])
         t2 = time.perf_counter()
+        if decoded.shape != image.shape or decoded.dtype != np.uint8:
+            raise CodecError(
+                f"{self.name}: decoded {decoded.dtype}{decoded.shape}, expected uint8{image.shape}")
         return RoundTrip(decoded=decoded, data=data, encode_s=t1 - t0, decode_s=t2 - t1)
 
 
@@ -61,3 +101,16 @@ def check_quality(quality: int) -> int:
     if q != quality or not 1 <= q <= 100:
         raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
     return q
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate a codec input: uint8, (H, W) or (H, W, 3), non-empty. Returns it
+    C-contiguous. Alpha is never coded (``carkit.io`` keeps it aside)."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"codec input must be uint8, got {arr.dtype}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"codec input must be (H, W) or (H, W, 3), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"codec input is empty, shape {arr.shape}")
+    return np.ascontiguousarray(arr)

@@ -24,6 +24,13 @@ class JpegCodec(Codec):
         self.subsampling = subsampling
         self.optimize = optimize
 
+    @classmethod
+    def library(cls) -> str | None:
+        from PIL import features
+
+        turbo = features.version("libjpeg_turbo")
+        return f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {features.version('jpg')}"
+
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         q = check_quality(quality)
         buf = io.BytesIO()

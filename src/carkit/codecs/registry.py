@@ -1,0 +1,159 @@
+"""The codec registry: one name per codec, standard or learned.
+
+Register a codec class (a ``Codec`` subclass) or any factory returning a
+``Codec``, either eagerly::
+
+    @register_codec("mycodec")
+    class MyCodec(Codec): ...
+
+or lazily, by an import string, so that listing codecs never imports the
+module (learned codecs pull in torch)::
+
+    register_codec("blockcnn", "carkit.pipelines.blockcnn:BlockCNNCodec")
+
+Built-in entries are lazy, so ``import carkit.codecs`` imports neither Pillow
+nor torch. A codec is *available* when its target imports and its
+``unavailable_reason()`` classmethod (if any) returns None.
+
+    >>> codec = get_codec("webp", method=4)
+    >>> rt = codec.roundtrip(image, quality=50)   # decoded, data, bpp, times
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CodecError
+
+Target = Any  # a Codec subclass, a factory callable, or "package.module:Attr"
+
+
+@dataclass
+class CodecEntry:
+    name: str
+    target: Target
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    _resolved: Any = field(default=None, repr=False)
+
+    def resolve(self):
+        """The class or factory, importing it on first use."""
+        if self._resolved is None:
+            if isinstance(self.target, str):
+                module, _, attr = self.target.partition(":")
+                try:
+                    obj = importlib.import_module(module)
+                    for part in attr.split("."):
+                        obj = getattr(obj, part)
+                except (ImportError, AttributeError) as exc:
+                    raise CodecError(f"{self.name}: cannot import {self.target} ({exc})") from exc
+                self._resolved = obj
+            else:
+                self._resolved = self.target
+        return self._resolved
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            target = self.resolve()
+        except CodecError as exc:
+            return str(exc)
+        check = getattr(target, "unavailable_reason", None)
+        if check is None:
+            return None
+        try:
+            return check()
+        except Exception as exc:  # a broken availability probe means unavailable
+            return f"{self.name}: availability check failed ({exc})"
+
+
+_REGISTRY: dict[str, CodecEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_codec(name: str, target: Target = None, *, description: str = "",
+                   aliases: tuple[str, ...] | list[str] = (), overwrite: bool = False):
+    """Register ``target`` under ``name`` (lower case). Without ``target`` this
+    is a decorator. Re-registering a name raises unless ``overwrite=True``."""
+    key = name.lower()
+
+    def add(obj):
+        if not overwrite and (key in _REGISTRY or key in _ALIASES):
+            raise CodecError(f"codec {key!r} is already registered")
+        doc = description
+        if not doc and not isinstance(obj, str):
+            doc = ((getattr(obj, "__doc__", "") or "").strip().splitlines() or [""])[0]
+        _REGISTRY[key] = CodecEntry(key, obj, doc, tuple(a.lower() for a in aliases))
+        for alias in aliases:
+            _ALIASES[alias.lower()] = key
+        return obj
+
+    if target is None:
+        return add
+    add(target)
+    return target
+
+
+def _entry(name: str) -> CodecEntry:
+    key = str(name).lower()
+    key = _ALIASES.get(key, key)
+    entry = _REGISTRY.get(key)
+    if entry is None:
+        raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(list_codecs())}")
+    return entry
+
+
+def canonical_name(name: str) -> str:
+    """The registered name for ``name`` or one of its aliases."""
+    return _entry(name).name
+
+
+def get_codec(name: str, **options):
+    """A ready codec instance. Unknown names, codecs this machine cannot run,
+    and options the codec does not take raise ``CodecError``."""
+    entry = _entry(name)
+    reason = entry.unavailable_reason()
+    if reason:
+        raise CodecError(reason if reason.startswith(entry.name) else f"{entry.name}: {reason}")
+    factory = entry.resolve()
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise CodecError(f"{entry.name}: bad options {sorted(options)} ({exc})") from exc
+    except ValueError as exc:
+        raise CodecError(f"{entry.name}: {exc}") from exc
+
+
+def list_codecs() -> list[str]:
+    """Every registered codec name, available here or not, sorted."""
+    return sorted(_REGISTRY)
+
+
+def available_codecs() -> list[str]:
+    """The registered codecs this machine can run, sorted."""
+    return [n for n in list_codecs() if _REGISTRY[n].unavailable_reason() is None]
+
+
+def codec_info() -> list[dict]:
+    """One row per registered codec: name, aliases, available, reason, description."""
+    rows = []
+    for n in list_codecs():
+        e = _REGISTRY[n]
+        reason = e.unavailable_reason()
+        rows.append({"name": n, "aliases": list(e.aliases), "available": reason is None,
+                     "reason": reason, "description": e.description})
+    return rows
+
+
+# Built-in codecs, registered lazily (import strings).
+register_codec("jpeg", "carkit.codecs.jpeg:JpegCodec", aliases=("jpg",),
+               description="JPEG via Pillow/libjpeg-turbo (PROTOCOL settings: baseline, 4:2:0)")
+register_codec("jpeg2000", "carkit.codecs.jpeg2000:Jpeg2000Codec", aliases=("j2k", "jp2"),
+               description="JPEG 2000 via Pillow/OpenJPEG, rate-controlled: ratio 4*2^((100-q)/20)")
+register_codec("webp", "carkit.codecs.webp:WebPCodec",
+               description="lossy WebP via Pillow/libwebp, method 4")
+register_codec("avif", "carkit.codecs.avif:AvifCodec",
+               description="AVIF via Pillow/libavif (aom), speed 6, 1 thread")
+register_codec("heif", "carkit.codecs.heif:HeifCodec", aliases=("heic", "hevc"),
+               description="HEIF/HEVC intra via pillow-heif (x265), preset medium")

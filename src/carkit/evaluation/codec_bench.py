@@ -1,0 +1,335 @@
+"""Rate-distortion benchmark of real codecs on an image folder.
+
+``bench_codecs`` round-trips every image of a folder through each codec at
+each quality and records, per image, the real file size (bytes, bpp), the
+PROTOCOL.md metrics (``metrics.score``: psnr_rgb, ssim_rgb, psnr_b_rgb, psnr_y,
+ssim_y, psnr_b_y for color; psnr, ssim, psnr_b for gray) and the encode and
+decode times; then means over images (mean of per-image values), and the
+Bjontegaard delta (BD-rate, BD-PSNR; PCHIP, overlapping range only) of each
+codec against the JPEG anchor, computed on the mean curves (mean bpp, mean PSNR
+per quality). ``format_codec_table`` renders the payload as text.
+``run_codec_bench_cli`` is the body of ``carkit bench codecs``.
+
+Defaults: every available standard codec (jpeg, jpeg2000, webp, avif, heif) at
+qualities 10, 20, ..., 90 (nine points a curve, BD needs at least four).
+
+Images: the files directly inside the folder (PNG, BMP, TIFF, JPEG, PPM/PGM),
+sorted by name, used whole at native size; ``limit`` keeps the first N. Alpha
+is dropped. ``gray=True`` scores the gray versions (MATLAB Y rounded to uint8,
+PROTOCOL.md); ``gray=False`` keeps color images as RGB, keeps an all-gray
+folder gray, and turns the gray images of a mixed folder into 3-channel RGB.
+
+Timings are one run per image after a one-image warm-up per codec, on
+whatever CPU the process gets (AVIF is pinned to 1 thread, the other coders
+are single-threaded; HEIF/x265 may use more). They are indicative, not the
+PROTOCOL.md speed measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import CodecError, ImageReadError
+
+DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif")
+DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+ANCHOR = "jpeg"
+BENCH_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".pgm")
+
+#: metrics shown in the text table, in order (those present in the payload)
+TABLE_METRICS = ("psnr_rgb", "psnr_y", "psnr", "ssim_rgb", "ssim_y", "ssim")
+#: PSNR flavours BD-rate/BD-PSNR are computed on (those present)
+BD_METRICS = ("psnr_rgb", "psnr_y", "psnr")
+
+
+def bench_images(data_dir: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """The benchmark files of a folder: images directly inside it, sorted."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise ImageReadError(f"{root}: not a folder")
+    files = sorted(p for p in root.iterdir()
+                   if p.is_file() and p.suffix.lower() in BENCH_EXTENSIONS and not p.name.startswith("."))
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        files = files[: int(limit)]
+    if not files:
+        raise ImageReadError(f"{root}: no images ({', '.join(BENCH_EXTENSIONS)})")
+    return files
+
+
+def _load(files: Sequence[Path], gray: bool) -> tuple[list[np.ndarray], str]:
+    from ..color import rgb_to_y_matlab_uint8
+    from ..io import read_image
+
+    pixels = [read_image(f).pixels for f in files]
+    if gray:
+        return [p if p.ndim == 2 else rgb_to_y_matlab_uint8(p) for p in pixels], "gray"
+    if all(p.ndim == 2 for p in pixels):
+        return pixels, "gray"
+    return [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels], "color"
+
+
+def _parse_list(value, cast) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    return [cast(v) for v in value]
+
+
+def _round(key: str, v):
+    """Stored precision: 1e-4 dB, 1e-6 SSIM/bpp, 1 microsecond (keeps result files small)."""
+    if v is None or isinstance(v, int) or not math.isfinite(v):
+        return v
+    return round(float(v), 4 if key.startswith("psnr") else 6)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return float(np.mean(vals))
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=not (enabled and sys.stderr.isatty()),
+                dynamic_ncols=True, leave=False)
+
+
+def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None = None,
+                 qualities: Sequence[int] | str | None = None, gray: bool = False,
+                 limit: int | None = None, progress: bool = True,
+                 codec_options: dict[str, dict] | None = None, anchor: str = ANCHOR) -> dict:
+    """Run the benchmark; return the result payload (see module doc).
+
+    ``codecs``: registry names (aliases allowed), default: every available
+    one of ``DEFAULT_CODECS``. ``qualities``: ints 1..100, default
+    ``DEFAULT_QUALITIES``. ``codec_options``: {name: constructor options}.
+    BD is reported only when the anchor (``jpeg``) is among ``codecs``.
+
+    Payload layout::
+
+        {"kind": "codec_bench", "provenance": {...}, "config": {...},
+         "images": [{"name", "height", "width"}],
+         "codecs": {name: {"settings": {...}, "points": [
+             {"quality": q, "mean": {"bpp", "bytes", <metrics>, "encode_s", "decode_s",
+                                     "encode_mpix_s", "decode_mpix_s"},
+              "per_image": {"bytes": [...], "bpp": [...], <metric>: [...], ...}}]}},
+         "bd": {"anchor": "jpeg", "metrics": [...], "codecs": {name: {metric:
+                {"bd_rate": %, "bd_psnr": dB} or {"error": why}}}}}
+
+    Per-image lists follow the order of ``images``.
+    """
+    from . import metrics
+    from ..codecs import available_codecs, canonical_name, get_codec
+    from ..codecs.base import check_quality
+    from .results import provenance
+
+    names = _parse_list(codecs, str)
+    if names is None:
+        avail = set(available_codecs())
+        names = [n for n in DEFAULT_CODECS if n in avail]
+    names = list(dict.fromkeys(canonical_name(n) for n in names))
+    if not names:
+        raise CodecError("no codec to benchmark")
+    quals = _parse_list(qualities, int) or list(DEFAULT_QUALITIES)
+    quals = sorted(set(check_quality(q) for q in quals))
+    codec_options = {canonical_name(k): dict(v) for k, v in (codec_options or {}).items()}
+    coders = {n: get_codec(n, **codec_options.get(n, {})) for n in names}
+
+    files = bench_images(data_dir, limit)
+    images, mode = _load(files, gray)
+    metric_keys = list(metrics.score(images[0], images[0]).keys())
+
+    results: dict[str, dict] = {}
+    bar = _progress(len(names) * len(quals) * len(images), progress)
+    try:
+        for name, codec in coders.items():
+            codec.roundtrip(images[0], quals[len(quals) // 2])  # warm-up (libraries, caches)
+            points = []
+            for q in quals:
+                bar.set_description(f"{name} q{q}")
+                per: dict[str, list] = {k: [] for k in ("bytes", "bpp", *metric_keys,
+                                                        "encode_s", "decode_s")}
+                for img in images:
+                    rt = codec.roundtrip(img, q)
+                    h, w = img.shape[:2]
+                    s = metrics.score(rt.decoded, img)
+                    per["bytes"].append(rt.nbytes)
+                    per["bpp"].append(metrics.bpp(rt.nbytes, h, w))
+                    for k in metric_keys:
+                        per[k].append(s[k])
+                    per["encode_s"].append(rt.encode_s)
+                    per["decode_s"].append(rt.decode_s)
+                    bar.update(1)
+                mpix = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
+                mean = {k: _mean(v) for k, v in per.items()}
+                mean["encode_mpix_s"] = mpix / max(sum(per["encode_s"]), 1e-12)
+                mean["decode_mpix_s"] = mpix / max(sum(per["decode_s"]), 1e-12)
+                per = {k: [_round(k, x) for x in v] for k, v in per.items()}
+                points.append({"quality": q, "mean": mean, "per_image": per})
+            results[name] = {"settings": codec.settings(), "points": points}
+    finally:
+        bar.close()
+
+    payload = {
+        "kind": "codec_bench",
+        "config": {"data_dir": str(Path(data_dir).resolve()), "codecs": names,
+                   "qualities": quals, "gray": bool(gray), "mode": mode, "limit": limit,
+                   "anchor": anchor, "metrics": metric_keys},
+        "images": [{"name": f.name, "height": int(i.shape[0]), "width": int(i.shape[1])}
+                   for f, i in zip(files, images)],
+        "codecs": results,
+        "provenance": provenance(dataset_dir=data_dir, files=files,
+                                 codec_settings={n: r["settings"] for n, r in results.items()}),
+    }
+    payload["bd"] = bd_table(payload, anchor=anchor)
+    return payload
+
+
+def _curve(entry: dict, metric: str) -> tuple[list[float], list[float]]:
+    pts = [p["mean"] for p in entry["points"]]
+    pairs = [(m["bpp"], m.get(metric)) for m in pts]
+    pairs = [(r, d) for r, d in pairs if d is not None and math.isfinite(d) and r and r > 0]
+    return [r for r, _ in pairs], [d for _, d in pairs]
+
+
+def bd_table(payload: dict, anchor: str = ANCHOR) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of every codec against ``anchor`` for each
+    PSNR flavour present, on the mean RD curves. A pair that cannot be
+    computed (fewer than 4 points, no overlap) gets {"error": reason}."""
+    from . import metrics
+
+    keys = payload["config"]["metrics"]
+    bd_metrics = [m for m in BD_METRICS if m in keys]
+    out: dict = {"anchor": anchor, "metrics": bd_metrics, "codecs": {}}
+    if anchor not in payload["codecs"]:
+        out["error"] = f"anchor {anchor!r} was not benchmarked"
+        return out
+    ref = payload["codecs"][anchor]
+    for name, entry in payload["codecs"].items():
+        if name == anchor:
+            continue
+        row = {}
+        for m in bd_metrics:
+            ra, da = _curve(ref, m)
+            rb, db = _curve(entry, m)
+            try:
+                row[m] = {"bd_rate": metrics.bd_rate(ra, da, rb, db),
+                          "bd_psnr": metrics.bd_psnr(ra, da, rb, db)}
+            except ValueError as exc:
+                row[m] = {"error": str(exc)}
+        out["codecs"][name] = row
+    return out
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def format_codec_table(payload: dict) -> str:
+    """Text tables: per codec, one row per quality (mean bpp, PSNRs, SSIMs,
+    encode/decode ms per image), then the BD table against the anchor."""
+    cfg = payload["config"]
+    prov = payload.get("provenance") or {}
+    ds = (prov.get("dataset") or {}).get("name") or Path(cfg["data_dir"]).name
+    lines = [f"Codec benchmark: {ds}, {len(payload['images'])} images, {cfg['mode']}, "
+             f"qualities {','.join(map(str, cfg['qualities']))}"]
+    cols = [m for m in TABLE_METRICS if m in cfg["metrics"]]
+    header = f"{'q':>4} {'bpp':>7} " + " ".join(f"{c:>9}" for c in cols) + f" {'enc ms':>8} {'dec ms':>8}"
+    for name, entry in payload["codecs"].items():
+        st = entry.get("settings") or {}
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(st.items())
+                         if k not in ("codec", "library", "rate_map"))
+        lines += ["", f"{name}  [{st.get('library') or '?'}{'; ' + opts if opts else ''}]", header]
+        for p in entry["points"]:
+            m = p["mean"]
+            row = f"{p['quality']:>4} {_fmt(m['bpp'], '7.4f')} "
+            row += " ".join(f"{_fmt(m.get(c), '9.4f' if c.startswith('ssim') else '9.2f')}" for c in cols)
+            row += f" {_fmt(m['encode_s'] * 1e3 if m.get('encode_s') is not None else None, '8.1f')}"
+            row += f" {_fmt(m['decode_s'] * 1e3 if m.get('decode_s') is not None else None, '8.1f')}"
+            lines.append(row)
+    bd = payload.get("bd") or {}
+    if bd.get("codecs"):
+        lines += ["", f"BD vs {bd['anchor']} on the mean curves (BD-rate %: negative = fewer bits "
+                      f"for the same PSNR; BD-PSNR dB: positive = better)"]
+        head = f"{'codec':<10}" + "".join(f" {'BD-rate ' + m:>18} {'BD-PSNR ' + m:>18}"
+                                        for m in bd["metrics"])
+        lines.append(head)
+        for name, row in bd["codecs"].items():
+            cells = []
+            for m in bd["metrics"]:
+                r = row.get(m, {})
+                if "error" in r:
+                    cells.append(f" {'n/a':>18} {'n/a':>18}")
+                else:
+                    cells.append(f" {_fmt(r['bd_rate'], '+17.1f')}% {_fmt(r['bd_psnr'], '+15.2f')} dB")
+            lines.append(f"{name:<10}" + "".join(cells))
+        for name, row in bd["codecs"].items():
+            for m in bd["metrics"]:
+                if "error" in row.get(m, {}):
+                    lines.append(f"  {name} {m}: {row[m]['error']}")
+    elif bd.get("error"):
+        lines += ["", f"BD: {bd['error']}"]
+    return "\n".join(lines)
+
+
+def default_out(data_dir: str | os.PathLike, gray: bool) -> Path:
+    """``results/codecs_<folder>[_gray].json`` (relative to the working folder)."""
+    return Path("results") / f"codecs_{Path(data_dir).resolve().name}{'_gray' if gray else ''}.json"
+
+
+def run_codec_bench_cli(data, codecs=None, qualities=None, gray: bool = False,
+                        limit: int | None = None, out=None, progress: bool = True) -> int:
+    """``carkit bench codecs``: run, write the JSON (``out`` or
+    ``default_out``), print the table and the output path; return 0.
+    ``codecs``/``qualities`` may be comma-separated strings. Errors propagate
+    as ``CarkitError``/``ValueError`` for the CLI to report."""
+    from .results import write_result
+
+    payload = bench_codecs(data, codecs=codecs, qualities=qualities, gray=gray, limit=limit,
+                           progress=progress)
+    path = write_result(out if out is not None else default_out(data, gray), payload)
+    print(format_codec_table(payload))
+    print(f"\nwrote {path}")
+    return 0
+
+
+def add_bench_codecs_arguments(parser) -> None:
+    """The argparse options of ``carkit bench codecs``."""
+    codecs = ",".join(DEFAULT_CODECS)
+    quals = ",".join(map(str, DEFAULT_QUALITIES))
+    parser.add_argument("--data", required=True,
+                        help="image folder (e.g. ../shared/data/eval/kodak)")
+    parser.add_argument("--codecs", default=None,
+                        help=f"comma-separated codec names (default: the available ones of {codecs})")
+    parser.add_argument("--qualities", default=None,
+                        help=f"comma-separated qualities 1..100 (default: {quals})")
+    parser.add_argument("--gray", action="store_true", help="benchmark the MATLAB-Y gray versions")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--out", default=None,
+                        help="result JSON (default: results/codecs_<folder>[_gray].json)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main_bench_codecs(args) -> int:
+    """Entry for an argparse namespace built with ``add_bench_codecs_arguments``."""
+    return run_codec_bench_cli(args.data, codecs=args.codecs, qualities=args.qualities,
+                               gray=args.gray, limit=args.limit, out=args.out,
+                               progress=not getattr(args, "no_progress", False))
+
+
+__all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "bench_codecs", "bd_table", "format_codec_table",
+           "run_codec_bench_cli", "add_bench_codecs_arguments", "main_bench_codecs", "bench_images",
+           "default_out"]

@@ -1,0 +1,21 @@
+"""Shared fixtures.
+
+``shared_data``: the read-only image data folder ``../shared/data`` beside the
+checkout (CI has the same layout); tests that use it are skipped without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test if the folder is missing."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found: {SHARED_DATA}")
+    return SHARED_DATA
