@@ -186,17 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    # Library warnings (broken EXIF, odd MPO headers) as one line, not a source dump.
+    print(f"carkit: warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+          file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    old_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
     except CarkitError as exc:
         print(f"carkit: error: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"carkit: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("carkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = old_showwarning
 
 
 if __name__ == "__main__":

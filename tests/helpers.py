@@ -1,0 +1,38 @@
+"""Test helpers: a tiny zoo of untrained-but-real models in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from carkit.models.registry import create_model
+from carkit.zoo.registry import WeightsRecord, save_record, sha256_of
+
+TINY_KWARGS = {"channels": [8, 16], "blocks": 1}
+
+
+def make_tiny_zoo(directory: Path, monkeypatch=None, gray_range=(10, 40)) -> Path:
+    """Write one tiny gray ResUNet as zoo entry 'tiny-gray' into ``directory``;
+    with ``monkeypatch``, point the zoo at it."""
+    import carkit.zoo.registry as zoo
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if monkeypatch is not None:
+        monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
+    old = zoo.WEIGHTS_DIR
+    zoo.WEIGHTS_DIR = directory
+    try:
+        torch.manual_seed(0)
+        model = create_model("resunet-gray", **TINY_KWARGS)
+        with torch.no_grad():  # a visible, deterministic effect: a mild smoothing correction
+            model.tail.weight.normal_(0, 1e-3)
+        path = directory / "tiny-gray.safetensors"
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
+        save_record(WeightsRecord(name="tiny-gray", model="resunet-gray", model_kwargs=TINY_KWARGS, gray=True,
+                                  qualities=list(gray_range), sha256=sha256_of(path), description="test"))
+    finally:
+        if monkeypatch is None:
+            zoo.WEIGHTS_DIR = old
+    return directory

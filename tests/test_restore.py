@@ -1,0 +1,183 @@
+"""carkit restore: single files, batches with failures, error paths, memory."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carkit.cli import main
+from carkit.errors import ModelError, WeightsError
+from carkit.pipelines.restore import choose_model
+from carkit.zoo.registry import WeightsRecord, load_pretrained, weights_record
+
+from .helpers import make_tiny_zoo
+
+
+def _jpeg(path, size=(67, 45), quality=20, mode="RGB", seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    base = rng.integers(0, 255, shape).astype(np.uint8)
+    Image.fromarray(base).save(path, quality=quality)
+    return path
+
+
+def test_single_file_to_png(tmp_path, monkeypatch):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    src = _jpeg(tmp_path / "a.jpg", quality=20)
+    out = tmp_path / "out" / "a.png"
+    assert main(["restore", str(src), "-o", str(out), "--explain"]) == 0
+    img = Image.open(out)
+    assert img.format == "PNG" and img.size == (67, 45) and img.mode == "RGB"
+    gray = _jpeg(tmp_path / "g.jpg", mode="L", quality=10)
+    assert main(["restore", str(gray), "-o", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").mode == "L"
+
+
+def test_explain_reads_quality_and_model(tmp_path, monkeypatch, capsys):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    src = _jpeg(tmp_path / "a.jpg", quality=30)
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png"), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "quality 30 (standard IJG tables)" in out and "tiny-gray" in out and "color-via-Y" in out
+
+
+def test_high_quality_is_passed_through(tmp_path, monkeypatch):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    src = _jpeg(tmp_path / "a.jpg", quality=95)
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.png")]) == 0
+    decoded = np.asarray(Image.open(src).convert("RGB"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), decoded)
+
+
+def test_batch_goes_on_and_lists_failures(tmp_path, monkeypatch, capsys, shared_data):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = ["pillow__hopper.jpg", "pillow__hopper_gray.jpg", "pillow__pil_sample_cmyk.jpg"]
+    bad = ["pillow__truncated_jpeg.jpg", "pillow__junk_jpeg_header.jpg"]
+    for name in good:
+        shutil.copy(shared_data / "jpeg" / "real" / name, inputs)
+    for name in bad:
+        shutil.copy(shared_data / "jpeg" / "malformed" / name, inputs)
+    (inputs / "notes.jpg").write_text("not a jpeg at all")
+    out = tmp_path / "out"
+    code = main(["restore", str(inputs), "-o", str(out)])
+    err = capsys.readouterr().err
+    written = sorted(p.name for p in out.iterdir())
+    assert code == 1
+    assert "pillow__hopper.png" in written and "pillow__hopper_gray.png" in written
+    assert "notes.png" not in written and "pillow__truncated_jpeg.png" not in written
+    assert "notes.jpg" in err and "failed" in err
+    assert "Traceback" not in err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_every_malformed_file_fails_cleanly_or_restores(tmp_path, monkeypatch, capsys, shared_data):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    out = tmp_path / "out"
+    code = main(["restore", str(shared_data / "jpeg" / "malformed"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code in (0, 1) and "Traceback" not in err
+    for line in err.splitlines():
+        if line.startswith("carkit: error:"):
+            assert len(line) < 400
+
+
+def test_non_jpeg_and_missing_inputs(tmp_path, monkeypatch, capsys):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    png = tmp_path / "p.png"
+    Image.new("RGB", (16, 16)).save(png)
+    assert main(["restore", str(png), "-o", str(tmp_path / "o.png")]) == 1
+    assert "not a JPEG" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+    assert main(["restore", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o.png")]) == 1
+    assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), "--model", "nope"]) == 2
+
+
+def test_never_overwrites_the_input(tmp_path, monkeypatch, capsys):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    src = _jpeg(tmp_path / "a.jpg")
+    before = src.read_bytes()
+    assert main(["restore", str(src), "-o", str(src)]) == 1
+    assert src.read_bytes() == before
+    assert "overwrite the input" in capsys.readouterr().err
+
+
+def test_colliding_output_names_are_refused(tmp_path, monkeypatch):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a, b = _jpeg(tmp_path / "x" / "s.jpg"), _jpeg(tmp_path / "y" / "s.jpg")
+    assert main(["restore", str(a), str(b), "-o", str(tmp_path / "out")]) == 2
+
+
+def test_exif_orientation_applied_after_restoring(tmp_path, monkeypatch, shared_data):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    upright = tmp_path / "u.png"
+    main(["restore", str(shared_data / "jpeg" / "real" / "pillow__hopper.jpg"), "-o", str(upright)])
+    for o in (3, 6, 8):
+        out = tmp_path / f"o{o}.png"
+        src = shared_data / "jpeg" / "real" / f"pillow__hopper_orientation_{o}.jpg"
+        assert main(["restore", str(src), "-o", str(out)]) == 0
+        a = np.asarray(Image.open(out), dtype=float)
+        b = np.asarray(Image.open(upright), dtype=float)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 10
+
+
+def test_model_choice_prefers_covering_and_measured_best():
+    def rec(name, gray, lo, hi, gain):
+        return WeightsRecord(name=name, model="m", model_kwargs={}, gray=gray, qualities=[lo, hi], sha256="",
+                             results={"set": {"q10": {"gain_psnr": gain}, "q40": {"gain_psnr": gain}}})
+    records = [rec("a", True, 10, 10, 0.5), rec("b", True, 10, 40, 0.9), rec("c", False, 10, 95, 1.2)]
+    assert choose_model(True, 10, records).model == "b"
+    plan = choose_model(False, 30, records)
+    assert plan.model == "c" and plan.mode == "color"
+    plan = choose_model(False, 30, records[:2])
+    assert plan.model == "b" and plan.mode == "color-via-Y"
+    assert choose_model(True, 48, records[:2]).model == "b"  # within the margin
+    assert choose_model(True, 90, records[:2]).mode == "passthrough"
+
+
+def test_weights_are_checked(tmp_path, monkeypatch):
+    zoo = make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    load_pretrained("tiny-gray")
+    data = bytearray((zoo / "tiny-gray.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (zoo / "tiny-gray.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_pretrained("tiny-gray")
+    with pytest.raises(ModelError, match="no shipped weights"):
+        weights_record("nothing")
+
+
+@pytest.mark.slow
+def test_24_megapixel_jpeg_within_4_gb(tmp_path):
+    """Tiled restoring keeps peak memory bounded (measured in a fresh process)."""
+    make_tiny_zoo(tmp_path / "zoo")
+    script = textwrap.dedent(f"""
+        import resource, numpy as np
+        from PIL import Image
+        import carkit.zoo.registry as zoo
+        zoo.WEIGHTS_DIR = __import__("pathlib").Path({str(tmp_path / "zoo")!r})
+        from carkit.cli import main
+        h, w = 4000, 6000
+        y, x = np.mgrid[0:h, 0:w]
+        img = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) % 256)], -1).astype(np.uint8)
+        Image.fromarray(img).save({str(tmp_path / "big.jpg")!r}, quality=30)
+        del img, x, y
+        code = main(["restore", {str(tmp_path / "big.jpg")!r}, "-o", {str(tmp_path / "big.png")!r},
+                     "--model", "tiny-gray"])
+        print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    code, maxrss_kb = out.stdout.split()[-2:]
+    assert code == "0"
+    assert int(maxrss_kb) < 4 * 1024 * 1024, f"peak RSS {int(maxrss_kb) / 1024:.0f} MiB"
+    assert Image.open(tmp_path / "big.png").size == (6000, 4000)
