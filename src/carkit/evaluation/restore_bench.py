@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codecs.jpeg import jpeg_roundtrip
+from ..errors import CarkitError
 from ..data.folders import as_mode, list_images
 from ..io import read_image
 from ..pipelines.restore import Restorer
@@ -41,6 +42,8 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         torch.set_num_threads(threads)
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
+    if not files:
+        raise CarkitError(f"{data_dir}: no images to benchmark")
     images = [read_image(f).pixels for f in files]
     if gray is None:
         gray = all(im.ndim == 2 for im in images)

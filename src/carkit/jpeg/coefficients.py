@@ -52,7 +52,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ..errors import CodecError, ImageReadError, NotAJpegError
+from ..errors import CodecError, ImageReadError
+from .files import require_jpeg_bytes, require_jpeg_path
 
 __all__ = [
     "JpegCoefficients",
@@ -289,10 +290,8 @@ def _first_error_line(lines: list[str], exc: BaseException) -> str:
 def _source_path(source: PathOrBytes):
     """Yield (path on disk, display name) for a path or bytes source."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
         name = "<bytes>"
-        if not data.startswith(b"\xff\xd8"):
-            raise NotAJpegError(f"{name}: not a JPEG file (no SOI marker)")
+        data = require_jpeg_bytes(source, name)
         fd, tmp = tempfile.mkstemp(suffix=".jpg", prefix="carkit-coef-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -301,14 +300,7 @@ def _source_path(source: PathOrBytes):
         finally:
             os.unlink(tmp)
     else:
-        path = Path(os.fspath(source))
-        name = str(path)
-        if not path.is_file():
-            raise ImageReadError(f"{name}: no such file")
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        if head != b"\xff\xd8":
-            raise NotAJpegError(f"{name}: not a JPEG file (no SOI marker)")
+        path, name = require_jpeg_path(source)
         yield str(path), name
 
 

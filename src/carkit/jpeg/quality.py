@@ -23,15 +23,14 @@ one common quality (8-bit clamped as Pillow writes, or 16-bit unclamped as
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Collection, Mapping, Sequence, Union
 
 import numpy as np
 
 from ..errors import ImageReadError, NotAJpegError
+from .files import require_jpeg_bytes, require_jpeg_path
 from .tables import STD_CHROMINANCE, STD_LUMINANCE, _scale_with_factor, quality_scale
 
 __all__ = ["QualityEstimate", "estimate_quality", "estimate_quality_of_file", "read_quant_tables"]
@@ -164,21 +163,10 @@ def _open_jpeg(source):
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
         name = "<bytes>"
-        if not data.startswith(b"\xff\xd8"):
-            raise NotAJpegError(f"{name}: not a JPEG file (no SOI marker)")
-        fp = io.BytesIO(data)
+        fp = io.BytesIO(require_jpeg_bytes(source, name))
     else:
-        path = Path(os.fspath(source))
-        name = str(path)
-        if not path.is_file():
-            raise ImageReadError(f"{name}: no such file")
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        if head != b"\xff\xd8":
-            raise NotAJpegError(f"{name}: not a JPEG file (no SOI marker)")
-        fp = path
+        fp, name = require_jpeg_path(source)
     old_limit = Image.MAX_IMAGE_PIXELS
     try:
         # Only the headers are parsed here: neither the pixel limit nor

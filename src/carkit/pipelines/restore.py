@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CarkitError, ModelError, NotAJpegError
+from ..errors import CarkitError, ModelError
 from ..io import orient, read_image, to_tensor, to_uint8, write_image
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .tiling import tiled_apply
@@ -141,21 +141,12 @@ class Restorer:
         return to_uint8(ycbcr_bt601_to_rgb(ycc).clamp_(0, 1))
 
 
-def check_is_jpeg(path: Path) -> None:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(3)
-    except OSError as exc:
-        raise NotAJpegError(f"{path}: cannot open ({exc.strerror})") from exc
-    if head[:3] != b"\xff\xd8\xff":
-        raise NotAJpegError(f"{path}: not a JPEG file")
-
-
 def read_jpeg_for_restore(path: Path):
     """Decode a JPEG and read its quality; typed errors for anything wrong."""
+    from ..jpeg.files import require_jpeg_path
     from ..jpeg.quality import estimate_quality_of_file
 
-    check_is_jpeg(path)
+    require_jpeg_path(path)
     estimate = estimate_quality_of_file(path)
     # Restore in the stored orientation: that is where the 8x8 grid starts at
     # the corner, as in training. EXIF orientation is applied to the output.

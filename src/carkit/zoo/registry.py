@@ -79,7 +79,6 @@ def save_record(record: WeightsRecord) -> None:
 
 def load_pretrained(name: str, device: str = "cpu"):
     """Build the model of a zoo entry and load its weights (sha256-checked)."""
-    import torch
     from safetensors.torch import load_file
 
     from ..models.registry import create_model

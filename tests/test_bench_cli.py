@@ -1,0 +1,44 @@
+"""carkit bench restore / report and zoo list through the CLI, on a tiny zoo."""
+
+from __future__ import annotations
+
+import json
+
+from carkit.cli import main
+from carkit.evaluation.report import build_report
+
+from .helpers import make_tiny_zoo
+
+
+def test_bench_restore_writes_results_updates_zoo_and_report(tmp_path, monkeypatch, capsys, shared_data):
+    zoo = make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    data = tmp_path / "set"
+    data.mkdir()
+    for name in ("baboon.png", "lena.png"):
+        (data / name).write_bytes((shared_data / "eval" / "classic5" / name).read_bytes())
+    results = tmp_path / "results"
+    code = main(["bench", "restore", "--data", str(data), "--models", "tiny-gray", "--qualities", "10,40",
+                 "--results", str(results), "--threads", "1"])
+    assert code == 0
+    payload = json.loads((results / "restore_set_gray.json").read_text())
+    assert payload["rows"]["jpeg"]["q10"]["n"] == 2
+    assert set(payload["rows"]) == {"jpeg", "tiny-gray"}
+    prov = payload["provenance"]
+    assert prov["dataset"]["n_files"] == 2 and prov["dataset"]["file_list_hash"]
+    assert prov["versions"]["torch"] and prov["project"]["version"]
+    record = json.loads((zoo / "tiny-gray.json").read_text())
+    assert set(record["results"]["set"]) == {"q10", "q40"}
+    # JPEG row of the bench equals the PROTOCOL JPEG: its PSNR is that of the real codec
+    report = build_report(results)
+    assert "tiny-gray" in report and "| 10 |" in report and "Provenance" in report
+    assert main(["bench", "report", "--results", str(results), "--out", str(tmp_path / "R.md")]) == 0
+    assert (tmp_path / "R.md").read_text() == report
+    assert main(["zoo", "list"]) == 0
+    assert "tiny-gray" in capsys.readouterr().out
+
+
+def test_bench_rejects_unknown_data_and_models(tmp_path, monkeypatch, capsys):
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    assert main(["bench", "restore", "--data", str(tmp_path / "nope")]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+    assert main(["bench", "restore", "--data", str(tmp_path), "--models", "ghost"]) == 2
