@@ -109,3 +109,26 @@ def test_two_process_data_parallel_stays_in_sync(tmp_path, shared_data):
     # and the two ranks did train on different batches: a single process gives other weights
     single = train(load_recipe(recipe, data_root=str(shared_data)), tmp_path / "single", progress=False)
     assert single["param_sha256"] != digests[0].strip()
+
+
+def test_export_run_to_zoo_and_load(tmp_path, shared_data, monkeypatch):
+    import torch
+
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=3), data_root=str(shared_data))
+    train(recipe, tmp_path / "run", resume=False, progress=False)
+    assert main(["zoo", "export", str(tmp_path / "run"), "tiny-export", "--description", "t"]) == 0
+    record = zoo.weights_record("tiny-export")
+    assert record.gray and record.qualities == [10, 40] and record.training["steps"] == 3
+    assert record.training["recipe"]["name"] == "tiny"
+    model = zoo.load_pretrained("tiny-export")
+    from safetensors.torch import load_file
+
+    ema = {k[4:]: v for k, v in load_file(str(tmp_path / "run" / "last.safetensors")).items()
+           if k.startswith("ema.")}
+    for k, v in model.state_dict().items():
+        # shipped as float16: equal to the EMA weights to half precision
+        assert torch.allclose(v, ema[k].float(), rtol=1e-3, atol=1e-4), k

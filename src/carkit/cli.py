@@ -131,6 +131,14 @@ def _cmd_bench_report(args) -> int:
     return 0
 
 
+def _cmd_zoo_export(args) -> int:
+    from .zoo.registry import export_run
+
+    record = export_run(args.run, args.name, description=args.description or "")
+    print(f"exported {args.run} as {record.name} (sha256 {record.sha256[:12]}, {record.training['steps']} steps)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     z = zsub.add_parser("list", help="list shipped weights with their measured results")
     z.set_defaults(func=_cmd_zoo_list)
+    z = zsub.add_parser("export", help="copy a training run's EMA weights into the package zoo")
+    z.add_argument("run", help="run folder (holds last.safetensors, recipe.json, budget.json)")
+    z.add_argument("name", help="zoo name for the weights")
+    z.add_argument("--description", help="one line shown by `carkit zoo list`")
+    z.set_defaults(func=_cmd_zoo_export)
     return parser
 
 

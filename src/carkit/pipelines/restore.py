@@ -106,12 +106,8 @@ class Restorer:
         if self.forced is None:
             return choose_model(gray, quality)
         record = weights_record(self.forced)
-        if record.gray:
-            mode = "gray" if gray else "color-via-Y"
-        elif gray:
-            mode = "color"  # a color model on a gray image: run on RGB copies
-        else:
-            mode = "color"
+        # A color model on a gray image runs on an RGB copy (see restore_pixels).
+        mode = ("gray" if gray else "color-via-Y") if record.gray else "color"
         return RestorePlan(quality, None, record.name, mode, "chosen with --model")
 
     def _run(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

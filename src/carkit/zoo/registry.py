@@ -108,6 +108,8 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     from safetensors.torch import load_file, save_file
 
     run_dir = Path(run_dir)
+    if not (run_dir / "last.safetensors").exists():
+        raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors) to export")
     recipe = json.loads((run_dir / "recipe.json").read_text())
     meta = json.loads((run_dir / "last.json").read_text())
     budget = json.loads((run_dir / "budget.json").read_text()) if (run_dir / "budget.json").exists() else {}
