@@ -98,7 +98,13 @@ def test_two_process_data_parallel_stays_in_sync(tmp_path, shared_data):
     recipe = _recipe(tmp_path, shared_data, iterations=4)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CARKIT_DATA": str(shared_data)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", port,
            "-m", "carkit.cli", "train", str(recipe), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

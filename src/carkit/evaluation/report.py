@@ -59,6 +59,27 @@ def _codec_section(payload: dict) -> list[str]:
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
+def _zoo_section() -> list[str]:
+    """Training budget of every shipped weight, read from its zoo record."""
+    from ..zoo.registry import list_weights, weights_record
+
+    names = list_weights()
+    if not names:
+        return []
+    out = ["## Shipped weights and their training budget", "",
+           "| weights | architecture | restores | trained on | steps x batch x patch | wall time | where |",
+           "|---|---|---|---|---|---|---|"]
+    for name in names:
+        r = weights_record(name)
+        t, rec = r.training, r.training.get("recipe", {})
+        slices = t.get("slices") or [{}]
+        where = ", ".join(sorted({f"{s.get('device', '?')} x{s.get('threads', '?')} threads" for s in slices}))
+        out.append(f"| {name} | {r.model} | {'gray' if r.gray else 'color'} QF {r.qualities[0]}..{r.qualities[1]} | "
+                   f"{', '.join(t.get('data', []))} | {t.get('steps')} x {rec.get('batch_size')} x "
+                   f"{rec.get('patch_size')}px | {(t.get('wall_seconds') or 0) / 3600:.2f} h | {where} |")
+    return out + [""]
+
+
 def build_report(results_dir: str | os.PathLike) -> str:
     results_dir = Path(results_dir)
     restore, codecs = [], []
@@ -75,6 +96,7 @@ def build_report(results_dir: str | os.PathLike) -> str:
                   "color sets score RGB (PROTOCOL.md's color tables).", ""]
         for payload in restore:
             lines += _restore_section(payload)
+    lines += _zoo_section()
     if codecs:
         lines += ["## Codecs", ""]
         for payload in codecs:
