@@ -45,6 +45,10 @@ def _restore_section(payload: dict) -> list[str]:
             hours = (t.get("wall_seconds") or 0) / 3600
             out.append(f"| {name} | {info['architecture']} | {info['mode']} | {t.get('steps')} | "
                        f"{hours:.2f} h | {info['megapixels_per_second']:.2f} |")
+        ref = payload.get("jpeg_decode_megapixels_per_second")
+        if ref:
+            out.append(f"Speed reference in the same run: Pillow/libjpeg-turbo JPEG decode {ref:.1f} MP/s "
+                       "(whole-set pass, not a median of repeated runs).")
         out.append("")
     out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
     return out
