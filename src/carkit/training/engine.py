@@ -164,9 +164,16 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
             log.write(json.dumps(entry) + "\n")
             log.flush()
 
+    slice_info = {"from_step": start, "device": str(device), "threads": torch.get_num_threads(),
+                  "world_size": info.world, "started": time.time()}
+
     def checkpoint(step: int) -> None:
         if info.main:
             save_checkpoint(out_dir, step, model, ema, optimizer, {"recipe": recipe.to_dict()})
+            # The budget is updated with every checkpoint, so a run stopped at any
+            # time (and resumed from that checkpoint) still accounts for its time.
+            record_budget(out_dir, {**slice_info, "until_step": step,
+                                    "seconds": time.time() - slice_info["started"]})
         if info.world > 1:
             dist.barrier()
 
@@ -199,12 +206,13 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
         bar.update(1)
         if step % recipe.log_every == 0:
             rate = seen / (time.time() - t0)
-            write_log({"step": step, "loss": running / recipe.log_every, "lr": lr, "it_s": rate})
+            write_log({"step": step, "loss": running / recipe.log_every, "lr": lr, "it_s": rate,
+                       "time": round(time.time(), 1)})
             bar.set_postfix(loss=f"{running / recipe.log_every:.4f}")
             running = 0.0
         if val_set is not None and (step % recipe.val_every == 0 or step == stop):
             last_val = val_set.evaluate(ema if ema is not None else model, device)
-            write_log({"step": step, "val": last_val})
+            write_log({"step": step, "val": last_val, "time": round(time.time(), 1)})
             bar.write(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB ({v['gain']:+.2f})"
                                                    for k, v in last_val.items()))
         if step % recipe.checkpoint_every == 0 or step == stop:
@@ -219,20 +227,21 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     (out_dir / f"rank{info.rank}.sha256").parent.mkdir(parents=True, exist_ok=True)
     (out_dir / f"rank{info.rank}.sha256").write_text(digest + "\n")
     if info.main:
-        _accumulate_time(out_dir, summary)
+        summary["total_seconds"] = json.loads((out_dir / "budget.json").read_text())["seconds"]
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if log is not None:
         log.close()
     return summary
 
 
-def _accumulate_time(out_dir: Path, summary: dict) -> None:
-    """Total wall time over all resumed slices: the budget a shipped weight got."""
+def record_budget(out_dir: Path, current: dict) -> None:
+    """budget.json: the wall time of every slice (invocation) of a run, the
+    current slice replaced in place; the total is the budget a shipped weight got."""
     path = out_dir / "budget.json"
     budget = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "slices": []}
-    budget["seconds"] += summary["seconds_this_run"]
-    budget["slices"].append({"until_step": summary["step"], "seconds": summary["seconds_this_run"],
-                             "device": summary["device"], "threads": summary["threads"],
-                             "world_size": summary["world_size"]})
-    path.write_text(json.dumps(budget, indent=1))
-    summary["total_seconds"] = budget["seconds"]
+    slices = [s for s in budget["slices"] if s.get("started") != current["started"]]
+    slices.append(current)
+    budget = {"seconds": sum(s["seconds"] for s in slices), "slices": slices}
+    tmp = path.with_name(".budget.json.tmp")
+    tmp.write_text(json.dumps(budget, indent=1))
+    os.replace(tmp, path)
