@@ -138,3 +138,46 @@ def test_export_run_to_zoo_and_load(tmp_path, shared_data, monkeypatch):
     for k, v in model.state_dict().items():
         # shipped as float16: equal to the EMA weights to half precision
         assert torch.allclose(v, ema[k].float(), rtol=1e-3, atol=1e-4), k
+
+
+def test_task_with_extras_and_two_optimizers_resumes_exactly(tmp_path, shared_data):
+    """A task with an auxiliary module and its own optimizer (the shape of an
+    adversarial stage): both are checkpointed, and a resumed run matches."""
+    import torch
+
+    from carkit.training.engine import TrainTask, pixel_loss, register_task
+
+    @register_task
+    class ToyCritic(TrainTask):
+        name = "toy-critic"
+        optimizers = ("critic", "main")
+
+        def extras(self, model, recipe):
+            return {"critic": torch.nn.Conv2d(1, 1, 3, padding=1)}
+
+        def parameters(self, optimizer, model, extras):
+            return extras["critic"].parameters() if optimizer == "critic" else model.parameters()
+
+        def loss(self, optimizer, model, extras, batch, recipe):
+            out = model(batch["lq"])
+            if optimizer == "critic":
+                return (extras["critic"](out.detach()) - extras["critic"](batch["gt"])).mean().abs()
+            return pixel_loss("l1", out, batch["gt"]) + 0.01 * extras["critic"](out).mean()
+
+    recipe_path = _recipe(tmp_path, shared_data)
+    recipe_path.write_text(recipe_path.read_text().replace("[optim]\n", '[optim]\ntask = "toy-critic"\n'))
+    recipe = load_recipe(recipe_path, data_root=str(shared_data))
+    whole = train(recipe, tmp_path / "whole", resume=False, progress=False)
+    train(recipe, tmp_path / "sliced", resume=False, max_steps=3, progress=False)
+    with safe_open(str(tmp_path / "sliced" / "last.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("critic.") for k in keys) and any(k.startswith("opt_critic.") for k in keys)
+    resumed = train(recipe, tmp_path / "sliced", progress=False)
+    assert resumed["param_sha256"] == whole["param_sha256"]
+
+
+def test_unknown_task_is_a_recipe_error(tmp_path, shared_data):
+    recipe_path = _recipe(tmp_path, shared_data)
+    recipe_path.write_text(recipe_path.read_text().replace("[optim]\n", '[optim]\ntask = "nope"\n'))
+    with pytest.raises(RecipeError, match="unknown training task"):
+        train(load_recipe(recipe_path, data_root=str(shared_data)), tmp_path / "x", progress=False)

@@ -8,7 +8,8 @@ a JSONL log, and data-parallel training with torch.distributed when launched
 by ``torchrun`` (gloo on CPU, nccl on GPU).
 
 Model families whose training is more than "restore lq towards gt with a
-pixel loss" plug in a ``step_fn`` (see :class:`TrainTask`).
+pixel loss" register a :class:`TrainTask` and name it in their recipe
+(``[optim] task = "..."``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -32,7 +32,7 @@ from ..data.degrade import JpegDegradation
 from ..data.folders import load_images
 from ..data.patches import JpegPatchBatches, StepSampler
 from ..models.registry import create_model
-from .recipe import Recipe
+from .recipe import Recipe, RecipeError
 from .state import load_checkpoint, save_checkpoint
 from .validate import ValidationSet
 
@@ -89,19 +89,50 @@ def pixel_loss(kind: str, out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (out - gt).abs().mean() if kind == "l1" else ((out - gt) ** 2).mean()
 
 
-@dataclass
 class TrainTask:
-    """What differs between model families: how a batch becomes a loss.
+    """What differs between model families: extra modules trained alongside the
+    model, the optimizers, and how a batch becomes each optimizer's loss.
 
-    The default restores ``batch['lq']`` towards ``batch['gt']``.
+    The default task restores ``batch['lq']`` towards ``batch['gt']`` with the
+    recipe's pixel loss and one optimizer over the model. A task with several
+    optimizers (an adversarial stage, say) names them in ``optimizers``; each
+    step, the engine computes, backpropagates and applies their losses in that
+    order. Extras (auxiliary decoders, discriminators) are checkpointed with
+    the model; only the model is exported to the zoo.
     """
 
-    step_fn: Callable | None = None
+    name = "restore"
+    optimizers: tuple[str, ...] = ("main",)
+    #: DDP flag for models with parameters a step does not use.
+    find_unused_parameters = False
 
-    def loss(self, model, batch, recipe: Recipe) -> torch.Tensor:
-        if self.step_fn is not None:
-            return self.step_fn(model, batch, recipe)
+    def extras(self, model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.nn.Module]:
+        return {}
+
+    def prepare(self, model: torch.nn.Module, extras: dict, recipe: Recipe) -> None:
+        """Called after building and after resuming (e.g. to freeze sub-networks)."""
+
+    def parameters(self, optimizer: str, model: torch.nn.Module, extras: dict):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def loss(self, optimizer: str, model, extras: dict, batch: dict, recipe: Recipe) -> torch.Tensor:
         return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
+
+
+_TASKS: dict[str, type[TrainTask]] = {"restore": TrainTask}
+
+
+def register_task(cls: type[TrainTask]) -> type[TrainTask]:
+    """Class decorator: make a task selectable by a recipe's ``task`` key."""
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str) -> TrainTask:
+    try:
+        return _TASKS[name]()
+    except KeyError:
+        raise RecipeError(f"unknown training task {name!r}; known: {', '.join(sorted(_TASKS))}") from None
 
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
@@ -114,7 +145,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     Returns a summary dict (also written to ``out_dir/summary.json`` on rank 0).
     """
     out_dir = Path(out_dir)
-    task = task or TrainTask()
+    task = task or get_task(recipe.task)
     info = init_distributed()
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -124,18 +155,25 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     model = create_model(recipe.model, **recipe.model_kwargs).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    extras = {k: m.to(device) for k, m in task.extras(model, recipe).items()}
+    task.prepare(model, extras, recipe)
     ema = copy.deepcopy(model).eval() if recipe.ema > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizers = {name: torch.optim.AdamW(task.parameters(name, model, extras), lr=recipe.lr,
+                                          weight_decay=recipe.weight_decay)
+                  for name in task.optimizers}
+    modules = {"model": model, **({"ema": ema} if ema is not None else {}), **extras}
 
     start = 0
     if resume:
-        meta = load_checkpoint(out_dir, model, ema, optimizer)
+        meta = load_checkpoint(out_dir, modules, optimizers)
         if meta is not None:
             start = int(meta["step"])
+            task.prepare(model, extras, recipe)
     train_model = model
     if info.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+            model, device_ids=[info.local_rank] if device.type == "cuda" else None,
+            find_unused_parameters=task.find_unused_parameters)
 
     root = recipe.root
     images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray,
@@ -169,7 +207,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
     def checkpoint(step: int) -> None:
         if info.main:
-            save_checkpoint(out_dir, step, model, ema, optimizer, {"recipe": recipe.to_dict()})
+            save_checkpoint(out_dir, step, modules, optimizers, {"recipe": recipe.to_dict()})
             # The budget is updated with every checkpoint, so a run stopped at any
             # time (and resumed from that checkpoint) still accounts for its time.
             record_budget(out_dir, {**slice_info, "until_step": step,
@@ -189,15 +227,17 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                      for k, v in batch.items()}
         lr = learning_rate(recipe, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with autocast:
-            loss = task.loss(train_model, batch, recipe)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
+        for name, optimizer in optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss = task.loss(name, train_model, extras, batch, recipe)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                               recipe.grad_clip)
+            optimizer.step()
         if ema is not None:
             update_ema(ema, model, min(recipe.ema, (1 + step) / (10 + step)))
         step += 1

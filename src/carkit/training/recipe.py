@@ -53,6 +53,7 @@ class Recipe:
     val_limit: int = 0
     val_every: int = 1000
     # [optim]
+    task: str = "restore"
     iterations: int = 10000
     lr: float = 2e-4
     min_lr: float = 1e-6
