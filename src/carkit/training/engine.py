@@ -128,11 +128,28 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
     return cls
 
 
-def get_task(name: str) -> TrainTask:
+def get_task(name: str, **kwargs) -> TrainTask:
+    from . import dagn_tasks  # noqa: F401  (registers the DAGN stages)
+
     try:
-        return _TASKS[name]()
+        cls = _TASKS[name]
     except KeyError:
         raise RecipeError(f"unknown training task {name!r}; known: {', '.join(sorted(_TASKS))}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise RecipeError(f"bad task_kwargs for {name!r}: {exc}") from None
+
+
+def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> None:
+    """Load the model weights (not EMA) of another run's last checkpoint."""
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / "last.safetensors"
+    if not path.exists():
+        raise RecipeError(f"init_from: {path} does not exist")
+    state = {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    model.load_state_dict(state)
 
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
@@ -145,7 +162,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     Returns a summary dict (also written to ``out_dir/summary.json`` on rank 0).
     """
     out_dir = Path(out_dir)
-    task = task or get_task(recipe.task)
+    task = task or get_task(recipe.task, **recipe.task_kwargs)
     info = init_distributed()
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -153,6 +170,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     torch.manual_seed(recipe.seed)  # same initial weights on every rank
 
     model = create_model(recipe.model, **recipe.model_kwargs).to(device)
+    if recipe.init_from and not (resume and (out_dir / "last.json").exists()):
+        init_from_run(model, recipe.init_from)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     extras = {k: m.to(device) for k, m in task.extras(model, recipe).items()}

@@ -54,6 +54,9 @@ class Recipe:
     val_every: int = 1000
     # [optim]
     task: str = "restore"
+    task_kwargs: dict = field(default_factory=dict)
+    #: a run folder whose model weights initialise this run (e.g. a previous stage)
+    init_from: str = ""
     iterations: int = 10000
     lr: float = 2e-4
     min_lr: float = 1e-6

@@ -34,10 +34,20 @@ def save_checkpoint(directory: Path, step: int, modules: dict[str, torch.nn.Modu
     ``optimizers``: name -> optimizer ("main" and any task extras)."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
+    # Task extras may share sub-modules with the model (DAGN's auto-encoders
+    # wrap its encoders): each shared tensor is stored once, the other names
+    # recorded as aliases.
+    aliases: dict[str, str] = {}
+    first_name: dict[tuple, str] = {}
     for name, module in modules.items():
         for k, v in module.state_dict().items():
-            tensors[f"{name}.{k}"] = v.detach().cpu().contiguous()
-    meta = {"step": step, **extra, "optimizers": {}}
+            key, ident = f"{name}.{k}", (v.data_ptr(), v.dtype, tuple(v.shape), v.stride())
+            if v.numel() and ident in first_name:
+                aliases[key] = first_name[ident]
+                continue
+            first_name[ident] = key
+            tensors[key] = v.detach().cpu().contiguous()
+    meta = {"step": step, **extra, "optimizers": {}, "aliases": aliases}
     for name, optimizer in optimizers.items():
         opt = optimizer.state_dict()
         scalar_state: dict = {}
@@ -65,6 +75,8 @@ def load_checkpoint(directory: Path, modules: dict[str, torch.nn.Module],
         return None
     meta = json.loads(meta_path.read_text())
     tensors = load_file(str(tensor_path))
+    for alias, original in meta.get("aliases", {}).items():
+        tensors[alias] = tensors[original]
     for name, module in modules.items():
         prefix = f"{name}."
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -1,0 +1,82 @@
+"""Algorithm 1 of DAGN (Ma et al., see carkit.models.dagn) as two training tasks.
+
+Stage one (``task = "dagn-stage1"``) trains the two auto-encoders around the
+model's awareness encoders: the compression-insensitive one adversarially
+against its discriminator (eqs. 3-6, alternating updates: the discriminator
+first, then encoder and decoder), the compression-sensitive one with the QF
+predictor (eqs. 7-9). Batches carry their JPEG quality (``batch["quality"]``),
+sampled from the recipe's range (the paper: 10..95).
+
+Stage two (``task = "dagn-stage2"``, ``init_from`` = the stage-one run)
+freezes both encoders (and the QF predictor) and trains the restorer with the
+L1 loss of eq. 14 over ``restorer_parameters()`` (eq. 15).
+
+``form`` options pick the paper's literal losses or bounded equivalents (see
+the model's docstring): ``adversarial = "paper" | "bce"``, ``qf = "paper" | "ce"``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .engine import TrainTask, pixel_loss, register_task
+
+
+def _unique(params):
+    seen, out = set(), []
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def _dagn(model):
+    # DDP wraps the model; the task needs the DAGN itself.
+    return model.module if hasattr(model, "module") else model
+
+
+@register_task
+class DagnStageOne(TrainTask):
+    name = "dagn-stage1"
+    optimizers = ("discriminator", "main")
+    find_unused_parameters = True
+
+    def __init__(self, lambda_ci: float = 1.0, lambda_cs: float = 1.0, adversarial: str = "bce",
+                 qf: str = "ce"):
+        self.lambda_ci, self.lambda_cs = lambda_ci, lambda_cs
+        self.adversarial, self.qf = adversarial, qf
+
+    def extras(self, model, recipe):
+        return {"ci_ae": model.insensitive_autoencoder(), "cs_ae": model.sensitive_autoencoder()}
+
+    def parameters(self, optimizer, model, extras):
+        if optimizer == "discriminator":
+            return list(extras["ci_ae"].discriminator.parameters())
+        return _unique([*extras["ci_ae"].autoencoder_parameters(), *extras["cs_ae"].parameters()])
+
+    def loss(self, optimizer, model, extras, batch, recipe):
+        c, o = batch["lq"], batch["gt"]
+        ci = extras["ci_ae"]
+        if optimizer == "discriminator":
+            with torch.no_grad():
+                fc, fo = ci._encode(c), ci._encode(o)
+            return ci.discriminator_loss(fc, fo, form=self.adversarial)
+        l_ci = ci.losses(c, o, self.lambda_ci, form=self.adversarial)["total"]
+        l_cs = extras["cs_ae"].losses(c, o, batch["quality"], self.lambda_cs, form=self.qf)["total"]
+        return l_ci + l_cs
+
+
+@register_task
+class DagnStageTwo(TrainTask):
+    name = "dagn-stage2"
+    find_unused_parameters = True
+
+    def prepare(self, model, extras, recipe):
+        _dagn(model).freeze_awareness_encoders()
+
+    def parameters(self, optimizer, model, extras):
+        return list(_dagn(model).restorer_parameters())
+
+    def loss(self, optimizer, model, extras, batch, recipe):
+        return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
