@@ -11,6 +11,11 @@ Stage two (``task = "dagn-stage2"``, ``init_from`` = the stage-one run)
 freezes both encoders (and the QF predictor) and trains the restorer with the
 L1 loss of eq. 14 over ``restorer_parameters()`` (eq. 15).
 
+Known limit: under ``torchrun`` the engine wraps only the model in DDP, and
+stage one trains through the auto-encoder extras, so its gradients are not
+averaged across processes yet; run stage one in one process (stage two is
+fine: it trains through the wrapped model).
+
 ``form`` options pick the paper's literal losses or bounded equivalents (see
 the model's docstring): ``adversarial = "paper" | "bce"``, ``qf = "paper" | "ce"``.
 """
