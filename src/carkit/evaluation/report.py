@@ -47,6 +47,7 @@ def _restore_section(payload: dict) -> list[str]:
                        f"{hours:.2f} h | {info['megapixels_per_second']:.2f} |")
         ref = payload.get("jpeg_decode_megapixels_per_second")
         if ref:
+            out.append("")
             out.append(f"Speed reference in the same run: Pillow/libjpeg-turbo JPEG decode {ref:.1f} MP/s "
                        "(whole-set pass, not a median of repeated runs).")
         out.append("")
