@@ -1,4 +1,4 @@
-"""carkit command line: restore | encode | decode | bench | train | zoo.
+"""carkit command line: restore | bench | train | zoo (encode/decode arrive with the learned codecs).
 
 Library code raises typed errors; only this module turns them into one-line
 messages and exit codes (0 ok, 1 some inputs failed, 2 usage/bad input).
