@@ -34,6 +34,7 @@ def _restore_section(payload: dict) -> list[str]:
 
     out = [f"### {payload['dataset']} ({'gray' if payload['gray'] else 'color'})", "",
            "Command: `carkit bench restore --data eval/" + payload["dataset"] +
+           " --models " + ",".join(payload["models"]) +
            " --qualities " + ",".join(map(str, payload["qualities"])) + "`", ""]
     out += format_restore_table(payload).splitlines()[2:]
     out.append("")
