@@ -3,12 +3,9 @@ baseline, standard IJG tables scaled by quality, 4:2:0 for RGB, no optimize."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
-from ..errors import CodecError
+from ._pillow import pil_decode, pil_encode
 from .base import Codec, check_quality
 
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -32,20 +29,11 @@ class JpegCodec(Codec):
         return f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {features.version('jpg')}"
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
-        q = check_quality(quality)
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image)).save(
-            buf, format="JPEG", quality=q, subsampling=_SUBSAMPLING[self.subsampling],
-            optimize=self.optimize)
-        return buf.getvalue()
+        return pil_encode(image, "JPEG", self.name, quality=check_quality(quality),
+                          subsampling=_SUBSAMPLING[self.subsampling], optimize=self.optimize)
 
     def decode(self, data: bytes) -> np.ndarray:
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return np.asarray(im.convert("L" if im.mode == "L" else "RGB"), dtype=np.uint8).copy()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise CodecError(f"JPEG decode failed: {exc}") from exc
+        return pil_decode(data, "JPEG", self.name)
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.ndarray:
