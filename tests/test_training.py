@@ -168,6 +168,10 @@ def test_task_with_extras_and_two_optimizers_resumes_exactly(tmp_path, shared_da
     recipe_path.write_text(recipe_path.read_text().replace("[optim]\n", '[optim]\ntask = "toy-critic"\n'))
     recipe = load_recipe(recipe_path, data_root=str(shared_data))
     whole = train(recipe, tmp_path / "whole", resume=False, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    logged = [e["losses"] for e in log if "losses" in e]
+    assert logged and set(logged[0]) == {"critic", "main"} and logged[0]["main"] == next(
+        e["loss"] for e in log if "losses" in e)
     train(recipe, tmp_path / "sliced", resume=False, max_steps=3, progress=False)
     with safe_open(str(tmp_path / "sliced" / "last.safetensors"), "pt") as f:
         keys = list(f.keys())

@@ -237,7 +237,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16)
     bar = tqdm(total=stop, initial=start, disable=(not info.main) if progress is None else not progress,
                desc=recipe.name, dynamic_ncols=True)
-    t0, seen, running, last_val = time.time(), 0, 0.0, None
+    t0, seen, last_val = time.time(), 0, None
+    running = {name: 0.0 for name in optimizers}  # summed loss per optimizer since the last log
     step = start
     model.train()
     for step_batch in loader:
@@ -257,18 +258,22 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
                 torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                recipe.grad_clip)
             optimizer.step()
+            running[name] += float(loss.detach())
         if ema is not None:
             update_ema(ema, model, min(recipe.ema, (1 + step) / (10 + step)))
         step += 1
         seen += 1
-        running += float(loss.detach())
         bar.update(1)
         if step % recipe.log_every == 0:
             rate = seen / (time.time() - t0)
-            write_log({"step": step, "loss": running / recipe.log_every, "lr": lr, "it_s": rate,
-                       "time": round(time.time(), 1)})
-            bar.set_postfix(loss=f"{running / recipe.log_every:.4f}")
-            running = 0.0
+            means = {name: total / recipe.log_every for name, total in running.items()}
+            entry = {"step": step, "loss": means[task.optimizers[-1]], "lr": lr, "it_s": rate,
+                     "time": round(time.time(), 1)}
+            if len(means) > 1:
+                entry["losses"] = means
+            write_log(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+            running = dict.fromkeys(running, 0.0)
         if val_set is not None and (step % recipe.val_every == 0 or step == stop):
             last_val = val_set.evaluate(ema if ema is not None else model, device)
             write_log({"step": step, "val": last_val, "time": round(time.time(), 1)})
