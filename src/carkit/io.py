@@ -209,6 +209,11 @@ def _apply_exif_orientation(im: Image.Image, name: str) -> Image.Image:
     return im if out is None else out
 
 
+def reduce_16bit(arr: np.ndarray) -> np.ndarray:
+    """The one 16-to-8-bit rule (module docstring): keep the high byte."""
+    return (np.asarray(arr).astype(np.uint32) >> 8).astype(np.uint8)
+
+
 def _to_uint8(im: Image.Image, name: str = "<image>") -> tuple[np.ndarray, np.ndarray | None]:
     """Apply the mode policy of the module docstring: (pixels, alpha or None)."""
     mode = im.mode
@@ -230,7 +235,7 @@ def _to_uint8(im: Image.Image, name: str = "<image>") -> tuple[np.ndarray, np.nd
         if mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise UnsupportedImageError(
                 f"{name}: 32-bit integer image with values outside 0..65535 is not supported")
-        return (arr.astype(np.uint32) >> 8).astype(np.uint8), None
+        return reduce_16bit(arr), None
     raise UnsupportedImageError(f"{name}: unsupported image mode {mode!r}")
 
 

@@ -36,8 +36,9 @@ def pil_decode(data: bytes, fmt: str, codec: str) -> np.ndarray:
             im.load()
             mode = "L" if im.mode in ("L", "1", "LA", "I;16", "I;16L", "I;16B") else "RGB"
             if im.mode.startswith("I;16"):
-                arr = np.asarray(im, dtype=np.float64)
-                return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+                from ..io import reduce_16bit  # the same 16-bit policy as reading files
+
+                return reduce_16bit(np.asarray(im))
             return np.asarray(im.convert(mode), dtype=np.uint8).copy()
     except Image.UnidentifiedImageError as exc:
         raise CodecError(f"{codec} decode failed: {len(data)} bytes are not a {fmt} file") from exc
