@@ -36,3 +36,26 @@ def make_tiny_zoo(directory: Path, monkeypatch=None, gray_range=(10, 40)) -> Pat
         if monkeypatch is None:
             zoo.WEIGHTS_DIR = old
     return directory
+
+
+TINY_DAGN_KWARGS = {"channels": [8, 16, 32, 64], "encoder_blocks": 1, "decoder_blocks": 1, "sensitive_blocks": 1,
+                    "insensitive_blocks": 1, "awareness_layers": [1, 1, 1, 1], "awareness_width": 4,
+                    "guider_hidden": 16, "qf_hidden": 16, "discriminator_hidden": 16,
+                    "ae_decoder_channels": [16, 16, 8, 8, 8, 8]}
+
+
+def add_tiny_dagn(directory: Path, name: str = "tiny-dagn") -> None:
+    """Add an untrained tiny color DAGN (QF 10..95, with a QF predictor) to the zoo in ``directory``."""
+    import carkit.zoo.registry as zoo
+
+    old = zoo.WEIGHTS_DIR
+    zoo.WEIGHTS_DIR = directory
+    try:
+        torch.manual_seed(0)
+        model = create_model("dagn", **TINY_DAGN_KWARGS)
+        path = directory / f"{name}.safetensors"
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
+        save_record(WeightsRecord(name=name, model="dagn", model_kwargs=TINY_DAGN_KWARGS, gray=False,
+                                  qualities=[10, 95], sha256=sha256_of(path), description="test"))
+    finally:
+        zoo.WEIGHTS_DIR = old

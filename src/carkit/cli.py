@@ -43,7 +43,7 @@ def _cmd_restore(args) -> int:
     bar = tqdm(total=len(files), desc="restore", unit="img", disable=None if len(files) > 1 else True)
     for src, dst in zip(files, outputs):
         try:
-            plan = restore_file(restorer, src, dst)
+            plan = restore_file(restorer, src, dst, explain=args.explain)
             if args.explain:
                 bar.write(f"{src}: {plan.explain()} -> {dst}")
         except CarkitError as exc:
@@ -124,6 +124,29 @@ def _cmd_bench_codecs(args) -> int:
     return main_bench_codecs(args)
 
 
+def _cmd_bench_qf(args) -> int:
+    from .evaluation.qf_bench import run_qf_bench
+
+    real = _resolve_data(args.real) if args.real else None
+    path = run_qf_bench(args.model, real, [_resolve_data(d) for d in args.data], _split(args.qualities, int),
+                        args.limit, args.results)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_bench_complexity(args) -> int:
+    from .evaluation.complexity_bench import run_complexity_bench
+    from .zoo.registry import list_weights, weights_record
+
+    models = _split(args.models) if args.models else list_weights()
+    for m in models:
+        weights_record(m)
+    path = run_complexity_bench(models, _split(args.architectures) or [], args.size, args.repeats,
+                                args.threads, args.results)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_bench_report(args) -> int:
     from .evaluation.report import write_report
 
@@ -158,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="output PNG (one input file) or folder (receives STEM.png per input)")
     p.add_argument("--model", help="zoo model to use (default: chosen per image; see `carkit zoo list`)")
-    p.add_argument("--explain", action="store_true", help="print the quality read and the model used")
+    p.add_argument("--explain", action="store_true", help="print the quality read from the file, the model's own estimate and the model used")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 8)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -182,6 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_codecs_arguments(b)
     b.set_defaults(func=_cmd_bench_codecs)
+    b = bsub.add_parser("qf", help="a model's own JPEG quality estimate vs the quality in the file's tables")
+    b.add_argument("--model", default="dagn-small", help="zoo model with a quality predictor")
+    b.add_argument("--real", default="jpeg/real", help="folder of real JPEG files ('' to skip)")
+    b.add_argument("--data", nargs="*", default=["eval/live1_color"],
+                   help="image folders compressed here at --qualities")
+    b.add_argument("--qualities", default="10,20,30,40,50,60,70,80,90,95")
+    b.add_argument("--limit", type=int, help="first N images of each --data folder")
+    b.add_argument("--results", default="results")
+    b.set_defaults(func=_cmd_bench_qf)
+    b = bsub.add_parser("complexity", help="parameters, MACs and CPU time per 512x512 image (DAGN Table III)")
+    b.add_argument("--models", help="comma-separated zoo names (default: every shipped model)")
+    b.add_argument("--architectures", default="dagn",
+                   help="registry architectures to count untrained, e.g. the paper-size dagn ('' for none)")
+    b.add_argument("--size", type=int, default=512)
+    b.add_argument("--repeats", type=int, default=5, help="timed runs per zoo model (median is reported)")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.add_argument("--results", default="results")
+    b.set_defaults(func=_cmd_bench_complexity)
     b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")

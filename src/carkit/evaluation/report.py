@@ -52,8 +52,50 @@ def _restore_section(payload: dict) -> list[str]:
             out.append(f"Speed reference in the same run: Pillow/libjpeg-turbo JPEG decode {ref:.1f} MP/s "
                        "(whole-set pass, not a median of repeated runs).")
         out.append("")
+    out += _paper_comparison(payload)
     out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
     return out
+
+
+def _paper_comparison(payload: dict) -> list[str]:
+    """Gains over JPEG measured here beside the DAGN paper's (Table I), for the
+    color sets the paper reports."""
+    from .paper_numbers import paper_gains
+
+    paper = paper_gains(payload["dataset"]) if not payload["gray"] else {}
+    if not paper:
+        return []
+    key = payload["metrics"][0]
+    qs = [q for q in payload["qualities"] if all(q in v for v in paper.values())]
+    if not qs:
+        return []
+    out = ["Gain over JPEG in RGB PSNR (dB), measured here and as published (DAGN paper, Table I; "
+           "ARCNN there is one model per quality):", "",
+           "| QF | " + " | ".join(f"{m} (here)" for m in payload["models"]) + " | " +
+           " | ".join(f"{m} (paper)" for m in paper) + " |", "|---" * (len(payload["models"]) + len(paper) + 1) + "|"]
+    for q in qs:
+        base = payload["rows"]["jpeg"][f"q{q}"][key]
+        here = [f"{payload['rows'][m][f'q{q}'][key] - base:+.2f}" for m in payload["models"]]
+        there = [f"{paper[m][q]:+.2f}" for m in paper]
+        out.append(f"| {q} | " + " | ".join(here + there) + " |")
+    return out + [""]
+
+
+def _qf_section(payload: dict) -> list[str]:
+    from .qf_bench import format_qf_tables
+
+    data = " ".join("eval/" + k["dataset"] for k in payload["known"])
+    return [f"### {payload['model']}", "",
+            f"Command: `carkit bench qf --model {payload['model']} --data {data}`", "",
+            *format_qf_tables(payload).splitlines(), "",
+            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+
+
+def _complexity_section(payload: dict) -> list[str]:
+    from .complexity_bench import format_complexity_table
+
+    return ["Command: `carkit bench complexity`", "", *format_complexity_table(payload).splitlines(), "",
+            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
 def _codec_section(payload: dict) -> list[str]:
@@ -88,11 +130,15 @@ def _zoo_section() -> list[str]:
 
 def build_report(results_dir: str | os.PathLike) -> str:
     results_dir = Path(results_dir)
-    restore, codecs = [], []
+    restore, codecs, qf, complexity = [], [], [], []
     for path in sorted(results_dir.glob("*.json")):
         payload = read_result(path)
         if payload.get("kind") == "restore":
             restore.append(payload)
+        elif payload.get("kind") == "qf":
+            qf.append(payload)
+        elif payload.get("kind") == "complexity":
+            complexity.append(payload)
         elif path.name.startswith("codecs_"):
             codecs.append(payload)
     lines = HEADER.splitlines() + [""]
@@ -102,6 +148,14 @@ def build_report(results_dir: str | os.PathLike) -> str:
                   "color sets score RGB (PROTOCOL.md's color tables).", ""]
         for payload in restore:
             lines += _restore_section(payload)
+    if complexity:
+        lines += ["## Model cost (DAGN Table III)", ""]
+        for payload in complexity:
+            lines += _complexity_section(payload)
+    if qf:
+        lines += ["## Blind quality estimation", ""]
+        for payload in qf:
+            lines += _qf_section(payload)
     lines += _zoo_section()
     if codecs:
         lines += ["## Codecs", ""]

@@ -27,6 +27,8 @@ from .tiling import tiled_apply
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
 #: A model trained up to quality hi is still used up to hi + this margin.
 QUALITY_MARGIN = 10
+#: Side of the centre crop a model's own quality estimate looks at (bounded memory on any image).
+ESTIMATE_CROP = 1024
 
 
 @dataclass
@@ -36,12 +38,38 @@ class RestorePlan:
     model: str | None
     mode: str  # "gray", "color", "color-via-Y", or "passthrough"
     reason: str
+    #: the model's own blind estimate of the quality (models with a QF predictor, e.g. DAGN)
+    model_quality: float | None = None
 
     def explain(self) -> str:
         q = "unknown" if self.quality is None else str(self.quality)
         tables = "" if self.standard_tables is None else (
             " (standard IJG tables)" if self.standard_tables else " (non-standard tables, nearest IJG quality)")
-        return f"quality {q}{tables}; model {self.model or 'none'} [{self.mode}]: {self.reason}"
+        own = "" if self.model_quality is None else f"; model's own estimate {self.model_quality:.0f}"
+        return f"quality {q}{tables}{own}; model {self.model or 'none'} [{self.mode}]: {self.reason}"
+
+
+def grid_aligned_crop(pixels: np.ndarray, size: int = ESTIMATE_CROP) -> np.ndarray:
+    """Centre crop of at most ``size`` x ``size`` whose corner sits on the 8x8
+    JPEG grid (so the crop's blocks are the file's blocks)."""
+    h, w = pixels.shape[:2]
+    ch, cw = min(h, size), min(w, size)
+    top, left = ((h - ch) // 2) // 8 * 8, ((w - cw) // 2) // 8 * 8
+    return pixels[top:top + ch, left:left + cw]
+
+
+@torch.no_grad()
+def estimate_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cpu") -> float | None:
+    """The network's own estimate of the JPEG quality of decoded ``pixels``
+    (uint8 gray or RGB), from a grid-aligned centre crop; None for networks
+    without a quality predictor. Gray images are given to color networks as RGB."""
+    predict = getattr(net, "predict_quality", None)
+    if predict is None:
+        return None
+    crop = grid_aligned_crop(pixels)
+    if crop.ndim == 2 and getattr(net, "in_channels", 1) == 3:
+        crop = np.repeat(crop[:, :, None], 3, axis=2)
+    return float(predict(to_tensor(crop).to(device)).expected[0])
 
 
 def _measured_gain(record: WeightsRecord, quality: int) -> float:
@@ -150,15 +178,19 @@ def read_jpeg_for_restore(path: Path):
     return image, estimate
 
 
-def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathLike) -> RestorePlan:
+def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathLike,
+                 explain: bool = False) -> RestorePlan:
     """Restore one JPEG into ``dst`` (PNG by its suffix). Never overwrites ``src``;
-    writes nothing when anything fails."""
+    writes nothing when anything fails. ``explain`` also fills the plan's
+    ``model_quality`` (the model's own quality estimate, where it has one)."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and dst.resolve() == src.resolve():
         raise CarkitError(f"{dst}: output would overwrite the input")
     image, estimate = read_jpeg_for_restore(src)
     plan = restorer.plan(image.is_gray, estimate.quality)
     plan.standard_tables = estimate.standard
+    if explain and plan.model is not None:
+        plan.model_quality = estimate_quality(restorer.model(plan.model), image.pixels, restorer.device)
     out = orient(restorer.restore_pixels(image.pixels, plan), image.orientation)
     alpha = None if image.alpha is None else orient(image.alpha, image.orientation)
     write_image(dst, out, alpha=alpha)

@@ -141,15 +141,29 @@ def get_task(name: str, **kwargs) -> TrainTask:
         raise RecipeError(f"bad task_kwargs for {name!r}: {exc}") from None
 
 
-def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> None:
-    """Load the model weights (not EMA) of another run's last checkpoint."""
+def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> dict:
+    """Load the model weights (not EMA) of another run's last checkpoint.
+
+    Tensors are matched by name; names only one side has are left alone, so
+    a variant with fewer modules (e.g. a DAGN ablation without the
+    insensitive branch) starts from the modules it shares with the run. A
+    shape mismatch, or no shared name at all, is an error. Returns counts of
+    ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
     from safetensors.torch import load_file
 
     path = Path(run_dir) / "last.safetensors"
     if not path.exists():
         raise RecipeError(f"init_from: {path} does not exist")
     state = {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    own = model.state_dict()
+    shared = [k for k in state if k in own]
+    bad = [k for k in shared if state[k].shape != own[k].shape]
+    if bad:
+        raise RecipeError(f"init_from {run_dir}: {len(bad)} tensors differ in shape (first: {bad[0]})")
+    if not shared:
+        raise RecipeError(f"init_from {run_dir}: no tensor of this model is in that run")
+    model.load_state_dict({k: state[k] for k in shared}, strict=False)
+    return {"loaded": len(shared), "missing": len(own) - len(shared), "unused": len(state) - len(shared)}
 
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
