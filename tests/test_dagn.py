@@ -408,3 +408,15 @@ def test_bad_configurations_are_clear_errors():
         create_model("dagn-small", awareness_block="dense")
     with pytest.raises(ModelError):
         create_model("dagn-small", encoder_blocks=(1, 2))
+
+
+def test_awareness_encoder_runs_in_fp32_under_bf16_autocast():
+    from carkit.models.dagn import AwarenessEncoder
+
+    enc = AwarenessEncoder(3, (1, 1, 1, 1), 4).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = enc(x)
+        with torch.autocast("cpu", torch.bfloat16):
+            out = enc(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, ref, atol=1e-6)

@@ -37,7 +37,7 @@ def _recipe(tmp_path, name, task, init=""):
     return path
 
 
-def test_two_stages(tmp_path, shared_data):
+def test_two_stages(tmp_path, shared_data, monkeypatch):
     one = load_recipe(_recipe(tmp_path, "one", "dagn-stage1"), data_root=str(shared_data))
     train(one, tmp_path / "one", resume=False, progress=False)
     state = load_file(str(tmp_path / "one" / "last.safetensors"))
@@ -50,3 +50,31 @@ def test_two_stages(tmp_path, shared_data):
     assert enc and all(torch.equal(state[k], after[k]) for k in enc)  # frozen in stage two
     dec = [k for k in state if k.startswith("model.decoder.") and k.endswith("weight")]
     assert any(not torch.equal(state[k], after[k]) for k in dec)  # the restorer learned
+    # the exported weights carry both stages' budgets
+    import carkit.zoo.registry as zoo
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    record = zoo.export_run(tmp_path / "two", "two")
+    assert [s["run"] for s in record.training["stages"]] == ["one", "two"]
+    assert [s["steps"] for s in record.training["stages"]] == [2, 2]
+    assert record.training["wall_seconds"] == sum(s["wall_seconds"] for s in record.training["stages"])
+    assert zoo.load_pretrained("two").use_cigm
+    # a run that is not in the zoo is benchmarked straight from its folder (ablation tables)
+    import json
+
+    from PIL import Image
+
+    from carkit.cli import main
+    from carkit.evaluation.report import build_report
+
+    data = tmp_path / "live1_color"
+    data.mkdir()
+    Image.open(shared_data / "eval" / "kodak" / "kodim23.png").crop((0, 0, 64, 48)).save(data / "a.png")
+    results = tmp_path / "results"
+    assert main(["bench", "restore", "--data", str(data), "--runs", str(tmp_path / "two"), "--tag", "ablation",
+                 "--qualities", "10", "--results", str(results), "--threads", "1"]) == 0
+    payload = json.loads((results / "restore_live1_color_color_ablation.json").read_text())
+    assert set(payload["rows"]) == {"jpeg", "two"} and payload["models"]["two"]["run"] == str(tmp_path / "two")
+    assert payload["models"]["two"]["mode"] == "color" and payload["models"]["two"]["training"]["steps"] == 2
+    report = build_report(results)
+    assert "live1_color (color, ablation)" in report and "--runs" in report and "Table V" in report

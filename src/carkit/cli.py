@@ -103,15 +103,15 @@ def _cmd_bench_restore(args) -> int:
     from .evaluation.restore_bench import run_restore_bench
     from .zoo.registry import list_weights, weights_record
 
-    models = _split(args.models) if args.models else None
+    models = _split(args.models) if args.models is not None else None
     if models is None:
-        models = [n for n in list_weights() if args.gray is not False or not weights_record(n).gray]
+        models = [] if args.runs else [n for n in list_weights()]
     for m in models:
         weights_record(m)
     data = [_resolve_data(d) for d in args.data]
     paths = run_restore_bench(data, models, _split(args.qualities, int), gray=True if args.gray else None,
                               limit=args.limit, results_dir=args.results, update_zoo=not args.no_update_zoo,
-                              threads=args.threads)
+                              threads=args.threads, runs=args.runs or (), tag=args.tag or "")
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -192,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("restore", help="JPEG vs zoo restorers on evaluation sets")
     b.add_argument("--data", nargs="+", required=True,
                    help="image folders, or names under the data root (eval/live1_gray eval/classic5)")
-    b.add_argument("--models", help="comma-separated zoo names (default: every shipped model)")
+    b.add_argument("--models", help="comma-separated zoo names (default: every shipped model, or none with --runs)")
+    b.add_argument("--runs", nargs="+", help="training-run folders to score with their final EMA weights "
+                                             "(e.g. ablation variants that are not shipped)")
+    b.add_argument("--tag", help="suffix of the result file name (e.g. ablation), so other results are kept")
     b.add_argument("--qualities", default="10,20,30,40", help="comma-separated JPEG qualities")
     b.add_argument("--gray", action="store_true", default=None, help="score color sets as MATLAB-Y gray")
     b.add_argument("--limit", type=int, help="first N images only (does not update the zoo)")

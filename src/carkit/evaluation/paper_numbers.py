@@ -43,3 +43,9 @@ def paper_gains(dataset: str) -> dict[str, dict[int, float]]:
     jpeg = table["JPEG"]
     return {m: {q: round(v[0] - jpeg[q][0], 2) for q, v in rows.items()}
             for m, rows in table.items() if m != "JPEG"}
+
+
+def paper_table_v_gains() -> dict[str, dict[int, float]]:
+    """Table V variant -> quality -> PSNR gain over the paper's LIVE1 JPEG row."""
+    jpeg = DAGN_TABLE_I["live1_color"]["JPEG"]
+    return {m: {q: round(v[0] - jpeg[q][0], 2) for q, v in rows.items()} for m, rows in DAGN_TABLE_V.items()}

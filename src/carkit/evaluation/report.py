@@ -32,10 +32,15 @@ def _provenance_line(p: dict) -> str:
 def _restore_section(payload: dict) -> list[str]:
     from .restore_bench import format_restore_table
 
-    out = [f"### {payload['dataset']} ({'gray' if payload['gray'] else 'color'})", "",
-           "Command: `carkit bench restore --data eval/" + payload["dataset"] +
-           " --models " + ",".join(payload["models"]) +
-           " --qualities " + ",".join(map(str, payload["qualities"])) + "`", ""]
+    tag = payload.get("tag") or ""
+    zoo = [m for m, info in payload["models"].items() if "run" not in info]
+    runs = [info["run"] for info in payload["models"].values() if "run" in info]
+    command = ("carkit bench restore --data eval/" + payload["dataset"] +
+               (" --models " + ",".join(zoo) if zoo or not runs else "") +
+               (" --runs " + " ".join(runs) if runs else "") + (f" --tag {tag}" if tag else "") +
+               " --qualities " + ",".join(map(str, payload["qualities"])))
+    out = [f"### {payload['dataset']} ({'gray' if payload['gray'] else 'color'}{', ' + tag if tag else ''})", "",
+           f"Command: `{command}`", ""]
     out += format_restore_table(payload).splitlines()[2:]
     out.append("")
     if payload["models"]:
@@ -60,17 +65,21 @@ def _restore_section(payload: dict) -> list[str]:
 def _paper_comparison(payload: dict) -> list[str]:
     """Gains over JPEG measured here beside the DAGN paper's (Table I), for the
     color sets the paper reports."""
-    from .paper_numbers import paper_gains
+    from .paper_numbers import paper_gains, paper_table_v_gains
 
-    paper = paper_gains(payload["dataset"]) if not payload["gray"] else {}
+    if payload.get("tag") == "ablation":
+        paper = paper_table_v_gains() if payload["dataset"] == "live1_color" else {}
+    else:
+        paper = paper_gains(payload["dataset"]) if not payload["gray"] else {}
     if not paper:
         return []
     key = payload["metrics"][0]
     qs = [q for q in payload["qualities"] if all(q in v for v in paper.values())]
     if not qs:
         return []
-    out = ["Gain over JPEG in RGB PSNR (dB), measured here and as published (DAGN paper, Table I; "
-           "ARCNN there is one model per quality):", "",
+    source = ("Table V, the ablation" if payload.get("tag") == "ablation"
+              else "Table I; ARCNN there is one model per quality")
+    out = [f"Gain over JPEG in RGB PSNR (dB), measured here and as published (DAGN paper, {source}):", "",
            "| QF | " + " | ".join(f"{m} (here)" for m in payload["models"]) + " | " +
            " | ".join(f"{m} (paper)" for m in paper) + " |", "|---" * (len(payload["models"]) + len(paper) + 1) + "|"]
     for q in qs:
@@ -122,9 +131,13 @@ def _zoo_section() -> list[str]:
         t, rec = r.training, r.training.get("recipe", {})
         slices = t.get("slices") or [{}]
         where = ", ".join(sorted({f"{s.get('device', '?')} x{s.get('threads', '?')} threads" for s in slices}))
+        stages = [s for s in t.get("stages", []) if not s.get("missing")]
+        if len(stages) > 1:  # multi-stage training (e.g. DAGN's Algorithm 1): every stage's budget
+            steps = " + ".join(f"{s['run']} {s['steps']} x {s['batch_size']} x {s['patch_size']}px" for s in stages)
+        else:
+            steps = f"{t.get('steps')} x {rec.get('batch_size')} x {rec.get('patch_size')}px"
         out.append(f"| {name} | {r.model} | {'gray' if r.gray else 'color'} QF {r.qualities[0]}..{r.qualities[1]} | "
-                   f"{', '.join(t.get('data', []))} | {t.get('steps')} x {rec.get('batch_size')} x "
-                   f"{rec.get('patch_size')}px | {(t.get('wall_seconds') or 0) / 3600:.2f} h | {where} |")
+                   f"{', '.join(t.get('data', []))} | {steps} | {(t.get('wall_seconds') or 0) / 3600:.2f} h | {where} |")
     return out + [""]
 
 

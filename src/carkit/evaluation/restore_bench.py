@@ -31,10 +31,37 @@ def _means(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
+    """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
+    import json
+
+    from ..pipelines.restore import RestorePlan
+    from ..zoo.registry import load_run_model
+
+    added = {}
+    for run in runs:
+        net, recipe = load_run_model(run)
+        name = recipe["name"]
+        if name in added:
+            raise CarkitError(f"two runs are named {name!r}")
+        restorer._models[name] = net
+        mode = ("gray" if gray else "color-via-Y") if recipe["gray"] else "color"
+        meta = json.loads((Path(run) / "last.json").read_text())
+        budget_path = Path(run) / "budget.json"
+        budget = json.loads(budget_path.read_text()) if budget_path.exists() else {}
+        info = {"architecture": recipe["model"], "model_kwargs": recipe["model_kwargs"], "run": str(run),
+                "training": {"steps": meta["step"], "wall_seconds": round(budget.get("seconds", 0.0)),
+                             "data": recipe["train_dirs"]}}
+        added[name] = (RestorePlan(None, None, name, mode, "training run"), info)
+    return added
+
+
 def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],
                   gray: bool | None = None, limit: int | None = None, progress: bool = True,
-                  threads: int | None = None) -> dict:
-    """Score JPEG and each model at each quality on every image of ``data_dir``."""
+                  threads: int | None = None, runs=(), tag: str = "") -> dict:
+    """Score JPEG and each model at each quality on every image of ``data_dir``.
+    ``models`` are zoo names; ``runs`` are training-run folders scored with
+    their final EMA weights (ablation variants that are not shipped)."""
     from tqdm import tqdm
     import torch
 
@@ -53,6 +80,12 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     for name in models:
         restorer.forced = name
         plans[name] = restorer.plan(gray, None)
+    restorer.forced = None
+    from_runs = _add_runs(restorer, runs, gray)
+    if set(from_runs) & set(models):
+        raise CarkitError(f"a run and a zoo model share a name: {sorted(set(from_runs) & set(models))}")
+    plans.update({name: plan for name, (plan, _) in from_runs.items()})
+    models = list(models) + list(from_runs)
     metric_names = PRIMARY[gray]
     rows: dict[str, dict] = {"jpeg": {}}
     rows.update({m: {} for m in models})
@@ -79,6 +112,10 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     bar.close()
     model_info = {}
     for m in models:
+        if m in from_runs:
+            model_info[m] = {**from_runs[m][1], "mode": plans[m].mode, "seconds": seconds[m],
+                             "megapixels_per_second": megapixels / max(seconds[m], 1e-9)}
+            continue
         rec = weights_record(m)
         model_info[m] = {"architecture": rec.model, "weights_sha256": rec.sha256, "mode": plans[m].mode,
                          "seconds": seconds[m], "megapixels_per_second": megapixels / max(seconds[m], 1e-9),
@@ -86,6 +123,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     return {
         "kind": "restore",
         "dataset": data_dir.name,
+        "tag": tag,
         "gray": gray,
         "qualities": list(qualities),
         "metrics": list(metric_names),
@@ -105,7 +143,9 @@ def update_zoo_results(payload: dict) -> None:
     from ..zoo.registry import save_record
 
     psnr_key, ssim_key, psnrb_key = payload["metrics"]
-    for m in payload["models"]:
+    for m, info in payload["models"].items():
+        if "run" in info:  # training runs are not in the zoo
+            continue
         rec = weights_record(m)
         per_q = {}
         for q, v in payload["rows"][m].items():
@@ -118,14 +158,16 @@ def update_zoo_results(payload: dict) -> None:
 
 def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
     mode = "gray" if payload["gray"] else "color"
-    return Path(results_dir) / f"restore_{payload['dataset']}_{mode}.json"
+    tag = f"_{payload['tag']}" if payload.get("tag") else ""
+    return Path(results_dir) / f"restore_{payload['dataset']}_{mode}{tag}.json"
 
 
 def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
-                      limit: int | None, results_dir: str, update_zoo: bool, threads: int | None) -> list[Path]:
+                      limit: int | None, results_dir: str, update_zoo: bool, threads: int | None,
+                      runs=(), tag: str = "") -> list[Path]:
     written = []
     for d in data_dirs:
-        payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads)
+        payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads, runs=runs, tag=tag)
         path = write_result(result_path(results_dir, payload), payload)
         written.append(path)
         print(format_restore_table(payload))

@@ -252,6 +252,12 @@ class AwarenessEncoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Always fp32, also under a bf16 autocast: bf16 keeps 8 mantissa bits,
+        # about one grey level, which rounds away the small artifacts of high
+        # qualities that the compression-sensitive branch has to see.
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.stages(self.stem(x.float()))
         return self.stages(self.stem(x))
 
 

@@ -98,6 +98,55 @@ def load_pretrained(name: str, device: str = "cpu"):
     return model.to(device).eval()
 
 
+def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
+    """The runs this one started from (recipe ``init_from``, followed back),
+    oldest first, each with its steps and wall time, then this run."""
+    chain, seen = [], set()
+    current, rec = run_dir, recipe
+    while True:
+        budget_path = current / "budget.json"
+        budget = json.loads(budget_path.read_text()) if budget_path.exists() else {}
+        meta_path = current / "last.json"
+        steps = json.loads(meta_path.read_text())["step"] if meta_path.exists() else None
+        chain.append({"run": rec.get("name", current.name), "task": rec.get("task"), "steps": steps,
+                      "batch_size": rec.get("batch_size"), "patch_size": rec.get("patch_size"),
+                      "wall_seconds": round(budget.get("seconds", 0.0)), "slices": budget.get("slices", [])})
+        parent = rec.get("init_from")
+        if not parent or not (Path(parent) / "recipe.json").exists() or Path(parent).resolve() in seen:
+            if parent and not (Path(parent) / "recipe.json").exists():
+                chain.append({"run": str(parent), "missing": True})
+            break
+        seen.add(Path(parent).resolve())
+        current = Path(parent)
+        rec = json.loads((current / "recipe.json").read_text())
+    return chain[::-1]
+
+
+def run_weights(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[dict, dict, str]:
+    """A training run's final weights: (state dict, recipe, "EMA" or "raw")."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.safetensors").exists():
+        raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors)")
+    recipe = json.loads((run_dir / "recipe.json").read_text())
+    tensors = load_file(str(run_dir / "last.safetensors"))
+    prefix = "ema." if use_ema and any(k.startswith("ema.") for k in tensors) else "model."
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return state, recipe, "EMA" if prefix == "ema." else "raw"
+
+
+def load_run_model(run_dir: str | os.PathLike, device: str = "cpu", use_ema: bool = True):
+    """Build a training run's model and load its final (EMA) weights, for
+    benchmarking runs that are not in the zoo (e.g. ablation variants)."""
+    from ..models.registry import create_model
+
+    state, recipe, _ = run_weights(run_dir, use_ema)
+    model = create_model(recipe["model"], **recipe["model_kwargs"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval(), recipe
+
+
 def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True) -> WeightsRecord:
     """Copy a training run's final (EMA) weights into the zoo with a fresh record.
 
@@ -105,18 +154,16 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     recipe.json; measured results are added later by ``carkit bench``.
     """
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
     if not (run_dir / "last.safetensors").exists():
         raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors) to export")
-    recipe = json.loads((run_dir / "recipe.json").read_text())
+    raw, recipe, kind = run_weights(run_dir, use_ema)
     meta = json.loads((run_dir / "last.json").read_text())
-    budget = json.loads((run_dir / "budget.json").read_text()) if (run_dir / "budget.json").exists() else {}
-    tensors = load_file(str(run_dir / "last.safetensors"))
-    prefix = "ema." if use_ema and any(k.startswith("ema.") for k in tensors) else "model."
-    state = {k[len(prefix):]: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
-             for k, v in tensors.items() if k.startswith(prefix)}
+    # A run started from earlier stages (init_from) carries their budget too.
+    stages = _stage_chain(run_dir, recipe)
+    state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in raw.items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / f"{name}.safetensors"
     save_file(state, str(path), metadata={"name": name, "model": recipe["model"]})
@@ -124,9 +171,10 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     record = WeightsRecord(
         name=name, model=recipe["model"], model_kwargs=recipe["model_kwargs"], gray=recipe["gray"],
         qualities=list(qualities), sha256=sha256_of(path), description=description,
-        training={"recipe": recipe, "steps": meta["step"], "weights": "EMA" if prefix == "ema." else "raw",
-                  "wall_seconds": round(budget.get("seconds", 0.0)), "slices": budget.get("slices", []),
-                  "data": recipe["train_dirs"], "validation": recipe["val_dir"]},
+        training={"recipe": recipe, "steps": meta["step"], "weights": kind,
+                  "wall_seconds": sum(s.get("wall_seconds", 0) for s in stages),
+                  "slices": [sl for s in stages for sl in s.get("slices", [])],
+                  "stages": stages, "data": recipe["train_dirs"], "validation": recipe["val_dir"]},
     )
     save_record(record)
     return record
