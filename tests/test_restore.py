@@ -131,15 +131,29 @@ def test_exif_orientation_applied_after_restoring(tmp_path, monkeypatch, shared_
 
 
 def test_model_choice_prefers_covering_and_measured_best():
-    def rec(name, gray, lo, hi, gain):
+    def rec(name, gray, lo, hi, gain, rgb_gain=None):
+        per_q = {"q10": {"gain_psnr": gain}, "q40": {"gain_psnr": gain}}
+        results = {"set": per_q} if gray else {}
+        if rgb_gain is not None:
+            results["set_rgb"] = {"q10": {"gain_psnr": rgb_gain}, "q40": {"gain_psnr": rgb_gain}}
         return WeightsRecord(name=name, model="m", model_kwargs={}, gray=gray, qualities=[lo, hi], sha256="",
-                             results={"set": {"q10": {"gain_psnr": gain}, "q40": {"gain_psnr": gain}}})
-    records = [rec("a", True, 10, 10, 0.5), rec("b", True, 10, 40, 0.9), rec("c", False, 10, 95, 1.2)]
+                             results=results)
+    records = [rec("a", True, 10, 10, 0.5), rec("b", True, 10, 40, 0.9, rgb_gain=0.7),
+               rec("c", False, 10, 95, None, rgb_gain=1.2)]
     assert choose_model(True, 10, records).model == "b"
     plan = choose_model(False, 30, records)
-    assert plan.model == "c" and plan.mode == "color"
+    assert plan.model == "c" and plan.mode == "color" and "+1.20 dB" in plan.reason
     plan = choose_model(False, 30, records[:2])
     assert plan.model == "b" and plan.mode == "color-via-Y"
+    # the color model is the default only where it measures best on color images
+    worse = rec("c", False, 10, 95, None, rgb_gain=0.5)
+    assert choose_model(False, 30, [*records[:2], worse]).model == "b"
+    # unmeasured: a color model before a gray model through Y ...
+    fresh = [rec("g", True, 10, 40, 0.9), rec("c", False, 10, 95, None)]
+    assert choose_model(False, 20, fresh).model == "c"
+    # ... but after a measured one; and gray-set gains do not count for color images
+    assert choose_model(False, 20, [records[1], fresh[1]]).model == "b"
+    assert choose_model(False, 20, [fresh[0], rec("c", False, 10, 95, None, rgb_gain=0.1)]).model == "c"
     assert choose_model(True, 48, records[:2]).model == "b"  # within the margin
     assert choose_model(True, 90, records[:2]).mode == "passthrough"
 

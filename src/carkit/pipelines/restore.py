@@ -5,9 +5,11 @@ estimate the quality, decode it with libjpeg-turbo (the same decoder the
 models were trained behind), pick a zoo model for (gray/color, quality),
 restore tile by tile, write the PNG atomically.
 
-Color JPEGs are restored by a color model when the zoo has one covering the
-quality; otherwise a gray model restores the BT.601 Y channel (the Y the gray
-models were trained on) and the decoded chroma is kept.
+Color JPEGs are restored by whichever zoo model measures best on color
+images at that quality (``carkit bench restore`` stores the measurements in
+the zoo records): a color model (DAGN), or a gray model restoring the BT.601
+Y channel (the Y the gray models were trained on) with the decoded chroma
+kept.
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ def estimate_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cp
     return float(predict(to_tensor(crop).to(device)).expected[0])
 
 
-def _measured_gain(record: WeightsRecord, quality: int) -> float:
-    """Mean measured gain over JPEG at the benchmarked quality nearest to ``quality``."""
+def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> float | None:
+    """Mean measured PSNR gain over JPEG, at the benchmarked quality nearest to
+    ``quality``, on color sets scored in RGB (``color``; result keys ending in
+    ``_rgb``) or on gray sets; None when the record has no such measurement."""
     gains = []
-    for per_quality in record.results.values():
-        if not isinstance(per_quality, dict) or not per_quality:
+    for dataset, per_quality in record.results.items():
+        if dataset.endswith("_rgb") != color or not isinstance(per_quality, dict) or not per_quality:
             continue
         qs = [int(k[1:]) for k in per_quality if k.startswith("q") and k[1:].isdigit()]
         if qs:
@@ -84,30 +88,43 @@ def _measured_gain(record: WeightsRecord, quality: int) -> float:
             gain = per_quality[f"q{nearest}"].get("gain_psnr")
             if gain is not None:
                 gains.append(gain)
-    return float(np.mean(gains)) if gains else 0.0
+    return float(np.mean(gains)) if gains else None
 
 
 def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] | None = None) -> RestorePlan:
-    """Pick the zoo model for an image: color models for color images when one
-    covers the quality, else gray models (through Y for color); among those,
-    the best measured gain at that quality."""
+    """Pick the zoo model for an image. Candidates: gray models for gray
+    images; color models and gray models through Y for color images. Among
+    those trained for the quality, the one that measures best on images of
+    that kind (RGB gain on color sets, gain on gray sets) wins; unmeasured
+    models rank after measured ones, and color models before gray ones on a
+    tie. No model covers the quality: the nearest within ``QUALITY_MARGIN``,
+    else the decoded JPEG is passed through."""
     if records is None:
         records = [weights_record(n) for n in list_weights()]
     q = 10 if quality is None else quality
-    groups = [("gray", [r for r in records if r.gray])] if gray else [
-        ("color", [r for r in records if not r.gray]), ("color-via-Y", [r for r in records if r.gray])]
-    for mode, group in groups:
-        covering = [r for r in group if r.covers(q)]
-        if covering:
-            best = max(covering, key=lambda r: (_measured_gain(r, q), r.qualities[1] - r.qualities[0]))
-            return RestorePlan(quality, None, best.name, mode,
-                               f"trained for QF {best.qualities[0]}..{best.qualities[1]}")
-    for mode, group in groups:
-        near = [r for r in group if r.qualities[0] - QUALITY_MARGIN <= q <= r.qualities[1] + QUALITY_MARGIN]
-        if near:
-            best = min(near, key=lambda r: min(abs(q - r.qualities[0]), abs(q - r.qualities[1])))
-            return RestorePlan(quality, None, best.name, mode,
-                               f"nearest model (trained for QF {best.qualities[0]}..{best.qualities[1]})")
+    if gray:
+        candidates = [("gray", r) for r in records if r.gray]
+    else:
+        candidates = [("color", r) for r in records if not r.gray] + [("color-via-Y", r) for r in records if r.gray]
+
+    def rank(candidate):
+        mode, r = candidate
+        gain = _measured_gain(r, q, color=not gray)
+        return (gain is not None, gain or 0.0, mode != "color-via-Y", r.qualities[1] - r.qualities[0])
+
+    covering = [c for c in candidates if c[1].covers(q)]
+    if covering:
+        mode, best = max(covering, key=rank)
+        gain = _measured_gain(best, q, color=not gray)
+        measured = "" if gain is None else f", measured {gain:+.2f} dB over JPEG near this quality"
+        return RestorePlan(quality, None, best.name, mode,
+                           f"trained for QF {best.qualities[0]}..{best.qualities[1]}{measured}")
+    near = [c for c in candidates if c[1].qualities[0] - QUALITY_MARGIN <= q <= c[1].qualities[1] + QUALITY_MARGIN]
+    if near:
+        mode, best = min(near, key=lambda c: (min(abs(q - c[1].qualities[0]), abs(q - c[1].qualities[1])),
+                                              c[0] == "color-via-Y"))
+        return RestorePlan(quality, None, best.name, mode,
+                           f"nearest model (trained for QF {best.qualities[0]}..{best.qualities[1]})")
     return RestorePlan(quality, None, None, "passthrough",
                        "no model is trained near this quality; output is the decoded JPEG")
 
