@@ -46,3 +46,26 @@ def test_gray_example_restores_better_than_jpeg(tmp_path, shared_data):
     decoded = np.asarray(Image.open(EXAMPLES / "peppers_gray_q10.jpg"))
     restored = np.asarray(Image.open(out))
     assert psnr(restored, original) > psnr(decoded, original) + 0.5
+
+
+def test_dagn_small_is_shipped_color_blind_and_measured():
+    record = weights_record("dagn-small")
+    assert record.model == "dagn-small" and not record.gray and record.qualities == [10, 95]
+    assert record.path.stat().st_size < 16 * 2**20
+    stages = [s["run"] for s in record.training["stages"]]
+    assert stages == ["dagn-small-qf-warmup", "dagn-small-stage1", "dagn-small-stage2"]
+    assert {"live1_color_rgb", "bsds500_jpeg_rgb"} <= set(record.results)
+    net = load_pretrained("dagn-small")
+    assert net.use_cigm and net.use_csgm and net.use_cfm
+
+
+def test_color_jpegs_go_to_the_model_that_measures_best():
+    """The default for color JPEGs is whichever shipped model has the best
+    measured RGB gain on the color sets (DAGN where it measures best)."""
+    from carkit.pipelines.restore import _measured_gain, choose_model
+
+    for q in (10, 20, 30, 40):
+        plan = choose_model(False, q)
+        gains = {n: _measured_gain(weights_record(n), q, color=True) for n in list_weights()}
+        best = max((g, n) for n, g in gains.items() if g is not None)[1]
+        assert plan.model == best
