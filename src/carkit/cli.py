@@ -105,7 +105,7 @@ def _cmd_bench_restore(args) -> int:
 
     models = _split(args.models) if args.models is not None else None
     if models is None:
-        models = [] if args.runs else [n for n in list_weights()]
+        models = [] if args.runs else list_weights()
     for m in models:
         weights_record(m)
     data = [_resolve_data(d) for d in args.data]

@@ -35,17 +35,18 @@ DAGN_TABLE_V = {
 }
 
 
+def _gains(methods: dict, jpeg: dict) -> dict[str, dict[int, float]]:
+    return {m: {q: round(v[0] - jpeg[q][0], 2) for q, v in rows.items()} for m, rows in methods.items()}
+
+
 def paper_gains(dataset: str) -> dict[str, dict[int, float]]:
     """Method -> quality -> PSNR gain over the paper's own JPEG row."""
     table = DAGN_TABLE_I.get(dataset)
     if not table:
         return {}
-    jpeg = table["JPEG"]
-    return {m: {q: round(v[0] - jpeg[q][0], 2) for q, v in rows.items()}
-            for m, rows in table.items() if m != "JPEG"}
+    return _gains({m: rows for m, rows in table.items() if m != "JPEG"}, table["JPEG"])
 
 
 def paper_table_v_gains() -> dict[str, dict[int, float]]:
     """Table V variant -> quality -> PSNR gain over the paper's LIVE1 JPEG row."""
-    jpeg = DAGN_TABLE_I["live1_color"]["JPEG"]
-    return {m: {q: round(v[0] - jpeg[q][0], 2) for q, v in rows.items()} for m, rows in DAGN_TABLE_V.items()}
+    return _gains(DAGN_TABLE_V, DAGN_TABLE_I["live1_color"]["JPEG"])

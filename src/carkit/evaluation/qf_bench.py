@@ -25,7 +25,7 @@ from ..codecs.jpeg import JpegCodec
 from ..data.folders import as_mode, list_images
 from ..errors import CarkitError
 from ..io import read_image
-from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality
+from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality, read_jpeg_for_restore
 from ..zoo.registry import load_pretrained, weights_record
 from .results import provenance, write_result
 
@@ -42,14 +42,11 @@ def _summary(truth: list[float], est: list[float]) -> dict:
 def _real_files(real_dir: Path, net, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from ..jpeg.quality import estimate_quality_of_file
-
     files = sorted(f for f in real_dir.iterdir() if f.is_file() and f.suffix.lower() in JPEG_SUFFIXES)
     rows, skipped = [], []
     for f in tqdm(files, desc="qf real", disable=not progress):
         try:
-            tables = estimate_quality_of_file(f)
-            image = read_image(f, apply_orientation=False)
+            image, tables = read_jpeg_for_restore(f)  # as restore reads it: stored orientation, 8x8 grid at the corner
         except CarkitError as exc:
             skipped.append({"file": f.name, "reason": str(exc)})
             continue

@@ -33,10 +33,8 @@ def _means(rows: list[dict]) -> dict:
 
 def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
-    import json
-
     from ..pipelines.restore import RestorePlan
-    from ..zoo.registry import load_run_model
+    from ..zoo.registry import load_run_model, run_budget
 
     added = {}
     for run in runs:
@@ -46,11 +44,9 @@ def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
             raise CarkitError(f"two runs are named {name!r}")
         restorer._models[name] = net
         mode = ("gray" if gray else "color-via-Y") if recipe["gray"] else "color"
-        meta = json.loads((Path(run) / "last.json").read_text())
-        budget_path = Path(run) / "budget.json"
-        budget = json.loads(budget_path.read_text()) if budget_path.exists() else {}
+        budget = run_budget(run, recipe)
         info = {"architecture": recipe["model"], "model_kwargs": recipe["model_kwargs"], "run": str(run),
-                "training": {"steps": meta["step"], "wall_seconds": round(budget.get("seconds", 0.0)),
+                "training": {"steps": budget["steps"], "wall_seconds": budget["wall_seconds"],
                              "data": recipe["train_dirs"]}}
         added[name] = (RestorePlan(None, None, name, mode, "training run"), info)
     return added

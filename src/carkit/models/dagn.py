@@ -785,8 +785,11 @@ class DAGN(nn.Module):
         """The compression-sensitive branch's JPEG quality estimate:
         ``logits`` (N, 100), ``expected`` quality (N,) in [1, 100] and
         ``most_likely`` (N,) int in 1..100."""
-        f_cs = self.cs_encoder(_pad_to_multiple(x, self.pad_multiple))
-        return _quality_estimate(self.qf_predictor(f_cs))
+        return _quality_estimate(self.qf_logits(x))
+
+    def qf_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """P_qf(E_cs(x)): (N, 100) logits, class k is JPEG quality k + 1."""
+        return self.qf_predictor(self.cs_encoder(_pad_to_multiple(x, self.pad_multiple)))
 
     # ---- training (Algorithm 1) -----------------------------------------------------------
 

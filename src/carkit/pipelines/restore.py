@@ -107,15 +107,17 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
     else:
         candidates = [("color", r) for r in records if not r.gray] + [("color-via-Y", r) for r in records if r.gray]
 
-    def rank(candidate):
-        mode, r = candidate
-        gain = _measured_gain(r, q, color=not gray)
-        return (gain is not None, gain or 0.0, mode != "color-via-Y", r.qualities[1] - r.qualities[0])
-
     covering = [c for c in candidates if c[1].covers(q)]
     if covering:
+        gains = {r.name: _measured_gain(r, q, color=not gray) for _, r in covering}
+
+        def rank(candidate):
+            mode, r = candidate
+            gain = gains[r.name]
+            return (gain is not None, gain or 0.0, mode != "color-via-Y", r.qualities[1] - r.qualities[0])
+
         mode, best = max(covering, key=rank)
-        gain = _measured_gain(best, q, color=not gray)
+        gain = gains[best.name]
         measured = "" if gain is None else f", measured {gain:+.2f} dB over JPEG near this quality"
         return RestorePlan(quality, None, best.name, mode,
                            f"trained for QF {best.qualities[0]}..{best.qualities[1]}{measured}")

@@ -112,5 +112,4 @@ class DagnQfWarmup(TrainTask):
 
         m = _dagn(model)
         c, o = batch["lq"], batch["gt"]
-        return sensitive_constraint(m.predict_quality(c).logits, batch["quality"],
-                                    m.predict_quality(o).logits, 100, self.qf)
+        return sensitive_constraint(m.qf_logits(c), batch["quality"], m.qf_logits(o), 100, self.qf)

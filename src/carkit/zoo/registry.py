@@ -98,19 +98,25 @@ def load_pretrained(name: str, device: str = "cpu"):
     return model.to(device).eval()
 
 
+def run_budget(run_dir: str | os.PathLike, recipe: dict) -> dict:
+    """What one training run spent: its name, task, steps reached, batch and
+    patch size, wall seconds and the slices it ran in (budget.json)."""
+    run_dir = Path(run_dir)
+    budget_path, meta_path = run_dir / "budget.json", run_dir / "last.json"
+    budget = json.loads(budget_path.read_text()) if budget_path.exists() else {}
+    steps = json.loads(meta_path.read_text())["step"] if meta_path.exists() else None
+    return {"run": recipe.get("name", run_dir.name), "task": recipe.get("task"), "steps": steps,
+            "batch_size": recipe.get("batch_size"), "patch_size": recipe.get("patch_size"),
+            "wall_seconds": round(budget.get("seconds", 0.0)), "slices": budget.get("slices", [])}
+
+
 def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
     """The runs this one started from (recipe ``init_from``, followed back),
-    oldest first, each with its steps and wall time, then this run."""
+    oldest first, each with its ``run_budget``, then this run."""
     chain, seen = [], set()
     current, rec = run_dir, recipe
     while True:
-        budget_path = current / "budget.json"
-        budget = json.loads(budget_path.read_text()) if budget_path.exists() else {}
-        meta_path = current / "last.json"
-        steps = json.loads(meta_path.read_text())["step"] if meta_path.exists() else None
-        chain.append({"run": rec.get("name", current.name), "task": rec.get("task"), "steps": steps,
-                      "batch_size": rec.get("batch_size"), "patch_size": rec.get("patch_size"),
-                      "wall_seconds": round(budget.get("seconds", 0.0)), "slices": budget.get("slices", [])})
+        chain.append(run_budget(current, rec))
         parent = rec.get("init_from")
         if not parent or not (Path(parent) / "recipe.json").exists() or Path(parent).resolve() in seen:
             if parent and not (Path(parent) / "recipe.json").exists():
@@ -128,7 +134,7 @@ def run_weights(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[dict,
 
     run_dir = Path(run_dir)
     if not (run_dir / "last.safetensors").exists():
-        raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors)")
+        raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors) in this run folder")
     recipe = json.loads((run_dir / "recipe.json").read_text())
     tensors = load_file(str(run_dir / "last.safetensors"))
     prefix = "ema." if use_ema and any(k.startswith("ema.") for k in tensors) else "model."
@@ -157,8 +163,6 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    if not (run_dir / "last.safetensors").exists():
-        raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors) to export")
     raw, recipe, kind = run_weights(run_dir, use_ema)
     meta = json.loads((run_dir / "last.json").read_text())
     # A run started from earlier stages (init_from) carries their budget too.
@@ -173,7 +177,7 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
         qualities=list(qualities), sha256=sha256_of(path), description=description,
         training={"recipe": recipe, "steps": meta["step"], "weights": kind,
                   "wall_seconds": sum(s.get("wall_seconds", 0) for s in stages),
-                  "slices": [sl for s in stages for sl in s.get("slices", [])],
+                  "slices": [sl for s in stages for sl in s.pop("slices", [])],
                   "stages": stages, "data": recipe["train_dirs"], "validation": recipe["val_dir"]},
     )
     save_record(record)
