@@ -14,9 +14,9 @@ L1 loss of eq. 14 over ``restorer_parameters()`` (eq. 15).
 Stage zero (``task = "dagn-qf-warmup"``, an addition to the paper) trains
 only E_cs and the QF predictor with eq. 9. The paper starts both encoders
 from ImageNet weights; from scratch, a QF classifier on 64x64 patches sits on
-a long plateau (chance accuracy for 1000+ steps even between QF 10 and 90,
-measured here) and stage one's 5000 steps at batch 8 never left it (the
-predictor answered about 72 for every quality). A cheap warm-up of the
+a long plateau before it starts to learn, and stage one alone (5000 steps at
+batch 8, bf16) never left it: its predictor gave one answer for every
+quality. A cheap warm-up of the
 sensitive branch alone (no decoder, no insensitive branch) gets it off the
 plateau; stage one then continues from it (``init_from``).
 
