@@ -129,7 +129,7 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
 
 
 def get_task(name: str, **kwargs) -> TrainTask:
-    from . import dagn_tasks  # noqa: F401  (registers the DAGN stages)
+    from . import blockcnn_tasks, dagn_tasks  # noqa: F401  (register their tasks)
 
     try:
         cls = _TASKS[name]
