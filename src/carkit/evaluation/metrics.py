@@ -334,7 +334,21 @@ def _overlap(xa: np.ndarray, xb: np.ndarray, what: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bd_rate(rate_a, psnr_a, rate_b, psnr_b) -> float:
+def _window_on_quality(la: np.ndarray, qa: np.ndarray, window: tuple[float, float]) -> tuple[float, float]:
+    """The anchor's quality values at the ends of a rate window (clipped to
+    the anchor's rate range), read off its PCHIP curve quality(log rate)."""
+    from scipy.interpolate import PchipInterpolator
+
+    lo_rate, hi_rate = (float(v) for v in window)
+    if not 0 < lo_rate < hi_rate:
+        raise ValueError(f"rate window must be 0 < low < high, got {window}")
+    order = np.argsort(la, kind="stable")
+    curve = PchipInterpolator(la[order], qa[order])
+    ends = np.clip(np.log([lo_rate, hi_rate]), la.min(), la.max())
+    return float(curve(ends[0])), float(curve(ends[1]))
+
+
+def bd_rate(rate_a, psnr_a, rate_b, psnr_b, rate_window: tuple[float, float] | None = None) -> float:
     """Bjontegaard delta rate of curve b against anchor a, in percent.
 
     log(rate) is interpolated as a function of PSNR with PCHIP
@@ -344,10 +358,19 @@ def bd_rate(rate_a, psnr_a, rate_b, psnr_b) -> float:
     rate for the same quality (b saves rate). Needs >= 4 points a curve (points
     in any order, rates > 0); raises ValueError otherwise or when the quality
     ranges do not overlap.
+
+    ``rate_window=(low, high)`` (bpp) narrows the averaging to the anchor's
+    quality range between those rates (clipped to the rates it was measured
+    at), e.g. BlockCNN's "0.15 to 0.6 bpp".
     """
     la, qa = _rd_curve(rate_a, psnr_a, "a")
     lb, qb = _rd_curve(rate_b, psnr_b, "b")
     lo, hi = _overlap(qa, qb, "bd_rate")
+    if rate_window is not None:
+        wlo, whi = _window_on_quality(la, qa, rate_window)
+        lo, hi = max(lo, wlo), min(hi, whi)
+        if not hi > lo:
+            raise ValueError(f"bd_rate: the curves do not overlap within {rate_window} bpp")
     diff = _pchip_mean(qb, lb, lo, hi, "bd_rate curve b") - _pchip_mean(qa, la, lo, hi,
                                                                          "bd_rate curve a")
     return float((math.exp(diff) - 1.0) * 100.0)

@@ -116,6 +116,24 @@ def _codec_section(payload: dict) -> list[str]:
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
+def _blockcnn_section(payload: dict) -> list[str]:
+    from .blockcnn_bench import format_blockcnn_tables
+
+    cfg = payload["config"]
+    name = (payload.get("provenance", {}).get("dataset") or {}).get("name", "?")
+    cmd = (f"carkit bench blockcnn --data eval/{name} --qualities {','.join(map(str, cfg['qualities']))}"
+           f" --predictor {cfg['predictor']} --restorer {cfg['restorer']}")
+    return [f"### {name}", "", f"Command: `{cmd}`", "", f"![RD curves]({blockcnn_figure(payload)})", "",
+            "```", format_blockcnn_tables(payload), "```", "",
+            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+
+
+def blockcnn_figure(payload: dict) -> str:
+    """Where a BlockCNN bench's RD plot lives, relative to docs/."""
+    name = (payload.get("provenance", {}).get("dataset") or {}).get("name", "data")
+    return f"figures/blockcnn_rd_{name}.png"
+
+
 def _zoo_section() -> list[str]:
     """Training budget of every shipped weight, read from its zoo record."""
     from ..zoo.registry import list_weights, weights_record
@@ -143,7 +161,7 @@ def _zoo_section() -> list[str]:
 
 def build_report(results_dir: str | os.PathLike) -> str:
     results_dir = Path(results_dir)
-    restore, codecs, qf, complexity = [], [], [], []
+    restore, codecs, qf, complexity, blockcnn = [], [], [], [], []
     for path in sorted(results_dir.glob("*.json")):
         payload = read_result(path)
         if payload.get("kind") == "restore":
@@ -152,6 +170,8 @@ def build_report(results_dir: str | os.PathLike) -> str:
             qf.append(payload)
         elif payload.get("kind") == "complexity":
             complexity.append(payload)
+        elif payload.get("kind") == "blockcnn_bench":
+            blockcnn.append(payload)
         elif path.name.startswith("codecs_"):
             codecs.append(payload)
     lines = HEADER.splitlines() + [""]
@@ -174,6 +194,12 @@ def build_report(results_dir: str | os.PathLike) -> str:
         lines += ["## Codecs", ""]
         for payload in codecs:
             lines += _codec_section(payload)
+    if blockcnn:
+        lines += ["## BlockCNN compression (paper section 3.2-3.3)", "",
+                  "JPEG, JPEG + BlockCNN artifact removal, the BlockCNN block-predictive codec, and the "
+                  "codec + artifact removal (paper Fig. 9-10). Rates are the real file sizes.", ""]
+        for payload in blockcnn:
+            lines += _blockcnn_section(payload)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -183,4 +209,10 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike) -> Path
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(build_report(results_dir))
     os.replace(tmp, out)
+    from .blockcnn_bench import plot_rd
+
+    for path in sorted(Path(results_dir).glob("blockcnn_*.json")):
+        payload = read_result(path)
+        if payload.get("kind") == "blockcnn_bench":
+            plot_rd(payload, out.parent / blockcnn_figure(payload))
     return out

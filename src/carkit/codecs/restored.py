@@ -1,0 +1,56 @@
+"""Any codec followed by any zoo restorer: ``<codec>+<restorer>``.
+
+The DESIGN's "any restorer can follow any codec": the bytes are the inner
+codec's, unchanged (so the rate is the codec's), and decoding runs the
+restorer on the decoded image. BlockCNN's Figure 10 combinations are
+``jpeg``, ``jpeg+blockcnn-color``, ``blockcnn`` and ``blockcnn+blockcnn-color``.
+
+    >>> codec = get_codec("jpeg+dagn-small")
+    >>> rt = codec.roundtrip(image, quality=20)   # JPEG bytes, restored pixels
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Codec
+
+SEPARATOR = "+"
+
+
+class RestoredCodec(Codec):
+    """``inner`` codec, then the zoo model ``restorer`` on its output."""
+
+    def __init__(self, inner: Codec, restorer: str):
+        from ..pipelines.restore import Restorer
+
+        self.inner = inner
+        self.restorer = restorer
+        self.name = f"{inner.name}{SEPARATOR}{restorer}"
+        self.extension = inner.extension
+        self.supports_gray = inner.supports_gray
+        self._restorer = Restorer(model=restorer)
+
+    def settings(self) -> dict:
+        from ..zoo.registry import weights_record
+
+        rec = weights_record(self.restorer)
+        return {**self.inner.settings(), "codec": self.name,
+                "restorer": {"name": self.restorer, "weights_sha256": rec.sha256}}
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        return self.inner.encode(image, quality)
+
+    def restore(self, decoded: np.ndarray) -> np.ndarray:
+        """The restorer on an image the inner codec decoded."""
+        plan = self._restorer.plan(decoded.ndim == 2, None)
+        return self._restorer.restore_pixels(decoded, plan)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.restore(self.inner.decode(data))
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"jpeg+dagn-small"`` -> ("jpeg", "dagn-small"); ``"jpeg"`` -> ("jpeg", None)."""
+    inner, sep, restorer = str(name).partition(SEPARATOR)
+    return inner, (restorer if sep else None)

@@ -1,0 +1,261 @@
+"""BlockCNN's compression experiments (Maleki et al. 2018, section 3.2-3.3).
+
+On an image folder (the paper: Kodak, 24 images, full size), at each quality:
+
+* ``jpeg``: plain JPEG (PROTOCOL.md settings);
+* ``jpeg+<restorer>``: the same JPEG bytes, decoded, then BlockCNN artifact
+  removal (paper Fig. 10, combination 2);
+* ``blockcnn``: the block-predictive codec (combination 3);
+* ``blockcnn+<restorer>``: its decoded image, then artifact removal
+  (combination 4).
+
+Each image is encoded once per codec and quality; the two restored rows reuse
+the decoded pixels (their bytes are the codec's). The codec's reconstruction
+is its encoder's own (``encode_with_reconstruction``); on the first
+``verify_images`` images of every quality the file is also decoded from its
+bytes, timed, and must equal it bit for bit (a mismatch is an error, not a
+number).
+
+The payload has the layout of ``carkit bench codecs`` (so the same table and
+BD code apply) plus:
+
+* ``bd_window``: BD-rate/BD-PSNR against JPEG over the paper's low-rate range
+  (default 0.15-0.6 bpp, the issue's target range);
+* ``at_bpp``: every curve's PSNR and SSIM interpolated (PCHIP on log rate) at
+  one rate (default 0.45 bpp, paper Fig. 10);
+* ``speed``: encode and decode time per megapixel of the codec beside
+  Pillow's JPEG on the same images, in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CodecError
+
+DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 15, 20, 30, 40, 50, 60)
+DEFAULT_WINDOW = (0.15, 0.6)
+DEFAULT_AT_BPP = 0.45
+RD_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "psnr", "ssim")
+
+
+def _point(per: dict, pixels: float) -> dict:
+    from .codec_bench import _mean, _round
+
+    mean = {k: _mean(v) for k, v in per.items()}
+    for kind in ("encode", "decode"):
+        times = [t for t in per.get(f"{kind}_s", []) if t is not None]
+        mean[f"{kind}_mpix_s"] = (pixels * len(times) / max(sum(times), 1e-12)) if times else None
+    return {"mean": mean, "per_image": {k: [_round(k, x) for x in v] for k, v in per.items()}}
+
+
+def curve_at(entry: dict, metric: str, bpp: float) -> float | None:
+    """A curve's ``metric`` at ``bpp`` by PCHIP on log rate; None outside its range."""
+    from scipy.interpolate import PchipInterpolator
+
+    from .codec_bench import _curve
+
+    rates, values = _curve(entry, metric)
+    if len(rates) < 2 or not min(rates) <= bpp <= max(rates):
+        return None
+    order = np.argsort(rates)
+    x = np.log(np.asarray(rates)[order])
+    if np.any(np.diff(x) <= 0):
+        return None
+    return float(PchipInterpolator(x, np.asarray(values)[order])(math.log(bpp)))
+
+
+def window_bd(payload: dict, window: tuple[float, float], anchor: str = "jpeg") -> dict:
+    """BD-rate/BD-PSNR of every curve against ``anchor`` within a bpp window."""
+    from . import metrics
+    from .codec_bench import _curve
+
+    out = {"anchor": anchor, "window_bpp": list(window), "codecs": {}}
+    keys = [m for m in ("psnr_rgb", "psnr") if m in payload["config"]["metrics"]]
+    ref = payload["codecs"][anchor]
+    for name, entry in payload["codecs"].items():
+        if name == anchor:
+            continue
+        row = {}
+        for m in keys:
+            ra, da = _curve(ref, m)
+            rb, db = _curve(entry, m)
+            try:
+                row[m] = {"bd_rate": metrics.bd_rate(ra, da, rb, db, rate_window=window)}
+            except ValueError as exc:
+                row[m] = {"error": str(exc)}
+        out["codecs"][name] = row
+    return out
+
+
+def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None = None,
+                   predictor: str = "blockcnn-predictor", restorer: str = "blockcnn-color",
+                   limit: int | None = None, verify_images: int = 2, window=DEFAULT_WINDOW,
+                   at_bpp: float = DEFAULT_AT_BPP, progress: bool = True) -> dict:
+    from . import metrics
+    from ..codecs import get_codec
+    from ..codecs.restored import RestoredCodec
+    from .codec_bench import _load, _progress, bd_table, bench_images
+    from .results import provenance
+
+    quals = sorted(set(int(q) for q in (qualities or DEFAULT_QUALITIES)))
+    files = bench_images(data_dir, limit)
+    images, mode = _load(files, gray=False)
+    metric_keys = list(metrics.score(images[0], images[0]).keys())
+    jpeg = get_codec("jpeg")
+    bcnn = get_codec("blockcnn", model=predictor)
+    jpeg_ar, bcnn_ar = RestoredCodec(jpeg, restorer), RestoredCodec(bcnn, restorer)
+    names = ["jpeg", jpeg_ar.name, "blockcnn", bcnn_ar.name]
+    fields = ("bytes", "bpp", *metric_keys, "encode_s", "decode_s")
+    curves = {n: [] for n in names}
+    bar = _progress(len(quals) * len(images), progress)
+    try:
+        for q in quals:
+            bar.set_description(f"q{q}")
+            per = {n: {k: [] for k in fields} for n in names}
+            for i, img in enumerate(images):
+                h, w = img.shape[:2]
+
+                def add(name, data_len, decoded, enc_s, dec_s):
+                    row = per[name]
+                    row["bytes"].append(data_len)
+                    row["bpp"].append(metrics.bpp(data_len, h, w))
+                    for k, v in metrics.score(decoded, img).items():
+                        row[k].append(v)
+                    row["encode_s"].append(enc_s)
+                    row["decode_s"].append(dec_s)
+
+                t0 = time.perf_counter()
+                data = jpeg.encode(img, q)
+                t1 = time.perf_counter()
+                dec = jpeg.decode(data)
+                t2 = time.perf_counter()
+                restored = jpeg_ar.restore(dec)
+                t3 = time.perf_counter()
+                add("jpeg", len(data), dec, t1 - t0, t2 - t1)
+                add(jpeg_ar.name, len(data), restored, t1 - t0, t3 - t1)
+
+                t0 = time.perf_counter()
+                data, recon = bcnn.encode_with_reconstruction(img, q)
+                t1 = time.perf_counter()
+                dec_s = None
+                if i < verify_images:
+                    decoded = bcnn.decode(data)
+                    dec_s = time.perf_counter() - t1
+                    if not np.array_equal(decoded, recon):
+                        raise CodecError(f"blockcnn: decoding {files[i].name} at q{q} differs from the "
+                                         "encoder's reconstruction")
+                t2 = time.perf_counter()
+                restored = bcnn_ar.restore(recon)
+                ar_s = time.perf_counter() - t2
+                add("blockcnn", len(data), recon, t1 - t0, dec_s)
+                add(bcnn_ar.name, len(data), restored, t1 - t0, None if dec_s is None else dec_s + ar_s)
+                bar.update(1)
+            mpix = float(np.mean([im.shape[0] * im.shape[1] for im in images])) / 1e6
+            for n in names:
+                curves[n].append({"quality": q, **_point(per[n], mpix)})
+    finally:
+        bar.close()
+
+    settings = {"jpeg": jpeg.settings(), jpeg_ar.name: jpeg_ar.settings(), "blockcnn": bcnn.settings(),
+                bcnn_ar.name: bcnn_ar.settings()}
+    payload = {
+        "kind": "blockcnn_bench",
+        "config": {"data_dir": str(Path(data_dir).resolve()), "codecs": names, "qualities": quals,
+                   "gray": False, "mode": mode, "limit": limit, "anchor": "jpeg", "metrics": metric_keys,
+                   "predictor": predictor, "restorer": restorer, "verify_images": verify_images},
+        "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
+                   for f, im in zip(files, images)],
+        "codecs": {n: {"settings": settings[n], "points": curves[n]} for n in names},
+        "provenance": provenance(dataset_dir=data_dir, files=files, codec_settings=settings,
+                                 model=f"{predictor} (codec), {restorer} (artifact removal)"),
+    }
+    payload["bd"] = bd_table(payload)
+    payload["bd_window"] = window_bd(payload, tuple(window))
+    payload["at_bpp"] = {"bpp": at_bpp, "codecs": {
+        n: {m: curve_at(payload["codecs"][n], m, at_bpp) for m in ("psnr_rgb", "ssim_rgb")} for n in names}}
+    payload["speed"] = speed_summary(payload)
+    return payload
+
+
+def speed_summary(payload: dict) -> dict:
+    """Seconds per megapixel to encode and decode, per codec, over every timed image."""
+    pixels = [im["height"] * im["width"] / 1e6 for im in payload["images"]]
+    out = {}
+    for name in ("jpeg", "blockcnn"):
+        enc, dec, mp_enc, mp_dec = 0.0, 0.0, 0.0, 0.0
+        for p in payload["codecs"][name]["points"]:
+            for mp, e, d in zip(pixels, p["per_image"]["encode_s"], p["per_image"]["decode_s"]):
+                enc, mp_enc = enc + e, mp_enc + mp
+                if d is not None:
+                    dec, mp_dec = dec + d, mp_dec + mp
+        out[name] = {"encode_s_per_mpix": enc / mp_enc if mp_enc else None,
+                     "decode_s_per_mpix": dec / mp_dec if mp_dec else None}
+    return out
+
+
+def format_blockcnn_tables(payload: dict) -> str:
+    """The RD tables (as ``bench codecs``), the Fig. 10 table, window BD-rates and speed."""
+    from .codec_bench import _fmt, format_codec_table
+
+    lines = [format_codec_table(payload), ""]
+    at = payload["at_bpp"]
+    lines += [f"Four combinations at {at['bpp']} bpp (paper Fig. 10; PCHIP on log rate):",
+              f"{'combination':<28} {'PSNR-RGB':>9} {'SSIM-RGB':>9}"]
+    for name, row in at["codecs"].items():
+        lines.append(f"{name:<28} {_fmt(row['psnr_rgb'], '9.2f')} {_fmt(row['ssim_rgb'], '9.4f')}")
+    bw = payload["bd_window"]
+    lo, hi = bw["window_bpp"]
+    lines += ["", f"BD-rate vs {bw['anchor']} within {lo}-{hi} bpp (negative = fewer bits):"]
+    for name, row in bw["codecs"].items():
+        cells = [f"{m} {r['bd_rate']:+.1f}%" if "bd_rate" in r else f"{m} n/a ({r['error']})"
+                 for m, r in row.items()]
+        lines.append(f"{name:<28} " + "; ".join(cells))
+    sp = payload["speed"]
+    lines += ["", "Speed, seconds per megapixel (same run, same images; decode timed on the verified images):"]
+    for name, row in sp.items():
+        lines.append(f"{name:<28} encode {_fmt(row['encode_s_per_mpix'], '.3f')} s/MP, "
+                     f"decode {_fmt(row['decode_s_per_mpix'], '.3f')} s/MP")
+    return "\n".join(lines)
+
+
+def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
+    """PSNR-RGB and SSIM-RGB against bpp for every curve, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .codec_bench import _curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric, label in ((axes[0], "psnr_rgb", "PSNR RGB (dB)"), (axes[1], "ssim_rgb", "SSIM RGB")):
+        for name, entry in payload["codecs"].items():
+            rates, values = _curve(entry, metric)
+            ax.plot(rates, values, marker="o", ms=3, label=name)
+        lo, hi = payload["bd_window"]["window_bpp"]
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    ds = (payload.get("provenance", {}).get("dataset") or {}).get("name", "")
+    fig.suptitle(f"BlockCNN codec and artifact removal on {ds} (shaded: {lo}-{hi} bpp)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def default_out(data_dir: str | os.PathLike) -> Path:
+    return Path("results") / f"blockcnn_{Path(data_dir).resolve().name}.json"
