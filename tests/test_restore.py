@@ -136,8 +136,8 @@ def test_model_choice_prefers_covering_and_measured_best():
         results = {"set": per_q} if gray else {}
         if rgb_gain is not None:
             results["set_rgb"] = {"q10": {"gain_psnr": rgb_gain}, "q40": {"gain_psnr": rgb_gain}}
-        return WeightsRecord(name=name, model="m", model_kwargs={}, gray=gray, qualities=[lo, hi], sha256="",
-                             results=results)
+        return WeightsRecord(name=name, model="resunet-gray" if gray else "dagn-small", model_kwargs={},
+                             gray=gray, qualities=[lo, hi], sha256="", results=results)
     records = [rec("a", True, 10, 10, 0.5), rec("b", True, 10, 40, 0.9, rgb_gain=0.7),
                rec("c", False, 10, 95, None, rgb_gain=1.2)]
     assert choose_model(True, 10, records).model == "b"
@@ -156,6 +156,11 @@ def test_model_choice_prefers_covering_and_measured_best():
     assert choose_model(False, 20, [fresh[0], rec("c", False, 10, 95, None, rgb_gain=0.1)]).model == "c"
     assert choose_model(True, 48, records[:2]).model == "b"  # within the margin
     assert choose_model(True, 90, records[:2]).mode == "passthrough"
+    # a codec's block predictor is never an artifact remover, however it measures
+    predictor = WeightsRecord(name="p", model="blockcnn-predictor", model_kwargs={}, gray=True,
+                              qualities=[5, 90], sha256="", results={"set": {"q10": {"gain_psnr": 9.0}}})
+    assert choose_model(True, 10, [*records, predictor]).model == "b"
+    assert choose_model(True, 80, [predictor]).mode == "passthrough"
 
 
 def test_weights_are_checked(tmp_path, monkeypatch):

@@ -203,5 +203,5 @@ register_model("blockcnn-color", BlockCNN, paper=_PAPER, in_channels=3, width=32
                color_space="lab",
                note="CPU-trained artifact remover: the paper's depth at width 32, Lab")
 register_model("blockcnn-predictor", BlockCNN, paper=_PAPER, in_channels=1, width=32,
-               num_res_blocks=5, causal=True, color_space="rgb",
+               num_res_blocks=5, causal=True, color_space="rgb", kind="predictor",
                note="causal block predictor of the BlockCNN codec (one plane: Y, Cb or Cr)")

@@ -101,6 +101,7 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
     else the decoded JPEG is passed through."""
     if records is None:
         records = [weights_record(n) for n in list_weights()]
+    records = [r for r in records if r.kind == "restorer"]
     q = 10 if quality is None else quality
     if gray:
         candidates = [("gray", r) for r in records if r.gray]
@@ -138,7 +139,9 @@ class Restorer:
                  overlap: int = 32):
         self.forced = model
         if model is not None:
-            weights_record(model)  # fail early on unknown names
+            record = weights_record(model)  # fail early on unknown names
+            if record.kind != "restorer":
+                raise ModelError(f"{model} is a {record.kind}, not an artifact remover")
         self.device = device
         self.tile = tile
         self.overlap = overlap

@@ -38,6 +38,14 @@ class WeightsRecord:
     def path(self) -> Path:
         return WEIGHTS_DIR / f"{self.name}.safetensors"
 
+    @property
+    def kind(self) -> str:
+        """The architecture's role: "restorer" (decoded image in, restored image
+        out) or another job (e.g. BlockCNN's codec "predictor")."""
+        from ..models.registry import model_config
+
+        return model_config(self.model).kind
+
     def covers(self, quality: int) -> bool:
         return self.qualities[0] <= quality <= self.qualities[1]
 
