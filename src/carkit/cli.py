@@ -1,4 +1,4 @@
-"""carkit command line: restore | bench | train | zoo (encode/decode arrive with the learned codecs).
+"""carkit command line: restore | encode | decode | bench | train | zoo.
 
 Library code raises typed errors; only this module turns them into one-line
 messages and exit codes (0 ok, 1 some inputs failed, 2 usage/bad input).
@@ -7,6 +7,7 @@ messages and exit codes (0 ok, 1 some inputs failed, 2 usage/bad input).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,104 @@ def _cmd_restore(args) -> int:
         return 1
     if len(files) > 1:
         print(f"restored {len(files)} file(s) into {args.output}")
+    return 0
+
+
+def _check_output(src: Path, dst: Path, force: bool) -> None:
+    """Never the input; an existing output only with --force (one-line errors)."""
+    if dst.exists():
+        if src.exists() and os.path.samefile(src, dst):
+            raise CarkitError(f"{dst}: output would overwrite the input")
+        if dst.is_dir():
+            raise CarkitError(f"{dst}: is a folder, expected an output file")
+        if not force:
+            raise CarkitError(f"{dst}: already exists (use --force to overwrite)")
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename:
+    no half-written file remains, a previous ``path`` stays intact on failure."""
+    import secrets
+
+    from .errors import ImageWriteError
+
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_encode(args) -> int:
+    import warnings
+
+    from .codecs.registry import canonical_name, get_codec
+    from .io import read_image
+
+    if not 1 <= args.quality <= 100:
+        raise CarkitError(f"quality must be an int in 1..100, got {args.quality}")
+    src, dst = Path(args.input), Path(args.output)
+    _check_output(src, dst, args.force)
+    image = read_image(src)
+    if image.alpha is not None:
+        warnings.warn(f"{src}: the alpha channel is not coded", stacklevel=1)
+    method = canonical_name(args.method)
+    _set_threads(args.threads)
+    if method == "blockcnn":
+        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
+
+        codec = BlockCNNCodec(model=args.model or DEFAULT_MODEL)
+    elif args.model:
+        raise CarkitError(f"--model applies to --method blockcnn, not {method}")
+    else:
+        codec = get_codec(method)
+    try:
+        data = codec.encode(image.pixels, args.quality)
+    except ValueError as exc:
+        raise CarkitError(f"{src}: {exc}") from exc
+    _write_bytes_atomic(dst, data)
+    h, w = image.pixels.shape[:2]
+    print(f"{dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({method}, quality {args.quality})")
+    return 0
+
+
+def _cmd_decode(args) -> int:
+    from .io import read_image_bytes, write_image
+    from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
+
+    src, dst = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise CarkitError(f"{src}: no such file")
+    _check_output(src, dst, args.force)
+    data = src.read_bytes()
+    _set_threads(args.threads)
+    if is_bcnn(data):
+        pixels = decode_bcnn(data, restore=args.restore)
+    elif args.restore:
+        raise CarkitError(f"{src}: not a .bcnn file; --restore applies to .bcnn files "
+                          "(use `carkit restore` for JPEGs)")
+    else:
+        pixels = read_image_bytes(data, str(src)).pixels
+    write_image(dst, pixels)
+    print(f"{dst}: {pixels.shape[1]}x{pixels.shape[0]} {'gray' if pixels.ndim == 2 else 'RGB'}")
     return 0
 
 
@@ -186,6 +285,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("encode", help="compress an image with a registered codec (blockcnn writes .bcnn)")
+    p.add_argument("input", help="image file (PNG, JPEG, ...)")
+    p.add_argument("output", help="compressed file to write (e.g. out.bcnn)")
+    from .codecs.registry import list_codecs
+
+    p.add_argument("--method", default="blockcnn",
+                   help=f"registered codec: {', '.join(list_codecs())} (default blockcnn)")
+    p.add_argument("-q", "--quality", type=int, required=True, help="quality 1..100")
+    p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a .bcnn file (or any image Pillow reads) to an image file")
+    p.add_argument("input", help=".bcnn file (detected by its magic) or a standard image")
+    p.add_argument("-o", "--output", required=True, help="image to write (PNG by its suffix)")
+    p.add_argument("--restore", metavar="MODEL", help="zoo artifact remover applied after decoding")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("bench", help="measure restorers and codecs; write results and docs/RESULTS.md")
     bsub = p.add_subparsers(dest="bench_command", required=True)

@@ -9,7 +9,7 @@ Register a codec class (a ``Codec`` subclass) or any factory returning a
 or lazily, by an import string, so that listing codecs never imports the
 module (learned codecs pull in torch)::
 
-    register_codec("blockcnn", "carkit.pipelines.blockcnn:BlockCNNCodec")
+    register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec")
 
 Built-in entries are lazy, so ``import carkit.codecs`` imports neither Pillow
 nor torch. A codec is *available* when its target imports and its
@@ -157,3 +157,5 @@ register_codec("avif", "carkit.codecs.avif:AvifCodec",
                description="AVIF via Pillow/libavif (aom), speed 6, 1 thread")
 register_codec("heif", "carkit.codecs.heif:HeifCodec", aliases=("heic", "hevc"),
                description="HEIF/HEVC intra via pillow-heif (x265), preset medium")
+register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec", aliases=("bcnn",),
+               description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")
