@@ -85,3 +85,39 @@ def test_restored_codec_keeps_the_bytes_and_restores(shared_data):
     assert both.encode(img, 10) == jpeg.encode(img, 10)
     assert psnr(both.decode(jpeg.encode(img, 10)), img) > psnr(jpeg.decode(jpeg.encode(img, 10)), img)
     assert both.settings()["restorer"]["name"] == "resunet-gray-blind"
+
+
+def test_bench_blockcnn_end_to_end(tmp_path, monkeypatch, shared_data):
+    """`carkit bench blockcnn` with a tiny predictor and a tiny remover in a temporary zoo."""
+    import json
+
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+    from carkit.models.blockcnn import BlockCNN
+    from tests.test_blockcnn_codec import make_predictor_zoo
+
+    make_predictor_zoo(tmp_path / "zoo", monkeypatch)
+    kwargs = {"in_channels": 3, "width": 4, "num_res_blocks": 1, "color_space": "rgb"}
+    remover = BlockCNN(**kwargs)
+    path = tmp_path / "zoo" / "tiny-blockcnn.safetensors"
+    save_file({k: v.half().contiguous() for k, v in remover.state_dict().items()}, str(path))
+    zoo.save_record(zoo.WeightsRecord(name="tiny-blockcnn", model="blockcnn-color", model_kwargs=kwargs, gray=False,
+                                      qualities=[10, 40], sha256=zoo.sha256_of(path), description="test"))
+    images = tmp_path / "kodak"
+    images.mkdir()
+    src = sorted((shared_data / "eval" / "kodak").iterdir())[0]
+    Image.open(src).convert("RGB").crop((0, 0, 64, 48)).save(images / "a.png")
+    assert main(["bench", "blockcnn", "--data", str(images), "--qualities", "5,20,50,90", "--restorer",
+                 "tiny-blockcnn", "--results", str(tmp_path / "res"), "--threads", "1"]) == 0
+    payload = json.loads((tmp_path / "res" / "blockcnn_kodak.json").read_text())
+    assert payload["config"]["codecs"] == ["jpeg", "jpeg+tiny-blockcnn", "blockcnn", "blockcnn+tiny-blockcnn"]
+    assert set(payload["codecs"]) == set(payload["config"]["codecs"])
+    jpeg, ar = payload["codecs"]["jpeg"]["points"], payload["codecs"]["jpeg+tiny-blockcnn"]["points"]
+    # the untrained remover is the identity: same bytes, same pixels as JPEG
+    assert [p["mean"]["bytes"] for p in jpeg] == [p["mean"]["bytes"] for p in ar]
+    assert [p["mean"]["psnr_rgb"] for p in jpeg] == pytest.approx([p["mean"]["psnr_rgb"] for p in ar], abs=1e-3)
+    assert payload["speed"]["blockcnn"]["decode_s_per_mpix"] > 0
+    assert "jpeg" in payload["bd"]["anchor"] and "bd_window" in payload and payload["at_bpp"]["bpp"] == 0.45

@@ -233,6 +233,23 @@ def _cmd_bench_qf(args) -> int:
     return 0
 
 
+def _cmd_bench_blockcnn(args) -> int:
+    from .evaluation.blockcnn_bench import bench_blockcnn, default_out, format_blockcnn_tables
+    from .evaluation.results import write_result
+
+    _set_threads(args.threads)
+    data = _resolve_data(args.data)
+    window = tuple(_split(args.window, float))
+    if len(window) != 2:
+        raise CarkitError(f"--window needs two rates, got {args.window!r}")
+    payload = bench_blockcnn(data, _split(args.qualities, int), args.predictor, args.restorer, args.limit,
+                             args.verify, window, args.at_bpp)
+    path = write_result(Path(args.results) / default_out(data).name, payload)
+    print(format_blockcnn_tables(payload))
+    print(f"\nwrote {path}")
+    return 0
+
+
 def _cmd_bench_complexity(args) -> int:
     from .evaluation.complexity_bench import run_complexity_bench
     from .zoo.registry import list_weights, weights_record
@@ -346,6 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch CPU threads")
     b.add_argument("--results", default="results")
     b.set_defaults(func=_cmd_bench_complexity)
+    b = bsub.add_parser("blockcnn", help="BlockCNN codec and artifact removal vs JPEG: RD curves, "
+                                          "BD-rate, Fig. 10 combinations, speed")
+    b.add_argument("--data", default="eval/kodak", help="image folder (default eval/kodak, the paper's)")
+    b.add_argument("--qualities", default="5,10,15,20,30,40,50,60", help="comma-separated qualities")
+    b.add_argument("--predictor", default="blockcnn-predictor", help="zoo predictor of the codec")
+    b.add_argument("--restorer", default="blockcnn-color", help="zoo artifact remover after decoding")
+    b.add_argument("--limit", type=int, help="first N images only")
+    b.add_argument("--verify", type=int, default=2,
+                   help="images per quality also decoded from their bytes (timed, must match exactly)")
+    b.add_argument("--window", default="0.15,0.6", help="bpp window of the windowed BD-rate")
+    b.add_argument("--at-bpp", type=float, default=0.45, help="rate of the four-combinations table")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.add_argument("--results", default="results")
+    b.set_defaults(func=_cmd_bench_blockcnn)
     b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")
