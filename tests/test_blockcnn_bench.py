@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from carkit.evaluation import metrics
-from carkit.evaluation.blockcnn_bench import curve_at, format_blockcnn_tables, plot_rd, speed_summary, window_bd
+from carkit.evaluation.blockcnn_bench import curve_at, format_blockcnn_tables, plot_rd, speed_summary
 from carkit.evaluation.codec_bench import bd_table
 
 
@@ -31,7 +31,7 @@ def _payload():
         "provenance": {"dataset": {"name": "kodak"}},
     }
     payload["bd"] = bd_table(payload)
-    payload["bd_window"] = window_bd(payload, (0.15, 0.35))
+    payload["bd_window"] = bd_table(payload, rate_window=(0.15, 0.35))
     payload["at_bpp"] = {"bpp": 0.45, "codecs": {n: {m: curve_at(payload["codecs"][n], m, 0.45)
                                                       for m in ("psnr_rgb", "ssim_rgb")}
                                                   for n in payload["codecs"]}}

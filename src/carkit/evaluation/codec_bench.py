@@ -203,15 +203,19 @@ def _curve(entry: dict, metric: str) -> tuple[list[float], list[float]]:
     return [r for r, _ in pairs], [d for _, d in pairs]
 
 
-def bd_table(payload: dict, anchor: str = ANCHOR) -> dict:
+def bd_table(payload: dict, anchor: str = ANCHOR, rate_window: tuple[float, float] | None = None) -> dict:
     """BD-rate (%) and BD-PSNR (dB) of every codec against ``anchor`` for each
     PSNR flavour present, on the mean RD curves. A pair that cannot be
-    computed (fewer than 4 points, no overlap) gets {"error": reason}."""
+    computed (fewer than 4 points, no overlap) gets {"error": reason}.
+    ``rate_window`` (bpp): BD-rate only, averaged within that window
+    (``metrics.bd_rate``)."""
     from . import metrics
 
     keys = payload["config"]["metrics"]
     bd_metrics = [m for m in BD_METRICS if m in keys]
     out: dict = {"anchor": anchor, "metrics": bd_metrics, "codecs": {}}
+    if rate_window is not None:
+        out["window_bpp"] = list(rate_window)
     if anchor not in payload["codecs"]:
         out["error"] = f"anchor {anchor!r} was not benchmarked"
         return out
@@ -224,8 +228,9 @@ def bd_table(payload: dict, anchor: str = ANCHOR) -> dict:
             ra, da = _curve(ref, m)
             rb, db = _curve(entry, m)
             try:
-                row[m] = {"bd_rate": metrics.bd_rate(ra, da, rb, db),
-                          "bd_psnr": metrics.bd_psnr(ra, da, rb, db)}
+                row[m] = {"bd_rate": metrics.bd_rate(ra, da, rb, db, rate_window=rate_window)}
+                if rate_window is None:
+                    row[m]["bd_psnr"] = metrics.bd_psnr(ra, da, rb, db)
             except ValueError as exc:
                 row[m] = {"error": str(exc)}
         out["codecs"][name] = row

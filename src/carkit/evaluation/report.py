@@ -159,47 +159,42 @@ def _zoo_section() -> list[str]:
     return out + [""]
 
 
+def _kind(path: Path, payload: dict) -> str:
+    # Codec-bench files predate the "kind" field; they are known by name.
+    return payload.get("kind") or ("codec_bench" if path.name.startswith("codecs_") else "")
+
+
+#: (result kind, heading, intro paragraph, section renderer), in report order;
+#: the zoo's training budgets go after the restorer sections.
+SECTIONS = (
+    ("restore", "## Artifact reduction",
+     "Cells: PSNR (gain over JPEG) / SSIM / PSNR-B. Gray sets score the gray image; "
+     "color sets score RGB (PROTOCOL.md's color tables).", _restore_section),
+    ("complexity", "## Model cost (DAGN Table III)", "", _complexity_section),
+    ("qf", "## Blind quality estimation", "", _qf_section),
+    ("zoo", "", "", None),
+    ("codec_bench", "## Codecs", "", _codec_section),
+    ("blockcnn_bench", "## BlockCNN compression (paper section 3.2-3.3)",
+     "JPEG, JPEG + BlockCNN artifact removal, the BlockCNN block-predictive codec, and the "
+     "codec + artifact removal (paper Fig. 9-10). Rates are the real file sizes.", _blockcnn_section),
+)
+
+
 def build_report(results_dir: str | os.PathLike) -> str:
-    results_dir = Path(results_dir)
-    restore, codecs, qf, complexity, blockcnn = [], [], [], [], []
-    for path in sorted(results_dir.glob("*.json")):
+    by_kind: dict[str, list[dict]] = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
         payload = read_result(path)
-        if payload.get("kind") == "restore":
-            restore.append(payload)
-        elif payload.get("kind") == "qf":
-            qf.append(payload)
-        elif payload.get("kind") == "complexity":
-            complexity.append(payload)
-        elif payload.get("kind") == "blockcnn_bench":
-            blockcnn.append(payload)
-        elif path.name.startswith("codecs_"):
-            codecs.append(payload)
+        by_kind.setdefault(_kind(path, payload), []).append(payload)
     lines = HEADER.splitlines() + [""]
-    if restore:
-        lines += ["## Artifact reduction", "",
-                  "Cells: PSNR (gain over JPEG) / SSIM / PSNR-B. Gray sets score the gray image; "
-                  "color sets score RGB (PROTOCOL.md's color tables).", ""]
-        for payload in restore:
-            lines += _restore_section(payload)
-    if complexity:
-        lines += ["## Model cost (DAGN Table III)", ""]
-        for payload in complexity:
-            lines += _complexity_section(payload)
-    if qf:
-        lines += ["## Blind quality estimation", ""]
-        for payload in qf:
-            lines += _qf_section(payload)
-    lines += _zoo_section()
-    if codecs:
-        lines += ["## Codecs", ""]
-        for payload in codecs:
-            lines += _codec_section(payload)
-    if blockcnn:
-        lines += ["## BlockCNN compression (paper section 3.2-3.3)", "",
-                  "JPEG, JPEG + BlockCNN artifact removal, the BlockCNN block-predictive codec, and the "
-                  "codec + artifact removal (paper Fig. 9-10). Rates are the real file sizes.", ""]
-        for payload in blockcnn:
-            lines += _blockcnn_section(payload)
+    for kind, heading, intro, render in SECTIONS:
+        if kind == "zoo":
+            lines += _zoo_section()
+            continue
+        if not by_kind.get(kind):
+            continue
+        lines += [heading, ""] + ([intro, ""] if intro else [])
+        for payload in by_kind[kind]:
+            lines += render(payload)
     return "\n".join(lines).rstrip() + "\n"
 
 
