@@ -201,7 +201,8 @@ register_model("blockcnn", BlockCNN, paper=_PAPER, in_channels=3, width=64, num_
                note="artifact remover at the paper's depth (9 residual blocks, width 64), Lab")
 register_model("blockcnn-color", BlockCNN, paper=_PAPER, in_channels=3, width=32, num_res_blocks=9,
                color_space="lab",
-               note="CPU-trained artifact remover: the paper's depth at width 32, Lab")
+               note="CPU-sized artifact remover: the paper's depth at width 32; Lab by default as in the "
+                    "paper (the shipped weights use RGB, which measured better at equal budget)")
 register_model("blockcnn-predictor", BlockCNN, paper=_PAPER, in_channels=1, width=32,
                num_res_blocks=5, causal=True, color_space="rgb", kind="predictor",
                note="causal block predictor of the BlockCNN codec (one plane: Y, Cb or Cr)")
