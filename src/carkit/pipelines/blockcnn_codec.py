@@ -30,6 +30,10 @@ What differs from the paper, or what it leaves open:
   one-channel predictor. Decoding upsamples chroma with libjpeg's "fancy"
   triangle filter (9/16, 3/16, 3/16, 1/16; integer arithmetic) and converts
   back with the T.871 formulas, rounded and clipped, then crops.
+* **Texture only**: the residual is taken against the prediction with its
+  mean set to 128 (:func:`texture_of`); the block means go through JPEG's
+  own DC path, which predicts them from the left block better than the
+  network does (measured; see :func:`texture_of`).
 * **Order**: row by row in the paper's sense, processed as a wavefront:
   block (r, c) needs (r-1, c-1), (r-1, c), (r-1, c+1) and (r, c-1), so all
   blocks with ``c + 2r = t`` are independent and are predicted in one batch
@@ -308,6 +312,20 @@ _BY = np.arange(BLOCK)[None, :, None]
 _BX = np.arange(BLOCK)[None, None, :]
 
 
+def texture_of(pred: np.ndarray) -> np.ndarray:
+    """The prediction the residual is taken against: the network's block with
+    its mean replaced by 128 (integer arithmetic), so the residual's DC is the
+    block's own level-shifted mean, as in plain JPEG.
+
+    Why: JPEG already codes block means cheaply (DC DPCM from the left block);
+    the network's mean errors are nearly independent from block to block, so
+    residual DCs cost more than the means themselves. Measured on Kodak Y
+    crops with the first trained predictor: about 4-8 % fewer bytes and up to
+    0.6 dB more PSNR than using the whole prediction."""
+    pred = pred.astype(np.int64)
+    return pred - (pred.sum(axis=(1, 2), keepdims=True) + 32) // 64 + 128
+
+
 def run_wavefront(planes: list[_Plane], predictor, encode: bool) -> None:
     """Predict, (encoder: code) and reconstruct every block of every plane,
     one batched prediction per wavefront step ``c + 2r = t``. Fills each
@@ -321,7 +339,7 @@ def run_wavefront(planes: list[_Plane], predictor, encode: bool) -> None:
                 views.append(p.canvas[(r * BLOCK)[:, None, None] + _DY, (c * BLOCK)[:, None, None] + _DX])
         if not views:
             continue
-        pred = predictor.predict(np.concatenate(views)).astype(np.int64)
+        pred = texture_of(predictor.predict(np.concatenate(views)))
         k = 0
         for p, (r, c) in zip(planes, where):
             n = len(r)
