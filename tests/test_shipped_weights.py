@@ -69,3 +69,29 @@ def test_color_jpegs_go_to_the_model_that_measures_best():
         gains = {n: _measured_gain(weights_record(n), q, color=True) for n in list_weights()}
         best = max((g, n) for n, g in gains.items() if g is not None)[1]
         assert plan.model == best
+
+
+def test_blockcnn_remover_is_shipped_and_restores(tmp_path, shared_data):
+    record = weights_record("blockcnn-color")
+    assert record.model == "blockcnn-color" and not record.gray and record.kind == "restorer"
+    assert record.path.stat().st_size < 16 * 2**20 and record.training["steps"] > 0
+    assert len(load_pretrained("blockcnn-color").body) == 9  # the paper's nine residual blocks
+    original = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))
+    original = original[40:40 + 256, 200:200 + 384]
+    Image.fromarray(original).save(tmp_path / "q10.jpg", quality=10)
+    out = tmp_path / "restored.png"
+    assert main(["restore", str(tmp_path / "q10.jpg"), "-o", str(out), "--model", "blockcnn-color"]) == 0
+    decoded = np.asarray(Image.open(tmp_path / "q10.jpg").convert("RGB"))
+    assert psnr(np.asarray(Image.open(out)), original) > psnr(decoded, original) + 0.5
+
+
+def test_blockcnn_codec_round_trips_with_the_shipped_predictor(shared_data):
+    from carkit.codecs import get_codec
+
+    record = weights_record("blockcnn-predictor")
+    assert record.kind == "predictor" and record.training["steps"] > 0
+    image = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))[:64, :96]
+    codec = get_codec("blockcnn")
+    data, reconstruction = codec.encode_with_reconstruction(image, 20)
+    assert np.array_equal(codec.decode(data), reconstruction)
+    assert psnr(reconstruction, image) > 25
