@@ -23,7 +23,9 @@ from carkit.errors import CodecError
 from carkit.evaluation.metrics import psnr
 from carkit.models.blockcnn import BlockCNN, mask_causal
 from carkit.models.exact import ExactPredictor, calibration_windows
+from carkit.jpeg import intdct
 from carkit.pipelines import blockcnn_codec as bc
+from carkit.pipelines.bcnn_container import pack_container
 from carkit.pipelines.blockcnn_codec import (BcnnFormatError, BlockCNNCodec, PredictorMismatchError,
                                              read_header)
 
@@ -112,9 +114,10 @@ def test_int_dct_matrix_is_the_rounded_float_matrix():
     from carkit.jpeg.dct import dct_matrix
 
     d = dct_matrix(dtype=torch.float64).numpy()
-    assert np.array_equal(bc._DCT_INT, np.rint(d * 65536).astype(np.int64))
+    assert np.array_equal(intdct._DCT_INT, np.rint(d * 65536).astype(np.int64))
     blocks = np.random.default_rng(0).integers(-255, 256, (50, 8, 8))
-    assert np.abs(bc.inverse_dct_int(np.rint(bc.forward_dct_int(blocks)).astype(np.int64)) - blocks).max() <= 1
+    back = intdct.inverse_dct_int(np.rint(intdct.forward_dct_int(blocks)).astype(np.int64))
+    assert np.abs(back - blocks).max() <= 1
 
 
 def test_calibration_windows_are_fixed():
@@ -324,7 +327,7 @@ def _recrc(data: bytes, header_change=None, payload=None) -> bytes:
     fields = {"gray": h.gray, "quality": h.quality, "width": h.width, "height": h.height,
               "model": h.model, "weights_hash": h.weights_hash}
     fields.update(header_change or {})
-    return bc._pack(fields, data[h.payload_offset:] if payload is None else payload)
+    return pack_container(fields, data[h.payload_offset:] if payload is None else payload)
 
 
 def _one_line(exc_info) -> str:

@@ -49,13 +49,8 @@ What differs from the paper, or what it leaves open:
   ``carkit.pipelines.restore.Restorer`` as ``carkit restore`` applies it,
   with the file's Q as the quality.
 
-Container (little endian)::
-
-    magic b"BCNN" | version u8 (1) | mode u8 (0 gray, 1 color) | quality u8 |
-    name length u8 | width u32 | height u32 | predictor name (utf-8) |
-    predictor weights hash (32 bytes, sha256 of the quantized parameters) |
-    payload length u32 | CRC32 u32 (of everything before it and the payload) |
-    payload (the residual JPEG)
+Container: :mod:`carkit.pipelines.bcnn_container` (magic, version, mode,
+quality, size, predictor name and weights hash, payload length, CRC32).
 
 Decoding refuses, with a one-line :class:`BcnnFormatError` or
 :class:`PredictorMismatchError` (both ``CodecError``): a wrong magic, an
@@ -76,107 +71,27 @@ encoder, so it is no faster.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..codecs.base import Codec, check_image, check_quality
 from ..errors import CarkitError, CodecError
+from ..jpeg.intdct import forward_dct_int, inverse_dct_int
+from .bcnn_container import MAGIC, VERSION, BcnnFormatError, BcnnHeader, is_bcnn, pack_container, read_header
 
 __all__ = ["BlockCNNCodec", "BcnnFormatError", "PredictorMismatchError", "MAGIC", "VERSION",
            "is_bcnn", "read_header", "BcnnHeader", "decode_bcnn"]
 
-MAGIC = b"BCNN"
-VERSION = 1
 DEFAULT_MODEL = "blockcnn-predictor"
 BLOCK = 8
 BORDER_VALUE = 128
 #: Baseline JPEG's coefficient range (|AC| <= 1023; DC clamped alike so DC differences stay <= 2047).
 COEF_MAX = 1023
 
-_FIXED = struct.Struct("<4sBBBBII")  # magic, version, mode, quality, name length, width, height
-_TAIL = struct.Struct("<II")  # payload length, CRC32
-_HASH_LEN = 32
-
-
-class BcnnFormatError(CodecError):
-    """A .bcnn file is not one, is truncated, corrupted, or of another version."""
-
 
 class PredictorMismatchError(CodecError):
     """A .bcnn file needs a predictor that is not available here."""
-
-
-# ---------------------------------------------------------------- container
-
-@dataclass(frozen=True)
-class BcnnHeader:
-    version: int
-    gray: bool
-    quality: int
-    width: int
-    height: int
-    model: str
-    weights_hash: str  # hex
-    payload_offset: int
-    payload_length: int
-
-
-def is_bcnn(data: bytes) -> bool:
-    """Whether ``data`` starts with the .bcnn magic."""
-    return bytes(data[:len(MAGIC)]) == MAGIC
-
-
-def _pack(header_fields: dict, payload: bytes) -> bytes:
-    name = header_fields["model"].encode("utf-8")
-    if len(name) > 255:
-        raise CodecError(f"predictor name too long for the container: {header_fields['model']!r}")
-    head = (_FIXED.pack(MAGIC, VERSION, 0 if header_fields["gray"] else 1, header_fields["quality"],
-                        len(name), header_fields["width"], header_fields["height"])
-            + name + bytes.fromhex(header_fields["weights_hash"]))
-    head += struct.pack("<I", len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + struct.pack("<I", crc) + payload
-
-
-def read_header(data: bytes) -> BcnnHeader:
-    """Parse and check a .bcnn container (magic, version, lengths, CRC);
-    raises :class:`BcnnFormatError` with a one-line message."""
-    data = bytes(data)
-    if not is_bcnn(data):
-        raise BcnnFormatError("not a BlockCNN .bcnn file (bad magic)")
-    if len(data) < len(MAGIC) + 1:
-        raise BcnnFormatError("truncated .bcnn file (no header)")
-    version = data[len(MAGIC)]
-    if version != VERSION:
-        raise BcnnFormatError(f"unsupported .bcnn format version {version} (this carkit reads version {VERSION})")
-    if len(data) < _FIXED.size:
-        raise BcnnFormatError(f"truncated .bcnn file ({len(data)} bytes, header incomplete)")
-    _, _, mode, quality, name_len, width, height = _FIXED.unpack_from(data)
-    crc_at = _FIXED.size + name_len + _HASH_LEN + 4
-    offset = crc_at + 4
-    if len(data) < offset:
-        raise BcnnFormatError(f"truncated .bcnn file ({len(data)} bytes, header incomplete)")
-    name_raw = data[_FIXED.size:_FIXED.size + name_len]
-    digest = data[_FIXED.size + name_len:_FIXED.size + name_len + _HASH_LEN]
-    (length,) = struct.unpack_from("<I", data, crc_at - 4)
-    (crc,) = struct.unpack_from("<I", data, crc_at)
-    have = len(data) - offset
-    if have < length:
-        raise BcnnFormatError(f"truncated .bcnn file (payload has {have} of {length} bytes)")
-    if have > length:
-        raise BcnnFormatError(f"corrupted .bcnn file ({have - length} bytes after the payload)")
-    if zlib.crc32(data[offset:], zlib.crc32(data[:crc_at])) != crc:
-        raise BcnnFormatError("corrupted .bcnn file (CRC32 mismatch)")
-    if mode not in (0, 1) or not 1 <= quality <= 100 or width < 1 or height < 1:
-        raise BcnnFormatError(f"corrupted .bcnn header (mode {mode}, quality {quality}, size {width}x{height})")
-    try:
-        model = name_raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BcnnFormatError("corrupted .bcnn header (predictor name is not UTF-8)") from None
-    return BcnnHeader(version, mode == 0, quality, width, height, model, digest.hex(), offset, length)
 
 
 # ---------------------------------------------------------------- colour (deterministic, elementwise)
@@ -226,56 +141,6 @@ def ycbcr_planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.nda
     g = yf - 0.344136 * cbf - 0.714136 * crf
     b = yf + 1.772 * cbf
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
-
-
-# ---------------------------------------------------------------- integer 8x8 transforms
-
-_SHIFT = 16
-
-
-#: round(2^15 cos(k pi / 16)), k = 0..8, written out so that no libm can change them.
-_COS15 = (32768, 32138, 30274, 27246, 23170, 18205, 12540, 6393, 0)
-#: round(2^16 / sqrt(8)), the DC row.
-_DC16 = 23170
-
-
-def _int_dct_matrix() -> np.ndarray:
-    """round(2^16 D), D the orthonormal 8x8 DCT-II (``D[u, x] = a_u cos((2x+1) u pi / 16)``,
-    a_0 = 1/sqrt(8), a_u = 1/2), from the constants above (checked against
-    the float matrix in the tests)."""
-    m = np.empty((8, 8), dtype=np.int64)
-    for u in range(8):
-        for x in range(8):
-            if u == 0:
-                m[u, x] = _DC16
-                continue
-            k = ((2 * x + 1) * u) % 32
-            k = 32 - k if k > 16 else k
-            m[u, x] = _COS15[k] if k <= 8 else -_COS15[16 - k]
-    return m
-
-
-_DCT_INT = _int_dct_matrix()
-
-
-def _round_shift(x: np.ndarray, bits: int) -> np.ndarray:
-    """Integer x / 2^bits rounded half up (arithmetic shift floors)."""
-    return (x + (1 << (bits - 1))) >> bits
-
-
-def forward_dct_int(blocks: np.ndarray) -> np.ndarray:
-    """(N, 8, 8) integer residuals -> float64 DCT coefficients (exact integer
-    products with round(2^16 D), then one scaling by 2^-32)."""
-    s = _DCT_INT @ blocks.astype(np.int64) @ _DCT_INT.T
-    return s.astype(np.float64) / float(1 << (2 * _SHIFT))
-
-
-def inverse_dct_int(coeffs: np.ndarray) -> np.ndarray:
-    """(N, 8, 8) integer dequantized coefficients -> int64 pixels, rounded:
-    ``round(D^T F D)`` in exact int64 arithmetic (|F| < 2^19 keeps every sum
-    below 2^56)."""
-    s = _DCT_INT.T @ coeffs.astype(np.int64) @ _DCT_INT
-    return _round_shift(s, 2 * _SHIFT)
 
 
 # ---------------------------------------------------------------- the wavefront
@@ -509,7 +374,7 @@ class BlockCNNCodec(Codec):
             sampling=((1, 1),) if gray else ((2, 2), (1, 1), (1, 1)), height=hp, width=wp,
             color_space="gray" if gray else "ycbcr")
         payload = coefficients_to_bytes(coeffs)
-        data = _pack({"gray": gray, "quality": q, "width": w, "height": h, "model": self.model,
+        data = pack_container({"gray": gray, "quality": q, "width": w, "height": h, "model": self.model,
                       "weights_hash": self.predictor.weights_hash}, payload)
         return data, self._assemble(planes, gray, h, w)
 
