@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from carkit.cli import main
+from carkit.codecs.restored import RestoredCodec
 from carkit.codecs import canonical_name, get_codec, list_codecs
 from carkit.errors import CodecError
 from carkit.evaluation.metrics import psnr
@@ -403,7 +404,7 @@ def test_codec_needs_a_zoo_predictor(tmp_path, monkeypatch):
     data, rec = zoo_codec.encode_with_reconstruction(img, 50)
     assert np.array_equal(zoo_codec.decode(data), rec)
     with pytest.raises(CodecError, match="restore model"):
-        BlockCNNCodec(restore="no-such-restorer")
+        RestoredCodec(zoo_codec, "no-such-restorer")
 
 
 def test_restore_after_decoding(tmp_path, monkeypatch):
@@ -412,12 +413,12 @@ def test_restore_after_decoding(tmp_path, monkeypatch):
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     make_predictor_zoo(tmp_path / "zoo", monkeypatch)
     plain = BlockCNNCodec()
-    restored = BlockCNNCodec(restore="tiny-gray")
+    restored = RestoredCodec(plain, "tiny-gray")
     img = synthetic(32, 48)
-    data, rec = restored.encode_with_reconstruction(img, 20)
+    data, plain_rec = plain.encode_with_reconstruction(img, 20)
     out = restored.decode(data)
-    assert np.array_equal(out, rec) and out.shape == img.shape
-    assert data == plain.encode(img, 20)  # restoration does not change the file
+    assert np.array_equal(out, restored.restore(plain_rec)) and out.shape == img.shape
+    assert data == restored.encode(img, 20)  # restoration does not change the file
     assert not np.array_equal(out, plain.decode(data))
 
 

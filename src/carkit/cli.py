@@ -74,31 +74,6 @@ def _check_output(src: Path, dst: Path, force: bool) -> None:
             raise CarkitError(f"{dst}: already exists (use --force to overwrite)")
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename:
-    no half-written file remains, a previous ``path`` stays intact on failure."""
-    import secrets
-
-    from .errors import ImageWriteError
-
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -110,7 +85,7 @@ def _cmd_encode(args) -> int:
     import warnings
 
     from .codecs.registry import canonical_name, get_codec
-    from .io import read_image
+    from .io import read_image, write_bytes
 
     if not 1 <= args.quality <= 100:
         raise CarkitError(f"quality must be an int in 1..100, got {args.quality}")
@@ -133,7 +108,7 @@ def _cmd_encode(args) -> int:
         data = codec.encode(image.pixels, args.quality)
     except ValueError as exc:
         raise CarkitError(f"{src}: {exc}") from exc
-    _write_bytes_atomic(dst, data)
+    write_bytes(dst, data)
     h, w = image.pixels.shape[:2]
     print(f"{dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp ({method}, quality {args.quality})")
     return 0

@@ -41,7 +41,7 @@ an error, never silently grey-filled); an image with more than :data:`MAX_PIXELS
 a mode outside the policy raises :class:`~carkit.errors.UnsupportedImageError`.
 Every message is one line and starts with the file name.
 
-Writing (:func:`write_image`)
+Writing (:func:`write_image`, :func:`write_bytes`)
 -----------------------------
 Atomic: the encoded file goes to a temporary file in the target's folder, is
 flushed to disk (``fsync``), then renamed over the target with ``os.replace``.
@@ -56,6 +56,7 @@ import os
 import secrets
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,6 +274,35 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
         Image.init()
         if fmt not in Image.SAVE:
             raise UnsupportedImageError(f"{path}: Pillow cannot write format {fmt!r}")
+    with atomic_file(path) as fh:
+        try:
+            im.save(fh, format=fmt, **save_kwargs)
+        except OSError as exc:
+            if exc.errno is not None:  # a real filesystem error
+                raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
+            raise UnsupportedImageError(
+                f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
+        except (ValueError, KeyError) as exc:
+            raise UnsupportedImageError(
+                f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write already-encoded bytes (a codec's file) atomically, like
+    :func:`write_image`; filesystem errors become ImageWriteError."""
+    path = Path(path)
+    with atomic_file(path) as fh:
+        try:
+            fh.write(data)
+        except OSError as exc:
+            raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+@contextmanager
+def atomic_file(path: Path):
+    """A binary file handle on a temporary file beside ``path``; on success it is
+    flushed, fsync'ed and renamed over ``path``, on any failure removed (see the
+    module docstring)."""
     directory = path.parent
     tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # O_EXCL: never reuse someone else's file; mode 0o666 so the umask applies as
@@ -285,16 +315,7 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
         raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-            try:
-                im.save(fh, format=fmt, **save_kwargs)
-            except OSError as exc:
-                if exc.errno is not None:  # a real filesystem error
-                    raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
-                raise UnsupportedImageError(
-                    f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
-            except (ValueError, KeyError) as exc:
-                raise UnsupportedImageError(
-                    f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

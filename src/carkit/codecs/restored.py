@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CarkitError, CodecError
 from .base import Codec
 
 SEPARATOR = "+"
@@ -29,7 +30,10 @@ class RestoredCodec(Codec):
         self.name = f"{inner.name}{SEPARATOR}{restorer}"
         self.extension = inner.extension
         self.supports_gray = inner.supports_gray
-        self._restorer = Restorer(model=restorer)
+        try:
+            self._restorer = Restorer(model=restorer)
+        except CarkitError as exc:
+            raise CodecError(f"{self.name}: restore model: {exc}") from exc
 
     def settings(self) -> dict:
         from ..zoo.registry import weights_record

@@ -29,7 +29,6 @@ BD code apply) plus:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -57,18 +56,10 @@ def _point(per: dict, pixels: float) -> dict:
 
 def curve_at(entry: dict, metric: str, bpp: float) -> float | None:
     """A curve's ``metric`` at ``bpp`` by PCHIP on log rate; None outside its range."""
-    from scipy.interpolate import PchipInterpolator
-
     from .codec_bench import _curve
+    from .metrics import quality_at_rate
 
-    rates, values = _curve(entry, metric)
-    if len(rates) < 2 or not min(rates) <= bpp <= max(rates):
-        return None
-    order = np.argsort(rates)
-    x = np.log(np.asarray(rates)[order])
-    if np.any(np.diff(x) <= 0):
-        return None
-    return float(PchipInterpolator(x, np.asarray(values)[order])(math.log(bpp)))
+    return quality_at_rate(*_curve(entry, metric), bpp)
 
 
 def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None = None,
@@ -91,6 +82,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
     names = ["jpeg", jpeg_ar.name, "blockcnn", bcnn_ar.name]
     fields = ("bytes", "bpp", *metric_keys, "encode_s", "decode_s")
     curves = {n: [] for n in names}
+    mpix = float(np.mean([im.shape[0] * im.shape[1] for im in images])) / 1e6
     bar = _progress(len(quals) * len(images), progress)
     try:
         for q in quals:
@@ -134,7 +126,6 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
                 add("blockcnn", len(data), recon, t1 - t0, dec_s)
                 add(bcnn_ar.name, len(data), restored, t1 - t0, None if dec_s is None else dec_s + ar_s)
                 bar.update(1)
-            mpix = float(np.mean([im.shape[0] * im.shape[1] for im in images])) / 1e6
             for n in names:
                 curves[n].append({"quality": q, **_point(per[n], mpix)})
     finally:
@@ -222,7 +213,9 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    ds = (payload.get("provenance", {}).get("dataset") or {}).get("name", "")
+    from .report import dataset_name
+
+    ds = dataset_name(payload)
     fig.suptitle(f"BlockCNN codec and artifact removal on {ds} (shaded: {lo}-{hi} bpp)")
     fig.tight_layout()
     out = Path(out)

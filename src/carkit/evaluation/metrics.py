@@ -337,15 +337,29 @@ def _overlap(xa: np.ndarray, xb: np.ndarray, what: str) -> tuple[float, float]:
 def _window_on_quality(la: np.ndarray, qa: np.ndarray, window: tuple[float, float]) -> tuple[float, float]:
     """The anchor's quality values at the ends of a rate window (clipped to
     the anchor's rate range), read off its PCHIP curve quality(log rate)."""
-    from scipy.interpolate import PchipInterpolator
-
     lo_rate, hi_rate = (float(v) for v in window)
     if not 0 < lo_rate < hi_rate:
         raise ValueError(f"rate window must be 0 < low < high, got {window}")
-    order = np.argsort(la, kind="stable")
-    curve = PchipInterpolator(la[order], qa[order])
+    curve = _log_rate_curve(la, qa)
     ends = np.clip(np.log([lo_rate, hi_rate]), la.min(), la.max())
     return float(curve(ends[0])), float(curve(ends[1]))
+
+
+def _log_rate_curve(log_rate: np.ndarray, quality: np.ndarray):
+    """PCHIP interpolant of quality as a function of log rate."""
+    from scipy.interpolate import PchipInterpolator
+
+    order = np.argsort(log_rate, kind="stable")
+    return PchipInterpolator(log_rate[order], quality[order])
+
+
+def quality_at_rate(rate, quality, at: float) -> float | None:
+    """A rate-quality curve read at rate ``at`` (PCHIP on log rate, as BD
+    uses); None outside the measured rates or with fewer than 2 distinct ones."""
+    r = np.asarray(rate, dtype=np.float64).ravel()
+    if r.size < 2 or np.unique(r).size != r.size or not r.min() <= at <= r.max():
+        return None
+    return float(_log_rate_curve(np.log(r), np.asarray(quality, dtype=np.float64).ravel())(math.log(at)))
 
 
 def bd_rate(rate_a, psnr_a, rate_b, psnr_b, rate_window: tuple[float, float] | None = None) -> float:

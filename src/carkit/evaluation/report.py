@@ -110,7 +110,7 @@ def _complexity_section(payload: dict) -> list[str]:
 def _codec_section(payload: dict) -> list[str]:
     from .codec_bench import format_codec_table
 
-    name = (payload.get("provenance", {}).get("dataset") or {}).get("name", "?")
+    name = dataset_name(payload, "?")
     return [f"### {name}", "", "Command: `carkit bench codecs --data eval/" + str(name) + "`", "",
             "```", format_codec_table(payload), "```", "",
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
@@ -120,7 +120,7 @@ def _blockcnn_section(payload: dict) -> list[str]:
     from .blockcnn_bench import format_blockcnn_tables
 
     cfg = payload["config"]
-    name = (payload.get("provenance", {}).get("dataset") or {}).get("name", "?")
+    name = dataset_name(payload, "?")
     cmd = (f"carkit bench blockcnn --data eval/{name} --qualities {','.join(map(str, cfg['qualities']))}"
            f" --predictor {cfg['predictor']} --restorer {cfg['restorer']}")
     return [f"### {name}", "", f"Command: `{cmd}`", "", f"![RD curves]({blockcnn_figure(payload)})", "",
@@ -130,8 +130,12 @@ def _blockcnn_section(payload: dict) -> list[str]:
 
 def blockcnn_figure(payload: dict) -> str:
     """Where a BlockCNN bench's RD plot lives, relative to docs/."""
-    name = (payload.get("provenance", {}).get("dataset") or {}).get("name", "data")
-    return f"figures/blockcnn_rd_{name}.png"
+    return f"figures/blockcnn_rd_{dataset_name(payload, 'data')}.png"
+
+
+def dataset_name(payload: dict, default: str = "") -> str:
+    """The evaluation set a result was measured on (from its provenance)."""
+    return (payload.get("provenance", {}).get("dataset") or {}).get("name") or default
 
 
 def _zoo_section() -> list[str]:
@@ -142,7 +146,7 @@ def _zoo_section() -> list[str]:
     if not names:
         return []
     out = ["## Shipped weights and their training budget", "",
-           "| weights | architecture | restores | trained on | steps x batch x patch | wall time | where |",
+           "| weights | architecture | job | trained on | steps x batch x patch | wall time | where |",
            "|---|---|---|---|---|---|---|"]
     for name in names:
         r = weights_record(name)
@@ -154,7 +158,9 @@ def _zoo_section() -> list[str]:
             steps = " + ".join(f"{s['run']} {s['steps']} x {s['batch_size']} x {s['patch_size']}px" for s in stages)
         else:
             steps = f"{t.get('steps')} x {rec.get('batch_size')} x {rec.get('patch_size')}px"
-        out.append(f"| {name} | {r.model} | {'gray' if r.gray else 'color'} QF {r.qualities[0]}..{r.qualities[1]} | "
+        job = f"{'gray' if r.gray else 'color'} QF {r.qualities[0]}..{r.qualities[1]}"
+        job = f"restores {job}" if r.kind == "restorer" else f"{r.kind}, trained on {job}"
+        out.append(f"| {name} | {r.model} | {job} | "
                    f"{', '.join(t.get('data', []))} | {steps} | {(t.get('wall_seconds') or 0) / 3600:.2f} h | {where} |")
     return out + [""]
 
@@ -180,11 +186,18 @@ SECTIONS = (
 )
 
 
-def build_report(results_dir: str | os.PathLike) -> str:
+def _results_by_kind(results_dir: str | os.PathLike) -> dict[str, list[dict]]:
     by_kind: dict[str, list[dict]] = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         payload = read_result(path)
         by_kind.setdefault(_kind(path, payload), []).append(payload)
+    return by_kind
+
+
+def build_report(results_dir: str | os.PathLike, by_kind: dict[str, list[dict]] | None = None) -> str:
+    """The text of docs/RESULTS.md from the result files (``by_kind``: already
+    loaded ones)."""
+    by_kind = _results_by_kind(results_dir) if by_kind is None else by_kind
     lines = HEADER.splitlines() + [""]
     for kind, heading, intro, render in SECTIONS:
         if kind == "zoo":
@@ -202,12 +215,11 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike) -> Path
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(build_report(results_dir))
+    by_kind = _results_by_kind(results_dir)
+    tmp.write_text(build_report(results_dir, by_kind))
     os.replace(tmp, out)
     from .blockcnn_bench import plot_rd
 
-    for path in sorted(Path(results_dir).glob("blockcnn_*.json")):
-        payload = read_result(path)
-        if payload.get("kind") == "blockcnn_bench":
-            plot_rd(payload, out.parent / blockcnn_figure(payload))
+    for payload in by_kind.get("blockcnn_bench", []):
+        plot_rd(payload, out.parent / blockcnn_figure(payload))
     return out

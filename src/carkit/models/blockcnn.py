@@ -105,9 +105,18 @@ def image_windows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     n, c, h, w = x.shape
     hb, wb = -(-h // BLOCK), -(-w // BLOCK)
     padded = F.pad(x, (BLOCK, BLOCK + wb * BLOCK - w, BLOCK, BLOCK + hb * BLOCK - h), mode="replicate")
-    cols = F.unfold(padded, WINDOW, stride=BLOCK)  # (N, C*24*24, Hb*Wb)
-    windows = cols.transpose(1, 2).reshape(n * hb * wb, c, WINDOW, WINDOW)
-    return windows, (hb, wb)
+    return sliding_windows(padded), (hb, wb)
+
+
+def sliding_windows(x: torch.Tensor) -> torch.Tensor:
+    """Every 24x24 window at stride 8 inside ``x`` (N, C, H, W), H and W
+    multiples of 8 and at least 24: (N * (H/8 - 2) * (W/8 - 2), C, 24, 24),
+    raster order per image; window k's centre is block k of the interior."""
+    n, c, h, w = x.shape
+    if h % BLOCK or w % BLOCK or min(h, w) < WINDOW:
+        raise ValueError(f"BlockCNN windows need sides that are multiples of 8 and at least 24, got {h}x{w}")
+    cols = F.unfold(x, WINDOW, stride=BLOCK)  # (N, C*24*24, L)
+    return cols.transpose(1, 2).reshape(-1, c, WINDOW, WINDOW)
 
 
 def fold_blocks(blocks: torch.Tensor, n: int, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

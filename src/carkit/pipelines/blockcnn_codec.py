@@ -45,9 +45,9 @@ What differs from the paper, or what it leaves open:
   size; any viewer shows it as residual + 128. It is written and read with
   jpeglib (``carkit.jpeg.coefficients``), never re-encoded.
 * **Artifact removal** after decoding (the paper's Figure 10
-  combinations) is optional: ``restore`` names a zoo restorer, applied by
-  ``carkit.pipelines.restore.Restorer`` as ``carkit restore`` applies it,
-  with the file's Q as the quality.
+  combinations) is optional and not part of this codec: wrap it in
+  ``carkit.codecs.restored.RestoredCodec`` (``decode_bcnn(..., restore=)``
+  does), which applies a zoo restorer as ``carkit restore`` does.
 
 Container: :mod:`carkit.pipelines.bcnn_container` (magic, version, mode,
 quality, size, predictor name and weights hash, payload length, CRC32).
@@ -264,10 +264,15 @@ def _as_exact(predictor):
 
 def decode_bcnn(data: bytes, restore: str | None = None) -> np.ndarray:
     """Decode a .bcnn file with the zoo predictor it names (the CLI's path):
-    the container is checked first, then the predictor, then the payload."""
+    the container is checked first, then the predictor, then the payload.
+    ``restore``: a zoo artifact remover applied after decoding (paper
+    Figure 10), through the one codec+restorer wrapper."""
+    from ..codecs.restored import RestoredCodec
+
     header = read_header(data)
     zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
-    return BlockCNNCodec(model=header.model, restore=restore).decode(data)
+    codec = BlockCNNCodec(model=header.model)
+    return (RestoredCodec(codec, restore) if restore else codec).decode(data)
 
 
 class BlockCNNCodec(Codec):
@@ -278,16 +283,15 @@ class BlockCNNCodec(Codec):
     ``model``: zoo name of the predictor (default ``blockcnn-predictor``);
     ``predictor``: a causal one-channel ``BlockCNN`` (or an
     ``ExactPredictor``) to use instead of the zoo, e.g. in tests; its files
-    still name ``model``. ``restore``: zoo name of an artifact remover
-    applied after decoding (paper Figure 10), or None.
+    still name ``model``. Artifact removal after decoding (paper Figure
+    10) is ``carkit.codecs.restored.RestoredCodec`` around this codec.
     """
 
     name = "blockcnn"
     extension = ".bcnn"
 
-    def __init__(self, model: str = DEFAULT_MODEL, restore: str | None = None, predictor=None):
+    def __init__(self, model: str = DEFAULT_MODEL, predictor=None):
         self.model = str(model)
-        self.restore = restore
         self._exact = None if predictor is None else _as_exact(predictor)
         if self._exact is None:
             from ..errors import ModelError
@@ -302,14 +306,6 @@ class BlockCNNCodec(Codec):
                     f"blockcnn-predictor.toml and `carkit zoo export` it; known: {known})") from None
             if record.kind != "predictor":
                 raise CodecError(f"blockcnn: zoo entry {self.model!r} is a {record.kind}, not a block predictor")
-        self._restorer = None
-        if restore is not None:
-            from .restore import Restorer
-
-            try:
-                self._restorer = Restorer(model=restore)
-            except CarkitError as exc:
-                raise CodecError(f"blockcnn: restore model: {exc}") from exc
 
     # ------------------------------------------------------------ hooks
 
@@ -348,10 +344,9 @@ class BlockCNNCodec(Codec):
 
     def encode_with_reconstruction(self, image: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
         """(file bytes, the decoder's output) in one pass: the reconstruction
-        the encoder predicted from, after the same colour conversion (and
-        restoration, when ``restore`` is set) as :meth:`decode`."""
-        data, rec = self._encode(image, quality)
-        return data, self._restore(rec, quality)
+        the encoder predicted from, after the same colour conversion as
+        :meth:`decode`."""
+        return self._encode(image, quality)
 
     def _encode(self, image: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
         from ..jpeg.coefficients import JpegCoefficients, coefficients_to_bytes
@@ -390,8 +385,7 @@ class BlockCNNCodec(Codec):
         exact = self._predictor_for(header)
         planes = self._read_payload(bytes(data)[header.payload_offset:], header)
         run_wavefront(planes, exact, encode=False)
-        rec = self._assemble(planes, header.gray, header.height, header.width)
-        return self._restore(rec, header.quality)
+        return self._assemble(planes, header.gray, header.height, header.width)
 
     def _predictor_for(self, header: BcnnHeader):
         exact = self.predictor if header.model == self.model else zoo_predictor(header.model)
@@ -449,8 +443,3 @@ class BlockCNNCodec(Codec):
         rgb = ycbcr_planes_to_rgb(recs[0], upsample_chroma(recs[1]), upsample_chroma(recs[2]))
         return np.ascontiguousarray(rgb[:h, :w])
 
-    def _restore(self, image: np.ndarray, quality: int) -> np.ndarray:
-        if self._restorer is None:
-            return image
-        plan = self._restorer.plan(image.ndim == 2, quality)
-        return self._restorer.restore_pixels(image, plan)

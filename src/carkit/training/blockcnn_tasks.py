@@ -19,25 +19,11 @@ wrap).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from ..models.blockcnn import BLOCK, to_model_space
+from ..models.blockcnn import sliding_windows as interior_windows
+from .engine import TrainTask, pixel_loss, register_task, unwrap
 
-from .engine import TrainTask, pixel_loss, register_task
-
-
-def interior_windows(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, P, P) with P a multiple of 8, P >= 24 -> (N * ((P-16)/8)^2, C, 24, 24)."""
-    from ..models.blockcnn import BLOCK, WINDOW
-
-    n, c, h, w = x.shape
-    if h % BLOCK or w % BLOCK or min(h, w) < WINDOW:
-        raise ValueError(f"BlockCNN patches must be multiples of 8 and at least 24, got {h}x{w}")
-    cols = F.unfold(x, WINDOW, stride=BLOCK)
-    return cols.transpose(1, 2).reshape(-1, c, WINDOW, WINDOW)
-
-
-def _net(model):
-    return model.module if hasattr(model, "module") else model
+__all__ = ["BlockCnnWindows", "interior_windows"]
 
 
 @register_task
@@ -45,9 +31,7 @@ class BlockCnnWindows(TrainTask):
     name = "blockcnn-windows"
 
     def loss(self, optimizer, model, extras, batch, recipe):
-        from ..models.blockcnn import BLOCK, to_model_space
-
-        net = _net(model)
+        net = unwrap(model)
         lq = interior_windows(to_model_space(batch["lq"], net.color_space))
         gt = interior_windows(to_model_space(batch["gt"], net.color_space))
         centre = gt[:, :, BLOCK:2 * BLOCK, BLOCK:2 * BLOCK]

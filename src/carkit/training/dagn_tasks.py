@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import TrainTask, pixel_loss, register_task
+from .engine import TrainTask, pixel_loss, register_task, unwrap
 
 
 def _unique(params):
@@ -43,11 +43,6 @@ def _unique(params):
             seen.add(id(p))
             out.append(p)
     return out
-
-
-def _dagn(model):
-    # DDP wraps the model; the task needs the DAGN itself.
-    return model.module if hasattr(model, "module") else model
 
 
 @register_task
@@ -87,10 +82,10 @@ class DagnStageTwo(TrainTask):
     find_unused_parameters = True
 
     def prepare(self, model, extras, recipe):
-        _dagn(model).freeze_awareness_encoders()
+        unwrap(model).freeze_awareness_encoders()
 
     def parameters(self, optimizer, model, extras):
-        return list(_dagn(model).restorer_parameters())
+        return list(unwrap(model).restorer_parameters())
 
     def loss(self, optimizer, model, extras, batch, recipe):
         return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
@@ -104,12 +99,12 @@ class DagnQfWarmup(TrainTask):
         self.qf = qf
 
     def parameters(self, optimizer, model, extras):
-        m = _dagn(model)
+        m = unwrap(model)
         return [*m.cs_encoder.parameters(), *m.qf_predictor.parameters()]
 
     def loss(self, optimizer, model, extras, batch, recipe):
         from ..models.dagn import sensitive_constraint
 
-        m = _dagn(model)
+        m = unwrap(model)
         c, o = batch["lq"], batch["gt"]
         return sensitive_constraint(m.qf_logits(c), batch["quality"], m.qf_logits(o), 100, self.qf)

@@ -85,6 +85,11 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, whether or not DDP wraps it (tasks need its methods)."""
+    return model.module if hasattr(model, "module") else model
+
+
 def pixel_loss(kind: str, out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (out - gt).abs().mean() if kind == "l1" else ((out - gt) ** 2).mean()
 
