@@ -30,7 +30,12 @@ Differs from the paper:
 - the predictor reads only the top 16 rows of its window: the bottom row of
   blocks is always masked, so it is cut off rather than fed as zeros (a third
   less work); the masked centre and right blocks of the middle row are zeros;
-- Adam's weight decay is applied decoupled (AdamW), by the training engine.
+- Adam's weight decay is applied decoupled (AdamW), by the training engine;
+- the CPU-sized removers train under bf16 autocast and, with
+  ``bf16_inference``, also infer under it on CPU in eval mode: 2.5x faster at
+  one thread, 0.001 dB from fp32 on a LIVE1 QF 10 image (max 0.7 levels
+  before rounding). The codec's predictor never does: it must be exact
+  (``carkit.models.exact``).
 """
 
 from __future__ import annotations
@@ -159,7 +164,7 @@ class BlockCNN(nn.Module):
 
     def __init__(self, in_channels: int = 3, width: int = 64, num_convs: int = 2,
                  num_res_blocks: int = 9, negative_slope: float = 0.2, color_space: str = "lab",
-                 causal: bool = False, chunk: int = 1024):
+                 causal: bool = False, chunk: int = 1024, bf16_inference: bool = False):
         super().__init__()
         if color_space not in COLOR_SPACES:
             raise ModelError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
@@ -169,6 +174,7 @@ class BlockCNN(nn.Module):
         self.color_space = color_space
         self.causal = causal
         self.chunk = chunk
+        self.bf16_inference = bf16_inference
         layers: list[nn.Module] = []
         ch = in_channels
         for _ in range(num_convs):
@@ -200,18 +206,20 @@ class BlockCNN(nn.Module):
         windows, grid = image_windows(to_model_space(x, self.color_space))
         # channels_last: about 1.4x faster on CPU for these small windows, same arithmetic.
         windows = windows.contiguous(memory_format=torch.channels_last)
-        outs = [self.forward_windows(windows[i:i + self.chunk])
-                for i in range(0, windows.shape[0], self.chunk)]
+        fast = self.bf16_inference and not self.training and windows.device.type == "cpu"
+        with torch.autocast("cpu", torch.bfloat16, enabled=fast):
+            outs = [self.forward_windows(windows[i:i + self.chunk]).float()
+                    for i in range(0, windows.shape[0], self.chunk)]
         blocks = torch.cat(outs) if len(outs) > 1 else outs[0]
         return from_model_space(fold_blocks(blocks, n, grid, (h, w)), self.color_space)
 
 
 _PAPER = "Maleki et al., BlockCNN: A Deep Network for Artifact Removal and Image Compression, CVPRW 2018"
 register_model("blockcnn", BlockCNN, paper=_PAPER, in_channels=3, width=64, num_res_blocks=9,
-               color_space="lab",
+               color_space="lab", bf16_inference=True,
                note="artifact remover at the paper's depth (9 residual blocks, width 64), Lab")
 register_model("blockcnn-color", BlockCNN, paper=_PAPER, in_channels=3, width=32, num_res_blocks=9,
-               color_space="lab",
+               color_space="lab", bf16_inference=True,
                note="CPU-sized artifact remover: the paper's depth at width 32; Lab by default as in the "
                     "paper (the shipped weights use RGB, which measured better at equal budget)")
 register_model("blockcnn-predictor", BlockCNN, paper=_PAPER, in_channels=1, width=32,
