@@ -110,6 +110,7 @@ def test_bench_blockcnn_end_to_end(tmp_path, monkeypatch, shared_data):
     images.mkdir()
     src = sorted((shared_data / "eval" / "kodak").iterdir())[0]
     Image.open(src).convert("RGB").crop((0, 0, 64, 48)).save(images / "a.png")
+    Image.open(src).convert("RGB").crop((64, 0, 128, 48)).save(images / "b.png")
     assert main(["bench", "blockcnn", "--data", str(images), "--qualities", "5,20,50,90", "--restorer",
                  "tiny-blockcnn", "--results", str(tmp_path / "res"), "--threads", "1"]) == 0
     payload = json.loads((tmp_path / "res" / "blockcnn_kodak.json").read_text())
@@ -120,4 +121,7 @@ def test_bench_blockcnn_end_to_end(tmp_path, monkeypatch, shared_data):
     assert [p["mean"]["bytes"] for p in jpeg] == [p["mean"]["bytes"] for p in ar]
     assert [p["mean"]["psnr_rgb"] for p in jpeg] == pytest.approx([p["mean"]["psnr_rgb"] for p in ar], abs=1e-3)
     assert payload["speed"]["blockcnn"]["decode_s_per_mpix"] > 0
+    # every image is decoded from its bytes once, the qualities taken in turn
+    timed = [[d is not None for d in p["per_image"]["decode_s"]] for p in payload["codecs"]["blockcnn"]["points"]]
+    assert timed == [[True, False], [False, True], [False, False], [False, False]]
     assert "jpeg" in payload["bd"]["anchor"] and "bd_window" in payload and payload["at_bpp"]["bpp"] == 0.45

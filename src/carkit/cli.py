@@ -341,12 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("blockcnn", help="BlockCNN codec and artifact removal vs JPEG: RD curves, "
                                           "BD-rate, Fig. 10 combinations, speed")
     b.add_argument("--data", default="eval/kodak", help="image folder (default eval/kodak, the paper's)")
-    b.add_argument("--qualities", default="5,10,15,20,30,40,50,60", help="comma-separated qualities")
+    b.add_argument("--qualities", default="5,10,20,30,60",
+                   help="comma-separated qualities (default: Kodak 0.2-1.0 bpp in JPEG)")
     b.add_argument("--predictor", default="blockcnn-predictor", help="zoo predictor of the codec")
     b.add_argument("--restorer", default="blockcnn-color", help="zoo artifact remover after decoding")
     b.add_argument("--limit", type=int, help="first N images only")
-    b.add_argument("--verify", type=int, default=2,
-                   help="images per quality also decoded from their bytes (timed, must match exactly)")
+    b.add_argument("--verify", type=int,
+                   help="images also decoded from their bytes, each at one quality in turn (timed, must "
+                        "match exactly; default: all)")
     b.add_argument("--window", default="0.15,0.6", help="bpp window of the windowed BD-rate")
     b.add_argument("--at-bpp", type=float, default=0.45, help="rate of the four-combinations table")
     b.add_argument("--threads", type=int, help="torch CPU threads")

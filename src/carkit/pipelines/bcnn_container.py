@@ -4,7 +4,7 @@ residual JPEG.
 
 Layout (little endian)::
 
-    magic b"BCNN" | version u8 (1) | mode u8 (0 gray, 1 color) | quality u8 |
+    magic b"BCNN" | version u8 (2) | mode u8 (0 gray, 1 color) | quality u8 |
     name length u8 | width u32 | height u32 | predictor name (utf-8) |
     predictor weights hash (32 bytes) | payload length u32 |
     CRC32 u32 (of everything before it and the payload) | payload
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..errors import CodecError
 
 MAGIC = b"BCNN"
-VERSION = 1
+VERSION = 2  # 1: the prediction's whole texture (before damping; no longer read)
 
 _FIXED = struct.Struct("<4sBBBBII")  # magic, version, mode, quality, name length, width, height
 _HASH_LEN = 32
