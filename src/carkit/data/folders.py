@@ -27,19 +27,29 @@ def list_images(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[P
     return sorted(files)
 
 
-def as_mode(pixels: np.ndarray, gray: bool) -> np.ndarray:
-    """Gray mode uses the MATLAB BT.601 Y (PROTOCOL.md), color mode RGB."""
+GRAY_PLANES = ("y", "green")
+
+
+def as_mode(pixels: np.ndarray, gray: bool, plane: str = "y") -> np.ndarray:
+    """Gray mode uses the MATLAB BT.601 Y (PROTOCOL.md), or with ``plane="green"``
+    the green channel (HR-CNN's protocol); color mode RGB."""
     if gray:
-        return pixels if pixels.ndim == 2 else rgb_to_y_matlab_uint8(pixels)
+        if pixels.ndim == 2:
+            return pixels
+        if plane == "green":
+            return np.ascontiguousarray(pixels[:, :, 1])
+        if plane != "y":
+            raise ValueError(f"gray plane must be one of {GRAY_PLANES}, got {plane!r}")
+        return rgb_to_y_matlab_uint8(pixels)
     return pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
 
 
-def load_images(dirs, gray: bool, min_size: int = 0) -> list[np.ndarray]:
+def load_images(dirs, gray: bool, min_size: int = 0, plane: str = "y") -> list[np.ndarray]:
     """Load every image of the folders into memory as uint8 (H, W) or (H, W, 3).
     Images smaller than ``min_size`` on either side are skipped."""
     out = []
     for path in list_images(dirs):
-        px = as_mode(read_image(path).pixels, gray)
+        px = as_mode(read_image(path).pixels, gray, plane)
         if min(px.shape[:2]) >= min_size:
             out.append(px)
     if not out:

@@ -123,6 +123,11 @@ class TrainTask:
     def loss(self, optimizer: str, model, extras: dict, batch: dict, recipe: Recipe) -> torch.Tensor:
         return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
 
+    def infer(self, model, lq: torch.Tensor, gt: torch.Tensor, quality: int) -> torch.Tensor:
+        """Validation: the restored image of one (JPEG, original) pair. Models
+        that read something other than decoded pixels derive their input here."""
+        return model(lq)
+
 
 _TASKS: dict[str, type[TrainTask]] = {"restore": TrainTask}
 
@@ -134,7 +139,7 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
 
 
 def get_task(name: str, **kwargs) -> TrainTask:
-    from . import blockcnn_tasks, dagn_tasks  # noqa: F401  (register their tasks)
+    from . import blockcnn_tasks, dagn_tasks, hrcnn_tasks  # noqa: F401  (register their tasks)
 
     try:
         cls = _TASKS[name]
@@ -215,7 +220,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
     root = recipe.root
     images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray,
-                         min_size=recipe.patch_size)
+                         min_size=recipe.patch_size, plane=recipe.gray_plane)
     degradation = JpegDegradation(qualities=tuple(recipe.qualities),
                                   quality_range=tuple(recipe.quality_range) or None,
                                   subsampling=recipe.subsampling)
@@ -227,7 +232,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     val_set = None
     if info.main and recipe.val_dir and recipe.val_every:
         val_set = ValidationSet.build(root / recipe.val_dir, recipe.val_qualities, recipe.gray,
-                                      recipe.val_crop, recipe.val_limit, recipe.subsampling)
+                                      recipe.val_crop, recipe.val_limit, recipe.subsampling,
+                                      plane=recipe.gray_plane)
 
     log_path = out_dir / "log.jsonl"
     if info.main:
@@ -294,7 +300,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
             running = dict.fromkeys(running, 0.0)
         if val_set is not None and (step % recipe.val_every == 0 or step == stop):
-            last_val = val_set.evaluate(ema if ema is not None else model, device)
+            last_val = val_set.evaluate(ema if ema is not None else model, device, task.infer)
             write_log({"step": step, "val": last_val, "time": round(time.time(), 1)})
             bar.write(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB ({v['gain']:+.2f})"
                                                    for k, v in last_val.items()))

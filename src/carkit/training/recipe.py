@@ -39,6 +39,8 @@ class Recipe:
     train_dirs: list[str] = field(default_factory=lambda: ["train/bsd200", "train/cid22", "train/t91"])
     data_root: str = ""
     gray: bool = True
+    #: which plane a gray run reads from color images: "y" (MATLAB BT.601) or "green" (HR-CNN)
+    gray_plane: str = "y"
     patch_size: int = 64
     batch_size: int = 16
     qualities: list[int] = field(default_factory=list)
@@ -78,6 +80,8 @@ class Recipe:
             raise RecipeError(f"{self.name}: give exactly one of data.qualities or data.quality_range")
         if self.schedule not in ("cosine", "constant"):
             raise RecipeError(f"{self.name}: schedule must be 'cosine' or 'constant'")
+        if self.gray_plane not in ("y", "green"):
+            raise RecipeError(f"{self.name}: gray_plane must be 'y' or 'green'")
         if self.loss not in ("l1", "l2"):
             raise RecipeError(f"{self.name}: loss must be 'l1' or 'l2'")
 

@@ -28,8 +28,8 @@ class ValidationSet:
 
     @classmethod
     def build(cls, directory, qualities, gray: bool, crop: int, limit: int = 0,
-              subsampling: str = "4:2:0") -> "ValidationSet":
-        images = load_images(directory, gray=gray)
+              subsampling: str = "4:2:0", plane: str = "y") -> "ValidationSet":
+        images = load_images(directory, gray=gray, plane=plane)
         if limit:
             images = images[:limit]
         images = [center_crop(im, crop) for im in images]
@@ -40,14 +40,17 @@ class ValidationSet:
         return cls(pairs)
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict:
+    def evaluate(self, model: torch.nn.Module, device: torch.device, infer=None) -> dict:
+        """Mean PSNR per quality; ``infer(model, lq, gt, quality)`` makes the
+        restored tensor (default ``model(lq)``)."""
         was_training = model.training
         model.eval()
         out: dict = {}
         for q, pairs in self.pairs.items():
             ours, base = [], []
             for lq, gt in pairs:
-                restored = to_uint8(model(to_tensor(lq).to(device)))
+                x = to_tensor(lq).to(device)
+                restored = to_uint8(model(x) if infer is None else infer(model, x, to_tensor(gt).to(device), q))
                 ours.append(psnr(restored, gt))
                 base.append(psnr(lq, gt))
             out[f"q{q}"] = {"psnr": float(np.mean(ours)), "jpeg": float(np.mean(base)),

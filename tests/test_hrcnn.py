@@ -1,0 +1,139 @@
+"""HR-CNN (issue 4): the paper's parameter count, its fixed coded masks, the
+k-space code made the paper's way against real libjpeg-turbo files, the
+JPEG-decoder initialisation, and one training step of its task."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from carkit.errors import ModelError
+from carkit.jpeg.kspace import decode_kspace, encode_kspace, islow_fdct, read_kspace
+from carkit.jpeg.tables import ijg_tables
+from carkit.models.hrcnn import HRCNN, coded_masks
+from carkit.models.registry import create_model
+
+
+def _count(module, prefixes=()) -> int:
+    return sum(p.numel() for n, p in module.named_parameters() if not prefixes or n.startswith(prefixes))
+
+
+def test_parameter_count_matches_table_iii():
+    net = create_model("hrcnn")
+    assert _count(net, ("spectral", "decode")) == 275_089      # decoding
+    assert _count(net, ("details",)) == 232_068                 # detail enhancement
+    assert _count(net) == 507_157
+    assert "masks" not in dict(net.named_parameters())          # fixed, not trained
+    assert "masks" not in net.state_dict()                      # nor stored in weights
+
+
+def test_coded_masks_extract_one_coefficient_each():
+    masks = coded_masks()
+    assert masks.shape == (64, 1, 8, 8) and masks.sum() == 64
+    assert torch.equal(masks.sum(0)[0], torch.ones(8, 8))        # every position exactly once
+    assert masks[9, 0, 1, 1] == 1 and masks[10, 0, 2, 1] == 1   # eq. 2: row ch mod 8, column ch // 8
+    code = torch.arange(64.0).view(1, 1, 8, 8).repeat(1, 1, 2, 3)
+    snapshots = torch.nn.functional.conv2d(code, masks, stride=8)
+    assert snapshots.shape == (1, 64, 2, 3)
+    assert torch.equal(snapshots[0, 10], torch.full((2, 3), float(code[0, 0, 2, 1])))
+
+
+def _green_crop(shared_data, size=128, offset=(0, 0)):
+    path = sorted((shared_data / "val" / "cid22").iterdir())[0]
+    y, x = offset
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[y:y + size, x:x + size, 1])
+
+
+@pytest.mark.parametrize("quality", [10, 30, 50, 90])
+def test_paper_code_equals_libjpeg_turbo_file(shared_data, quality):
+    """DCT of the original, divided by the table, rounded == what Pillow's
+    libjpeg-turbo wrote into the file (every level, not nearly)."""
+    for offset in ((0, 0), (40, 88)):
+        green = _green_crop(shared_data, 128, offset)
+        buf = io.BytesIO()
+        Image.fromarray(green).save(buf, "JPEG", quality=quality)
+        levels, table, size = read_kspace(buf.getvalue())
+        assert size == (128, 128) and np.array_equal(table, ijg_tables(quality)[0])
+        ours = encode_kspace(torch.from_numpy(green).float().div(255)[None, None], table)
+        assert np.array_equal(ours[0, 0].numpy().astype(np.int16), levels)
+
+
+def test_islow_matches_exact_dct_closely():
+    from carkit.jpeg.dct import dct_blocks
+
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(-128, 128, size=(50, 8, 8))
+    exact = dct_blocks(torch.from_numpy(blocks).double()).numpy() * 8   # islow is scaled by 8
+    assert np.abs(islow_fdct(blocks) - exact).max() <= 4                 # a few units of 1/8
+
+
+def test_read_kspace_errors(tmp_path):
+    from carkit.errors import CarkitError
+
+    with pytest.raises(CarkitError):
+        read_kspace(b"not a jpeg")
+    buf = io.BytesIO()
+    Image.new("L", (16, 16)).save(buf, "JPEG")
+    with pytest.raises(ValueError, match="component 1"):
+        read_kspace(buf.getvalue(), component=1)
+
+
+@pytest.mark.parametrize("blind", [False, True])
+def test_initialised_network_is_the_jpeg_decoder(shared_data, blind):
+    green = _green_crop(shared_data, 64)
+    table = ijg_tables(20)[0]
+    code = encode_kspace(torch.from_numpy(green).float().div(255)[None, None], table)
+    net = HRCNN(dequantize=True) if blind else HRCNN(init_quality=20)
+    with torch.no_grad():
+        out = net(code, torch.from_numpy(table).float())
+    reference = decode_kspace(code, table).clamp(0, 1)
+    assert (out.clamp(0, 1) - reference).abs().max() * 255 < 2.0
+
+
+def test_forward_errors():
+    net = HRCNN()
+    with pytest.raises(ModelError, match="multiples of 8"):
+        net(torch.zeros(1, 1, 12, 16))
+    with pytest.raises(ModelError, match="quantization table"):
+        HRCNN(dequantize=True)(torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ModelError, match="inner_act"):
+        HRCNN(inner_act="tanh")
+
+
+def test_training_task_improves_on_one_batch(shared_data):
+    """A few steps of the hrcnn-kspace task on one batch lower its loss."""
+    from carkit.training.engine import get_task
+    from carkit.training.recipe import Recipe
+
+    green = torch.from_numpy(_green_crop(shared_data, 64)).float().div(255)[None, None]
+    batch = {"gt": green.repeat(2, 1, 1, 1), "lq": green.repeat(2, 1, 1, 1), "quality": torch.tensor([10, 30])}
+    recipe = Recipe(name="t", model="hrcnn-blind", qualities=[10], loss="l2", channels_last=False)
+    task = get_task("hrcnn-kspace")
+    torch.manual_seed(0)
+    net = create_model("hrcnn-blind")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    first = None
+    for _ in range(5):
+        loss = task.loss("main", net, {}, batch, recipe)
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(task.loss("main", net, {}, batch, recipe)) < first
+    restored = task.infer(net.eval(), batch["lq"][:1], batch["gt"][:1], 10)
+    assert restored.shape == (1, 1, 64, 64)
+
+
+def test_green_plane_recipe_loads_green(tmp_path):
+    from carkit.data.folders import as_mode
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 1] = 200
+    assert as_mode(rgb, gray=True, plane="green").max() == 200
+    assert as_mode(rgb, gray=True).max() < 200
+    with pytest.raises(ValueError, match="gray plane"):
+        as_mode(rgb, gray=True, plane="red")
