@@ -137,3 +137,58 @@ def test_green_plane_recipe_loads_green(tmp_path):
     assert as_mode(rgb, gray=True).max() < 200
     with pytest.raises(ValueError, match="gray plane"):
         as_mode(rgb, gray=True, plane="red")
+
+
+def _hrcnn_zoo(directory, monkeypatch, name="tiny-hrcnn", quality=20):
+    """A zoo holding one HR-CNN entry that starts as the JPEG decoder of ``quality``."""
+    from safetensors.torch import save_file
+
+    import carkit.zoo.registry as zoo
+
+    directory.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
+    torch.manual_seed(0)
+    net = HRCNN(init_quality=quality)
+    path = directory / f"{name}.safetensors"
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
+    zoo.save_record(zoo.WeightsRecord(name=name, model="hrcnn", model_kwargs={"init_quality": quality}, gray=True,
+                                      qualities=[quality, quality], sha256=zoo.sha256_of(path),
+                                      description="test"))
+
+
+def test_restore_reads_coefficients_never_pixels(tmp_path, monkeypatch, shared_data):
+    """`carkit restore --model <hrcnn>` on a gray JPEG: no pixel decoder runs,
+    and a network that is still the JPEG decoder reproduces the JPEG."""
+    import carkit.io
+    import carkit.pipelines.restore as restore_mod
+    from carkit.cli import main
+
+    _hrcnn_zoo(tmp_path / "zoo", monkeypatch)
+    green = _green_crop(shared_data, 100)[:, :90]            # not a multiple of 8
+    src = tmp_path / "g.jpg"
+    Image.fromarray(green).save(src, quality=20)
+    jpeg = np.asarray(Image.open(src))
+
+    def no_pixels(*a, **k):
+        raise AssertionError("a pixel decoder was called")
+
+    monkeypatch.setattr(carkit.io, "read_image", no_pixels)
+    monkeypatch.setattr(restore_mod, "read_image", no_pixels)
+    dst = tmp_path / "out.png"
+    assert main(["restore", "--model", "tiny-hrcnn", str(src), "-o", str(dst)]) == 0
+    monkeypatch.undo()
+    out = np.asarray(Image.open(dst))
+    assert out.shape == green.shape
+    assert np.abs(out.astype(int) - jpeg).max() <= 3
+
+
+def test_restore_color_jpeg_with_gray_kspace_model_fails_cleanly(tmp_path, monkeypatch, shared_data, capsys):
+    from carkit.cli import main
+
+    _hrcnn_zoo(tmp_path / "zoo", monkeypatch)
+    src = tmp_path / "c.jpg"
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(src, quality=20)
+    dst = tmp_path / "out.png"
+    assert main(["restore", "--model", "tiny-hrcnn", str(src), "-o", str(dst)]) == 1
+    assert "3 components" in capsys.readouterr().err
+    assert not dst.exists()

@@ -176,6 +176,16 @@ def _read(source, name: str, apply_orientation: bool = True) -> LoadedImage:
                        orientation=orientation)
 
 
+def exif_orientation(path: str | os.PathLike) -> int:
+    """A file's EXIF orientation (1..8; 1 when absent or unreadable), without
+    decoding its pixels."""
+    try:
+        with Image.open(path) as im:
+            return _exif_orientation(im)
+    except Exception:
+        return 1
+
+
 def _exif_orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(0x0112, 1))

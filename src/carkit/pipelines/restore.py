@@ -140,7 +140,7 @@ class Restorer:
         self.forced = model
         if model is not None:
             record = weights_record(model)  # fail early on unknown names
-            if record.kind != "restorer":
+            if record.kind not in ("restorer", "kspace"):
                 raise ModelError(f"{model} is a {record.kind}, not an artifact remover")
         self.device = device
         self.tile = tile
@@ -208,6 +208,10 @@ def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathL
     src, dst = Path(src), Path(dst)
     if dst.exists() and dst.resolve() == src.resolve():
         raise CarkitError(f"{dst}: output would overwrite the input")
+    if restorer.forced is not None and weights_record(restorer.forced).kind == "kspace":
+        from .kspace_restore import restore_kspace_file
+
+        return restore_kspace_file(restorer, src, dst)
     image, estimate = read_jpeg_for_restore(src)
     plan = restorer.plan(image.is_gray, estimate.quality)
     plan.standard_tables = estimate.standard
