@@ -192,3 +192,29 @@ def test_restore_color_jpeg_with_gray_kspace_model_fails_cleanly(tmp_path, monke
     assert main(["restore", "--model", "tiny-hrcnn", str(src), "-o", str(dst)]) == 1
     assert "3 components" in capsys.readouterr().err
     assert not dst.exists()
+
+
+def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, monkeypatch, shared_data):
+    """`carkit bench restore --plane green --crop 64`: HR-CNN read from the JPEG
+    bytes, scored only at its own quality; a pixel model beside it everywhere."""
+    import json
+
+    from carkit.cli import main
+
+    _hrcnn_zoo(tmp_path / "zoo", monkeypatch, quality=20)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    src = sorted((shared_data / "eval" / "kodak").iterdir())[0]
+    Image.open(src).convert("RGB").crop((0, 0, 136, 64)).save(images / "a.png")   # two whole 64-crops
+    assert main(["bench", "restore", "--data", str(images), "--models", "tiny-hrcnn", "--plane", "green",
+                 "--crop", "64", "--qualities", "10,20", "--results", str(tmp_path / "res"),
+                 "--no-update-zoo", "--threads", "1"]) == 0
+    payload = json.loads((tmp_path / "res" / "restore_imgs_crops64_green.json").read_text())
+    assert payload["plane"] == "green" and payload["rows"]["jpeg"]["q10"]["n"] == 2
+    assert set(payload["rows"]["tiny-hrcnn"]) == {"q20"}
+    assert payload["models"]["tiny-hrcnn"]["mode"] == "kspace"
+    assert payload["models"]["tiny-hrcnn"]["params"] == 507_157
+    # still the JPEG decoder: within a hair of JPEG's PSNR
+    assert abs(payload["rows"]["tiny-hrcnn"]["q20"]["psnr"] - payload["rows"]["jpeg"]["q20"]["psnr"]) < 0.1
+    assert main(["bench", "restore", "--data", str(images), "--models", "tiny-hrcnn", "--qualities", "20",
+                 "--results", str(tmp_path / "res"), "--no-update-zoo"]) == 2     # color set: a clear error

@@ -178,14 +178,17 @@ def _cmd_bench_restore(args) -> int:
     from .zoo.registry import list_weights, weights_record
 
     models = _split(args.models) if args.models is not None else None
-    if models is None:
-        models = [] if args.runs else list_weights()
+    if models is None:  # every shipped restorer (predictors are not)
+        models = [] if args.runs else [m for m in list_weights() if weights_record(m).kind in ("restorer", "kspace")]
     for m in models:
-        weights_record(m)
+        if weights_record(m).kind not in ("restorer", "kspace"):
+            raise CarkitError(f"{m} is a {weights_record(m).kind}, not an artifact remover")
     data = [_resolve_data(d) for d in args.data]
-    paths = run_restore_bench(data, models, _split(args.qualities, int), gray=True if args.gray else None,
+    gray = True if (args.gray or args.plane != "y") else None
+    paths = run_restore_bench(data, models, _split(args.qualities, int), gray=gray,
                               limit=args.limit, results_dir=args.results, update_zoo=not args.no_update_zoo,
-                              threads=args.threads, runs=args.runs or (), tag=args.tag or "")
+                              threads=args.threads, runs=args.runs or (), tag=args.tag or "",
+                              plane=args.plane, crop=args.crop)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -310,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tag", help="suffix of the result file name (e.g. ablation), so other results are kept")
     b.add_argument("--qualities", default="10,20,30,40", help="comma-separated JPEG qualities")
     b.add_argument("--gray", action="store_true", default=None, help="score color sets as MATLAB-Y gray")
+    b.add_argument("--plane", choices=("y", "green"), default="y",
+                   help="gray plane of color sets: MATLAB Y, or the green channel (HR-CNN's protocol)")
+    b.add_argument("--crop", type=int, default=0,
+                   help="score every whole non-overlapping CROPxCROP tile instead of whole images "
+                        "(HR-CNN's Table I: 128)")
     b.add_argument("--limit", type=int, help="first N images only (does not update the zoo)")
     b.add_argument("--results", default="results", help="folder for result JSON files")
     b.add_argument("--no-update-zoo", action="store_true", help="do not store results in zoo records")

@@ -4,7 +4,15 @@ Follows PROTOCOL.md: whole images at native size, Pillow/libjpeg-turbo JPEG
 at each quality (4:2:0 for color, 1-component for gray), outputs clipped and
 rounded to uint8, metrics from ``metrics.score``, means over images. Gray sets
 are used as they are; a color set benchmarked in gray mode is first converted
-with the MATLAB Y formula. One JSON result per dataset, with provenance.
+with the MATLAB Y formula, or with ``plane="green"`` reduced to its green
+channel (HR-CNN's protocol). ``crop`` splits every image into non-overlapping
+crop x crop tiles first (HR-CNN's Table I: 128x128 crops). One JSON result
+per dataset, with provenance.
+
+Models of kind ``kspace`` (HR-CNN) restore from the JPEG's bytes, reading its
+coefficients (``pipelines.kspace_restore``), never its pixels; their time
+includes that read. A model trained for some qualities only (HR-CNN's
+per-quality models) is scored at those qualities only.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from .metrics import score
 from .results import provenance, write_result
 
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
+
+
+def _params(net) -> int:
+    return int(sum(p.numel() for p in net.parameters()))
 
 
 def _means(rows: list[dict]) -> dict:
@@ -52,9 +64,24 @@ def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     return added
 
 
+def crops_of(image: np.ndarray, size: int) -> list[np.ndarray]:
+    """Every whole non-overlapping size x size crop, raster order from the corner."""
+    h, w = image.shape[:2]
+    return [image[y:y + size, x:x + size] for y in range(0, h - size + 1, size)
+            for x in range(0, w - size + 1, size)]
+
+
+def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
+    from ..jpeg.coefficients import read_coefficients
+    from ..pipelines.kspace_restore import restore_coefficients
+
+    return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)
+
+
 def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],
                   gray: bool | None = None, limit: int | None = None, progress: bool = True,
-                  threads: int | None = None, runs=(), tag: str = "") -> dict:
+                  threads: int | None = None, runs=(), tag: str = "", plane: str = "y",
+                  crop: int = 0) -> dict:
     """Score JPEG and each model at each quality on every image of ``data_dir``.
     ``models`` are zoo names; ``runs`` are training-run folders scored with
     their final EMA weights (ablation variants that are not shipped)."""
@@ -69,8 +96,14 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         raise CarkitError(f"{data_dir}: no images to benchmark")
     images = [read_image(f).pixels for f in files]
     if gray is None:
-        gray = all(im.ndim == 2 for im in images)
-    images = [as_mode(im, gray) for im in images]
+        gray = all(im.ndim == 2 for im in images) or plane != "y"
+    if plane != "y" and not gray:
+        raise CarkitError(f"--plane {plane} applies to gray benchmarks")
+    images = [as_mode(im, gray, plane) for im in images]
+    if crop:
+        images = [c for im in images for c in crops_of(im, crop)]
+        if not images:
+            raise CarkitError(f"{data_dir}: no image has a whole {crop}x{crop} crop")
     restorer = Restorer()
     plans = {}
     for name in models:
@@ -88,7 +121,14 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     seconds = {m: 0.0 for m in models}
     decode_seconds = 0.0  # PROTOCOL.md: speed beside a reference measured in the same run
     codec = JpegCodec()
-    megapixels = sum(im.shape[0] * im.shape[1] for im in images) / 1e6 * len(qualities)
+    kspace = {m for m in models if m not in from_runs and weights_record(m).kind == "kspace"}
+    if kspace and not gray:
+        raise CarkitError(f"{', '.join(sorted(kspace))}: HR-CNN models restore gray JPEGs from their coefficients; "
+                          "benchmark them with --gray or --plane green")
+    covers = {m: (lambda q: True) if m in from_runs else weights_record(m).covers for m in models}
+    image_mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
+    megapixels = image_mp * len(qualities)
+    scored_mp = {m: image_mp * sum(1 for q in qualities if covers[m](q)) for m in models}
     bar = tqdm(total=len(qualities) * len(images), desc=f"bench {data_dir.name}", disable=not progress)
     for q in qualities:
         per: dict[str, list[dict]] = {k: [] for k in rows}
@@ -98,29 +138,38 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
             decode_seconds += coded.decode_s
             per["jpeg"].append(score(lq, gt))
             for m in models:
+                if not covers[m](q):
+                    continue
                 t0 = time.perf_counter()
-                out = restorer.restore_pixels(lq, plans[m])
+                if m in kspace:
+                    out = _kspace_restore(restorer.model(m), coded.data, restorer)
+                else:
+                    out = restorer.restore_pixels(lq, plans[m])
                 seconds[m] += time.perf_counter() - t0
                 per[m].append(score(out, gt))
             bar.update(1)
         for k, v in per.items():
-            rows[k][f"q{q}"] = {**_means(v), "n": len(v)}
+            if v:
+                rows[k][f"q{q}"] = {**_means(v), "n": len(v)}
     bar.close()
     model_info = {}
     for m in models:
         if m in from_runs:
             model_info[m] = {**from_runs[m][1], "mode": plans[m].mode, "seconds": seconds[m],
-                             "megapixels_per_second": megapixels / max(seconds[m], 1e-9)}
+                             "megapixels_per_second": scored_mp[m] / max(seconds[m], 1e-9)}
             continue
         rec = weights_record(m)
-        model_info[m] = {"architecture": rec.model, "weights_sha256": rec.sha256, "mode": plans[m].mode,
-                         "seconds": seconds[m], "megapixels_per_second": megapixels / max(seconds[m], 1e-9),
+        model_info[m] = {"architecture": rec.model, "weights_sha256": rec.sha256,
+                         "mode": "kspace" if m in kspace else plans[m].mode, "params": _params(restorer.model(m)),
+                         "seconds": seconds[m], "megapixels_per_second": scored_mp[m] / max(seconds[m], 1e-9),
                          "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
     return {
         "kind": "restore",
-        "dataset": data_dir.name,
+        "dataset": data_dir.name + (f"_crops{crop}" if crop else ""),
         "tag": tag,
         "gray": gray,
+        "plane": plane if gray else "rgb",
+        "crop": crop,
         "qualities": list(qualities),
         "metrics": list(metric_names),
         "rows": rows,
@@ -129,7 +178,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "jpeg_decode_megapixels_per_second": megapixels / max(decode_seconds, 1e-9),
         "provenance": provenance(dataset_dir=data_dir, files=files,
                                  codec_settings={"codec": "jpeg", "library": "Pillow/libjpeg-turbo",
-                                                 "subsampling": "4:2:0" if not gray else "gray",
+                                                 "subsampling": "4:2:0" if not gray else f"gray ({plane})",
                                                  "qualities": list(qualities)}),
     }
 
@@ -148,22 +197,26 @@ def update_zoo_results(payload: dict) -> None:
             base = payload["rows"]["jpeg"][q]
             per_q[q] = {"psnr": round(v[psnr_key], 4), "ssim": round(v[ssim_key], 5),
                         "psnr_b": round(v[psnrb_key], 4), "gain_psnr": round(v[psnr_key] - base[psnr_key], 4)}
-        rec.results[payload["dataset"] + ("" if payload["gray"] else "_rgb")] = per_q
+        plane = payload.get("plane", "y")
+        suffix = "_rgb" if not payload["gray"] else ("" if plane == "y" else f"_{plane}")
+        rec.results[payload["dataset"] + suffix] = per_q
         save_record(rec)
 
 
 def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
-    mode = "gray" if payload["gray"] else "color"
+    plane = payload.get("plane", "y")
+    mode = ("gray" if plane == "y" else plane) if payload["gray"] else "color"
     tag = f"_{payload['tag']}" if payload.get("tag") else ""
     return Path(results_dir) / f"restore_{payload['dataset']}_{mode}{tag}.json"
 
 
 def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
                       limit: int | None, results_dir: str, update_zoo: bool, threads: int | None,
-                      runs=(), tag: str = "") -> list[Path]:
+                      runs=(), tag: str = "", plane: str = "y", crop: int = 0) -> list[Path]:
     written = []
     for d in data_dirs:
-        payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads, runs=runs, tag=tag)
+        payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads, runs=runs, tag=tag,
+                                plane=plane, crop=crop)
         path = write_result(result_path(results_dir, payload), payload)
         written.append(path)
         print(format_restore_table(payload))
@@ -177,14 +230,17 @@ def format_restore_table(payload: dict) -> str:
     names = ["jpeg"] + list(payload["models"])
     keys = payload["metrics"]
     first = payload["rows"]["jpeg"]["q%d" % payload["qualities"][0]]
-    mode = "gray" if payload["gray"] else "color"
+    mode = ("gray" if payload.get("plane", "y") == "y" else payload["plane"]) if payload["gray"] else "color"
     lines = [f"{payload['dataset']} ({mode}), {first['n']} images: PSNR / SSIM / PSNR-B",
              "", "| QF | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for q in payload["qualities"]:
         cells = []
         base = payload["rows"]["jpeg"][f"q{q}"][keys[0]]
         for n in names:
-            v = payload["rows"][n][f"q{q}"]
+            v = payload["rows"][n].get(f"q{q}")
+            if v is None:  # a per-quality model is not scored at other qualities
+                cells.append("-")
+                continue
             gain = "" if n == "jpeg" else f" ({v[keys[0]] - base:+.2f})"
             cells.append(f"{v[keys[0]]:.2f}{gain} / {v[keys[1]]:.4f} / {v[keys[2]]:.2f}")
         lines.append(f"| {q} | " + " | ".join(cells) + " |")

@@ -26,12 +26,31 @@ from ..zoo.registry import weights_record
 from .tiling import tiled_apply
 
 
+def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap: int = 32,
+                         device: str = "cpu") -> np.ndarray:
+    """A one-component JPEG's coefficients (``JpegCoefficients``) -> restored
+    uint8 (H, W), tile by tile, without any pixel decoding."""
+    from ..jpeg.kspace import blocks_to_plane
+
+    if len(coeffs.components) != 1:
+        raise CarkitError(f"HR-CNN models restore one-component (gray) JPEGs from their coefficients; "
+                          f"this file has {len(coeffs.components)} components")
+    table = torch.from_numpy(np.asarray(coeffs.quant_tables[0], dtype=np.float32)).to(device)
+    levels = torch.from_numpy(blocks_to_plane(coeffs.components[0]).astype(np.float32))[None, None]
+
+    def run(part: torch.Tensor) -> torch.Tensor:
+        return net(part.to(device), table if net.dequantize else None).float().cpu()
+
+    with torch.no_grad():
+        out = tiled_apply(run, levels, tile, overlap)
+    return to_uint8(out)[:coeffs.height, :coeffs.width]
+
+
 def restore_kspace_file(restorer, src: str | os.PathLike, dst: str | os.PathLike):
     """Restore ``src`` with the restorer's forced k-space model into ``dst``;
     returns the RestorePlan (mode ``kspace``)."""
     from ..jpeg.coefficients import read_coefficients
     from ..jpeg.files import require_jpeg_path
-    from ..jpeg.kspace import blocks_to_plane
     from ..jpeg.quality import estimate_quality_of_file
     from .restore import RestorePlan
 
@@ -43,17 +62,8 @@ def restore_kspace_file(restorer, src: str | os.PathLike, dst: str | os.PathLike
         raise CarkitError(f"{src}: {record.name} restores one-component (gray) JPEGs from their coefficients; "
                           f"this file has {len(coeffs.components)} components")
     estimate = estimate_quality_of_file(src)
-    table = np.asarray(coeffs.quant_tables[0], dtype=np.float32)
-    levels = torch.from_numpy(blocks_to_plane(coeffs.components[0]).astype(np.float32))[None, None]
     net = restorer.model(record.name)
-    table_t = torch.from_numpy(table).to(restorer.device)
-
-    def run(tile: torch.Tensor) -> torch.Tensor:
-        return net(tile.to(restorer.device), table_t if net.dequantize else None).float().cpu()
-
-    with torch.no_grad():
-        out = tiled_apply(run, levels, restorer.tile, restorer.overlap)
-    pixels = to_uint8(out)[:coeffs.height, :coeffs.width]
+    pixels = restore_coefficients(net, coeffs, restorer.tile, restorer.overlap, restorer.device)
     lo, hi = record.qualities
     trained = f"trained for QF {lo}" if lo == hi else f"trained for QF {lo}..{hi}"
     q = estimate.quality
