@@ -35,11 +35,14 @@ def _restore_section(payload: dict) -> list[str]:
     tag = payload.get("tag") or ""
     zoo = [m for m, info in payload["models"].items() if "run" not in info]
     runs = [info["run"] for info in payload["models"].values() if "run" in info]
-    command = ("carkit bench restore --data eval/" + payload["dataset"] +
+    plane, crop = payload.get("plane", "y"), payload.get("crop", 0)
+    options = (" --plane green" if payload["gray"] and plane == "green" else "") + (f" --crop {crop}" if crop else "")
+    command = ("carkit bench restore --data " + payload.get("data", "eval/" + payload["dataset"]) + options +
                (" --models " + ",".join(zoo) if zoo or not runs else "") +
                (" --runs " + " ".join(runs) if runs else "") + (f" --tag {tag}" if tag else "") +
                " --qualities " + ",".join(map(str, payload["qualities"])))
-    out = [f"### {payload['dataset']} ({'gray' if payload['gray'] else 'color'}{', ' + tag if tag else ''})", "",
+    mode = ("gray" if plane == "y" else f"{plane} plane") if payload["gray"] else "color"
+    out = [f"### {payload['dataset']} ({mode}{', ' + tag if tag else ''})", "",
            f"Command: `{command}`", ""]
     out += format_restore_table(payload).splitlines()[2:]
     out.append("")

@@ -35,6 +35,16 @@ from .results import provenance, write_result
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
 
 
+def _data_arg(data_dir: Path) -> str:
+    """How the command names the folder: relative to the data root when under it."""
+    from ..training.recipe import default_data_root
+
+    try:
+        return str(data_dir.resolve().relative_to(default_data_root().resolve()))
+    except ValueError:
+        return str(data_dir)
+
+
 def _params(net) -> int:
     return int(sum(p.numel() for p in net.parameters()))
 
@@ -166,6 +176,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     return {
         "kind": "restore",
         "dataset": data_dir.name + (f"_crops{crop}" if crop else ""),
+        "data": _data_arg(data_dir),
         "tag": tag,
         "gray": gray,
         "plane": plane if gray else "rgb",
