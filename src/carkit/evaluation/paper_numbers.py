@@ -5,6 +5,10 @@ SSIM / PSNR-B at QF 10/20/30/40, for JPEG, ARCNN (multi-model), FBCNN and
 DAGN (single blind model). Table V: the ablation on LIVE1. Compare by gain
 over JPEG: the papers' JPEG baselines match PROTOCOL.md's to within 0.03 dB
 on LIVE1 (25.69 here and there at QF 10).
+
+HR-CNN (Niu, ../shared/papers/hrcnn.txt), green channel, one model per
+quality: Table I over 14,040 128x128 DIV2K test crops, Table II on LIVE1,
+Table III's gains and trainable parameter counts (LIVE1, Q 10).
 """
 
 from __future__ import annotations
@@ -33,6 +37,29 @@ DAGN_TABLE_V = {
     "+CFM": {10: (27.72, 0.799, 27.47), 20: (30.03, 0.866, 29.60)},
     "DAGN": {10: (27.95, 0.807, 27.70), 20: (30.27, 0.873, 29.87)},
 }
+
+
+#: HR-CNN Tables I and II: set -> method -> quality -> (PSNR, SSIM)
+HRCNN_TABLES = {
+    "div2k_crops128": {"JPEG": {10: (30.13, 0.8957), 30: (34.29, 0.9510), 50: (36.06, 0.9652)},
+                       "HR-CNN": {10: (31.79, 0.9202), 30: (35.70, 0.9613), 50: (37.19, 0.9719)}},
+    "live1": {"JPEG": {10: (27.19, 0.8732), 30: (31.00, 0.9421), 50: (32.87, 0.9603)},
+              "HR-CNN": {10: (28.64, 0.8982), 30: (32.41, 0.9537), 50: (34.15, 0.9682)}},
+}
+
+#: HR-CNN Table III: method -> (PSNR gain in dB at Q 10 on LIVE1, trainable parameters)
+HRCNN_TABLE_III = {"HR-CNN": (1.44, 507_157), "AR-CNN": (1.19, 106_448), "DnCNN": (1.42, 668_225),
+                   "MemNet": (1.68, 2_905_421), "L4": (1.31, 71_920), "TNRD": (1.38, 26_645)}
+
+
+def hrcnn_paper_gains(dataset: str) -> dict[str, dict[int, float]]:
+    """HR-CNN's published gains for a green-plane result: LIVE1 whole images
+    (Table II) or 128x128 crops (Table I, DIV2K there, val/cid22 here)."""
+    key = "live1" if dataset.startswith("live1") else "div2k_crops128" if dataset.endswith("_crops128") else None
+    if key is None:
+        return {}
+    table = HRCNN_TABLES[key]
+    return _gains({"HR-CNN": table["HR-CNN"]}, table["JPEG"])
 
 
 def _gains(methods: dict, jpeg: dict) -> dict[str, dict[int, float]]:

@@ -47,18 +47,25 @@ def _restore_section(payload: dict) -> list[str]:
     out += format_restore_table(payload).splitlines()[2:]
     out.append("")
     if payload["models"]:
-        out += ["| model | architecture | applied as | training steps | training wall time | "
-                "speed here (MP/s, " + str(payload.get("threads")) + " threads) |", "|---|---|---|---|---|---|"]
+        ref = payload.get("jpeg_decode_megapixels_per_second")
+        out += ["| model | architecture | parameters | applied as | training steps | training wall time | "
+                "speed here (MP/s, " + str(payload.get("threads")) + " threads) | time / JPEG decode time |",
+                "|---|---|---|---|---|---|---|---|"]
         for name, info in payload["models"].items():
             t = info.get("training") or {}
             hours = (t.get("wall_seconds") or 0) / 3600
-            out.append(f"| {name} | {info['architecture']} | {info['mode']} | {t.get('steps')} | "
-                       f"{hours:.2f} h | {info['megapixels_per_second']:.2f} |")
-        ref = payload.get("jpeg_decode_megapixels_per_second")
+            params = f"{info['params']:,}" if info.get("params") else "-"
+            # a k-space model replaces the decoder; a pixel model runs after it
+            ratio = ("-" if not ref else f"{ref / info['megapixels_per_second']:.0f}x" if info["mode"] == "kspace"
+                     else f"{1 + ref / info['megapixels_per_second']:.0f}x")
+            out.append(f"| {name} | {info['architecture']} | {params} | {info['mode']} | {t.get('steps')} | "
+                       f"{hours:.2f} h | {info['megapixels_per_second']:.2f} | {ratio} |")
         if ref:
             out.append("")
             out.append(f"Speed reference in the same run: Pillow/libjpeg-turbo JPEG decode {ref:.1f} MP/s "
-                       "(whole-set pass, not a median of repeated runs).")
+                       "(whole-set pass, not a median of repeated runs). Time / JPEG decode time: decode plus "
+                       "restore over decode alone for pixel models; coefficient read plus network over decode "
+                       "for k-space models (HR-CNN), which replace the decoder.")
         out.append("")
     out += _paper_comparison(payload)
     out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
@@ -68,10 +75,13 @@ def _restore_section(payload: dict) -> list[str]:
 def _paper_comparison(payload: dict) -> list[str]:
     """Gains over JPEG measured here beside the DAGN paper's (Table I), for the
     color sets the paper reports."""
-    from .paper_numbers import paper_gains, paper_table_v_gains
+    from .paper_numbers import hrcnn_paper_gains, paper_gains, paper_table_v_gains
 
+    green = payload["gray"] and payload.get("plane") == "green"
     if payload.get("tag") == "ablation":
         paper = paper_table_v_gains() if payload["dataset"] == "live1_color" else {}
+    elif green:
+        paper = hrcnn_paper_gains(payload["dataset"])
     else:
         paper = paper_gains(payload["dataset"]) if not payload["gray"] else {}
     if not paper:
@@ -80,14 +90,21 @@ def _paper_comparison(payload: dict) -> list[str]:
     qs = [q for q in payload["qualities"] if all(q in v for v in paper.values())]
     if not qs:
         return []
-    source = ("Table V, the ablation" if payload.get("tag") == "ablation"
-              else "Table I; ARCNN there is one model per quality")
-    out = [f"Gain over JPEG in RGB PSNR (dB), measured here and as published (DAGN paper, {source}):", "",
+    if green:
+        source = ("HR-CNN paper, Table II, green channel" if payload["dataset"].startswith("live1") else
+                  "HR-CNN paper, Table I: 14,040 DIV2K test crops there")
+        what = "PSNR of the green channel"
+    else:
+        source = "DAGN paper, " + ("Table V, the ablation" if payload.get("tag") == "ablation"
+                                   else "Table I; ARCNN there is one model per quality")
+        what = "RGB PSNR"
+    out = [f"Gain over JPEG in {what} (dB), measured here and as published ({source}):", "",
            "| QF | " + " | ".join(f"{m} (here)" for m in payload["models"]) + " | " +
            " | ".join(f"{m} (paper)" for m in paper) + " |", "|---" * (len(payload["models"]) + len(paper) + 1) + "|"]
     for q in qs:
         base = payload["rows"]["jpeg"][f"q{q}"][key]
-        here = [f"{payload['rows'][m][f'q{q}'][key] - base:+.2f}" for m in payload["models"]]
+        here = [f"{payload['rows'][m][f'q{q}'][key] - base:+.2f}" if f"q{q}" in payload["rows"][m] else "-"
+                for m in payload["models"]]
         there = [f"{paper[m][q]:+.2f}" for m in paper]
         out.append(f"| {q} | " + " | ".join(here + there) + " |")
     return out + [""]
