@@ -24,11 +24,12 @@ def _count(module, prefixes=()) -> int:
 
 def test_parameter_count_matches_table_iii():
     net = create_model("hrcnn")
-    assert _count(net, ("spectral", "decode")) == 275_089      # decoding
+    assert _count(net, ("decoder.",)) == 275_089                # decoding
     assert _count(net, ("details",)) == 232_068                 # detail enhancement
     assert _count(net) == 507_157
-    assert "masks" not in dict(net.named_parameters())          # fixed, not trained
-    assert "masks" not in net.state_dict()                      # nor stored in weights
+    assert not [n for n, _ in net.named_parameters() if "masks" in n]   # fixed, not trained
+    assert not [n for n in net.state_dict() if "masks" in n]             # nor stored in weights
+    assert _count(create_model("hrcnn-color")) == 2 * 275_089 + 4 * 73_539
 
 
 def test_coded_masks_extract_one_coefficient_each():
@@ -218,3 +219,41 @@ def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, 
     assert abs(payload["rows"]["tiny-hrcnn"]["q20"]["psnr"] - payload["rows"]["jpeg"]["q20"]["psnr"]) < 0.1
     assert main(["bench", "restore", "--data", str(images), "--models", "tiny-hrcnn", "--qualities", "20",
                  "--results", str(tmp_path / "res"), "--no-update-zoo"]) == 2     # color set: a clear error
+
+
+def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, monkeypatch, shared_data):
+    """hrcnn-color at initialisation decodes a real 4:2:0 file's coefficients
+    like libjpeg-turbo decodes its pixels; `carkit restore` runs it from the file."""
+    from safetensors.torch import save_file
+
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+    from carkit.evaluation.metrics import psnr_rgb
+    from carkit.models.hrcnn import HRCNNColor
+    from carkit.training.hrcnn_tasks import color_codes
+
+    src = sorted((shared_data / "eval" / "kodak").iterdir())[3]
+    rgb = np.asarray(Image.open(src).convert("RGB"))[:96, :120]           # 120: not a multiple of 16
+    path = tmp_path / "c.jpg"
+    Image.fromarray(rgb).save(path, quality=30)
+    decoded = np.asarray(Image.open(path).convert("RGB"))
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", zoo_dir)
+    torch.manual_seed(0)
+    weights = zoo_dir / "tiny-hrcnn-color.safetensors"
+    save_file({k: v.half().contiguous() for k, v in HRCNNColor().state_dict().items()}, str(weights))
+    zoo.save_record(zoo.WeightsRecord(name="tiny-hrcnn-color", model="hrcnn-color", model_kwargs={}, gray=False,
+                                      qualities=[10, 60], sha256=zoo.sha256_of(weights), description="test"))
+    dst = tmp_path / "out.png"
+    assert main(["restore", "--model", "tiny-hrcnn-color", str(path), "-o", str(dst)]) == 0
+    out = np.asarray(Image.open(dst))
+    assert out.shape == rgb.shape
+    assert abs(psnr_rgb(out, rgb) - psnr_rgb(decoded, rgb)) < 0.1
+    assert np.abs(out.astype(int) - decoded).mean() < 1.0
+
+    # training codes are a real file's: shapes per plane, tables per quality
+    y, cb, cr, lt, ct = color_codes(torch.from_numpy(rgb[:96, :112].copy()).permute(2, 0, 1)[None].float() / 255, [30])
+    assert y.shape == (1, 1, 96, 112) and cb.shape == cr.shape == (1, 1, 48, 56)
+    assert np.array_equal(lt[0].numpy(), ijg_tables(30)[0]) and np.array_equal(ct[0].numpy(), ijg_tables(30)[1])

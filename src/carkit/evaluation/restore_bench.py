@@ -132,9 +132,10 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     decode_seconds = 0.0  # PROTOCOL.md: speed beside a reference measured in the same run
     codec = JpegCodec()
     kspace = {m for m in models if m not in from_runs and weights_record(m).kind == "kspace"}
-    if kspace and not gray:
-        raise CarkitError(f"{', '.join(sorted(kspace))}: HR-CNN models restore gray JPEGs from their coefficients; "
-                          "benchmark them with --gray or --plane green")
+    mismatched = sorted(m for m in kspace if weights_record(m).gray != gray)
+    if mismatched:
+        raise CarkitError(f"{', '.join(mismatched)}: gray HR-CNN models restore gray JPEGs (benchmark them with "
+                          "--gray or --plane green), hrcnn-color color ones")
     covers = {m: (lambda q: True) if m in from_runs else weights_record(m).covers for m in models}
     image_mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
     megapixels = image_mp * len(qualities)

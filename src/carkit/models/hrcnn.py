@@ -46,9 +46,10 @@ Choices where the paper is silent or ambiguous:
   at zero. Training then starts at JPEG's PSNR instead of from a black
   image, which matters on a CPU budget; everything stays trainable.
 
-Beyond the paper (``dequantize=True``): the input is the dequantized code
-(level times table, over 8; see :meth:`HRCNN.prepare`), so one model can
-serve every quality; the table is then a required input.
+Beyond the paper: ``dequantize=True`` reads the dequantized code (level
+times table, over 8; see :meth:`HRCNN.prepare`), so one model can serve
+every quality, the table then being a required input; :class:`HRCNNColor`
+reads a colour file's three planes at their own resolutions.
 """
 
 from __future__ import annotations
@@ -74,17 +75,80 @@ def coded_masks() -> torch.Tensor:
 
 
 class DetailBlock(nn.Module):
-    """One residual block of eq. 7: 11x11 -> 64, 7x7 -> 16, 1x1 -> 1, plus input."""
+    """One residual block of eq. 7: 11x11 -> 64, 7x7 -> 16, 1x1 -> ``channels``,
+    plus the block's input (``channels`` is 1 in the paper, 3 for colour)."""
 
-    def __init__(self, inner_act: str = "relu"):
+    def __init__(self, inner_act: str = "relu", channels: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 64, 11, padding=5)
+        self.conv1 = nn.Conv2d(channels, 64, 11, padding=5)
         self.conv2 = nn.Conv2d(64, 16, 7, padding=3)
-        self.conv3 = nn.Conv2d(16, 1, 1)
+        self.conv3 = nn.Conv2d(16, channels, 1)
         self.act = nn.ReLU(inplace=True) if inner_act == "relu" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+
+
+class SpectralDecoder(nn.Module):
+    """Layers 1-4 (eqs. 4-6): coded-mask channel extraction (a fixed buffer),
+    spectral reconstruction, the two decoding convolutions and their ReLU.
+    Input: a prepared k-space plane (N, 1, H, W); output: the decoded plane."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("masks", coded_masks(), persistent=False)
+        self.spectral = nn.ConvTranspose2d(SPECTRA, SPECTRA, BLOCK, stride=BLOCK)
+        self.decode1 = nn.Conv2d(SPECTRA, 8, 5, padding=2)
+        self.decode2 = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        snapshots = F.conv2d(x, self.masks.to(x.dtype), stride=BLOCK)  # eq. 4
+        return F.relu(self.decode2(self.decode1(self.spectral(snapshots))))
+
+    @torch.no_grad()
+    def init_as_jpeg_decoder(self, step: torch.Tensor, keep: float = 0.01) -> None:
+        """Start as JPEG decoding: ``step`` (8, 8) is the coefficient one unit
+        of the prepared input stands for, in 0-255 units (the table over the
+        input scale, for levels). The transposed convolution's first output
+        channel gets the 64 IDCT basis images times ``step`` / 255, plus
+        128/255; the decoding convolutions pass that channel through; every
+        other initial weight is scaled by ``keep`` (small, still trainable)."""
+        from ..jpeg.dct import dct_matrix
+
+        d = dct_matrix(BLOCK, dtype=torch.float64)
+        w = self.spectral.weight
+        w.mul_(keep)
+        for ch in range(SPECTRA):
+            v, u = ch % BLOCK, ch // BLOCK  # the coefficient mask ch extracts (eq. 2)
+            w[ch, 0] = (torch.outer(d[v], d[u]) * step[v, u] / 255.0).to(w.dtype)
+        self.spectral.bias.mul_(keep)
+        self.spectral.bias[0] = 128.0 / 255.0
+        for conv in (self.decode1, self.decode2):
+            conv.weight.mul_(keep)
+            conv.bias.zero_()
+            k = conv.kernel_size[0] // 2
+            conv.weight[0, 0, k, k] = 1.0
+
+
+def _zero_last(details: nn.Sequential) -> None:
+    with torch.no_grad():
+        for block in details:
+            block.conv3.weight.zero_()
+            block.conv3.bias.zero_()
+
+
+def _tile_table(table, n_blocks_h: int, n_blocks_w: int, like: torch.Tensor) -> torch.Tensor:
+    """(8, 8) or (N, 8, 8) table -> (1 or N, 1, H, W) plane matching ``like``."""
+    t = torch.as_tensor(table, dtype=like.dtype, device=like.device)
+    if t.ndim == 2:
+        return t.repeat(n_blocks_h, n_blocks_w)[None, None]
+    return t.repeat(1, n_blocks_h, n_blocks_w)[:, None]
+
+
+def _check_code(code: torch.Tensor, what: str = "HR-CNN") -> None:
+    if code.ndim != 4 or code.shape[1] != 1 or code.shape[-1] % BLOCK or code.shape[-2] % BLOCK:
+        raise ModelError(f"{what} reads (N, 1, H, W) k-space codes with H, W multiples of 8, "
+                         f"got {tuple(code.shape)}")
 
 
 class HRCNN(nn.Module):
@@ -108,49 +172,29 @@ class HRCNN(nn.Module):
         super().__init__()
         if inner_act not in ("relu", "none"):
             raise ModelError(f"inner_act must be 'relu' or 'none', got {inner_act!r}")
+        self.in_channels = 1
         self.dequantize = dequantize
         self.input_scale = float(input_scale)
-        self.register_buffer("masks", coded_masks(), persistent=False)
-        self.spectral = nn.ConvTranspose2d(SPECTRA, SPECTRA, BLOCK, stride=BLOCK)
-        self.decode1 = nn.Conv2d(SPECTRA, 8, 5, padding=2)
-        self.decode2 = nn.Conv2d(8, 1, 3, padding=1)
+        self.decoder = SpectralDecoder()
         self.details = nn.Sequential(*[DetailBlock(inner_act) for _ in range(4)])
         if dequantize or init_quality:
             self.init_as_jpeg_decoder(init_quality)
 
     @torch.no_grad()
     def init_as_jpeg_decoder(self, quality: int = 0, keep: float = 0.01) -> None:
-        """Start as plain JPEG decoding of the prepared input (see the module
-        docstring). ``quality``: the table the levels are dequantized with
-        (ignored when ``dequantize``, whose input already is); ``keep``
-        scales the random initial weights that are not part of the decoder,
-        so that training can still use every channel."""
-        from ..jpeg.dct import dct_matrix
+        """Start as plain JPEG decoding of the prepared input (module
+        docstring). ``quality``: the table the levels stand for (ignored when
+        ``dequantize``: the input already is coefficients)."""
         from ..jpeg.tables import ijg_tables
 
-        d = dct_matrix(BLOCK, dtype=torch.float64)
         if self.dequantize:
-            table = torch.full((BLOCK, BLOCK), 8.0, dtype=torch.float64)  # undo prepare()'s /8
+            step = torch.full((BLOCK, BLOCK), 8.0 / self.input_scale, dtype=torch.float64)  # undo prepare()
+        elif quality:
+            step = torch.as_tensor(ijg_tables(int(quality))[0], dtype=torch.float64) / self.input_scale
         else:
-            if not quality:
-                raise ModelError("init_as_jpeg_decoder needs the quality of the per-quality model")
-            table = torch.as_tensor(ijg_tables(int(quality))[0], dtype=torch.float64)
-        w = self.spectral.weight
-        w.mul_(keep)
-        for ch in range(SPECTRA):
-            v, u = ch % BLOCK, ch // BLOCK  # the coefficient mask ch extracts (eq. 2)
-            basis = torch.outer(d[v], d[u]) * table[v, u] / self.input_scale / 255.0
-            w[ch, 0] = basis.to(w.dtype)
-        self.spectral.bias.mul_(keep)
-        self.spectral.bias[0] = 128.0 / 255.0
-        for conv in (self.decode1, self.decode2):
-            conv.weight.mul_(keep)
-            conv.bias.zero_()
-            k = conv.kernel_size[0] // 2
-            conv.weight[0, 0, k, k] = 1.0
-        for block in self.details:
-            block.conv3.weight.zero_()
-            block.conv3.bias.zero_()
+            raise ModelError("init_as_jpeg_decoder needs the quality of the per-quality model")
+        self.decoder.init_as_jpeg_decoder(step, keep)
+        _zero_last(self.details)
 
     def prepare(self, code: torch.Tensor, table=None) -> torch.Tensor:
         """The network's input plane: levels (paper), or levels x table / 8
@@ -160,22 +204,71 @@ class HRCNN(nn.Module):
             return code * self.input_scale
         if table is None:
             raise ModelError("this HR-CNN reads dequantized coefficients: pass the quantization table")
-        t = torch.as_tensor(table, dtype=code.dtype, device=code.device)
-        n, _, h, w = code.shape
-        plane = t.repeat(h // BLOCK, w // BLOCK)[None, None] if t.ndim == 2 else \
-            t.repeat(1, h // BLOCK, w // BLOCK)[:, None]
-        return code * plane * (self.input_scale / 8)
+        _, _, h, w = code.shape
+        return code * _tile_table(table, h // BLOCK, w // BLOCK, code) * (self.input_scale / 8)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Prepared input -> the decoded (pre-detail) plane, the paper's F_4."""
-        snapshots = F.conv2d(x, self.masks.to(x.dtype), stride=BLOCK)  # eq. 4
-        return F.relu(self.decode2(self.decode1(self.spectral(snapshots))))
+        return self.decoder(x)
 
     def forward(self, code: torch.Tensor, table=None) -> torch.Tensor:
-        if code.ndim != 4 or code.shape[1] != 1 or code.shape[-1] % BLOCK or code.shape[-2] % BLOCK:
-            raise ModelError(f"HR-CNN reads a (N, 1, H, W) k-space code with H, W multiples of 8, "
-                             f"got {tuple(code.shape)}")
+        _check_code(code)
         return F.relu(self.details(self.features(self.prepare(code, table))))
+
+
+class HRCNNColor(nn.Module):
+    """Beyond the paper: HR-CNN for colour JPEGs, all qualities in one model.
+
+    Inputs, as a JPEG file holds them: the Y levels (N, 1, H, W), the Cb and
+    Cr levels (N, 1, h, w) each at their own resolution (4:2:0: h = H/2), and
+    the luma and chroma tables ((8, 8) or (N, 8, 8)). Each plane is
+    dequantized and decoded by the paper's layers 1-4 (one decoder for Y,
+    one shared by Cb and Cr); chroma is upsampled to the luma size inside
+    the network (bilinear, half-pixel centres: libjpeg's "fancy" triangle
+    upsampling at 2x); the paper's four residual blocks then run on the three
+    planes together (11x11 3 -> 64, 7x7 64 -> 16, 1x1 16 -> 3), and the
+    result is converted from JPEG YCbCr to RGB (fixed T.871 matrix).
+    Returns (N, 3, H, W) RGB in [0, 1] (ReLU, not clipped above).
+
+    Starts as the JPEG decoder (both decoders initialised as in
+    :class:`HRCNN`, residual branches at zero), so training starts at JPEG's
+    PSNR. Parameters: 2 x 275,089 + 4 x 73,539 = 844,334.
+    """
+
+    def __init__(self, inner_act: str = "relu", input_scale: float = 1 / 16, in_channels: int = 3):
+        super().__init__()
+        if inner_act not in ("relu", "none"):
+            raise ModelError(f"inner_act must be 'relu' or 'none', got {inner_act!r}")
+        if in_channels != 3:
+            raise ModelError("HR-CNN colour reads three planes (Y, Cb, Cr)")
+        self.in_channels = 3
+        self.dequantize = True
+        self.input_scale = float(input_scale)
+        self.luma = SpectralDecoder()
+        self.chroma = SpectralDecoder()
+        self.details = nn.Sequential(*[DetailBlock(inner_act, channels=3) for _ in range(4)])
+        step = torch.full((BLOCK, BLOCK), 8.0 / self.input_scale, dtype=torch.float64)
+        self.luma.init_as_jpeg_decoder(step)
+        self.chroma.init_as_jpeg_decoder(step)
+        _zero_last(self.details)
+
+    def _prepare(self, code: torch.Tensor, table) -> torch.Tensor:
+        _check_code(code, "HR-CNN colour")
+        _, _, h, w = code.shape
+        return code * _tile_table(table, h // BLOCK, w // BLOCK, code) * (self.input_scale / 8)
+
+    def forward(self, y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, luma_table, chroma_table) -> torch.Tensor:
+        from ..color import ycbcr_jpeg_to_rgb
+
+        size = y.shape[-2:]
+        planes = [self.luma(self._prepare(y, luma_table))]
+        for c in (cb, cr):
+            decoded = self.chroma(self._prepare(c, chroma_table))
+            if decoded.shape[-2:] != size:
+                decoded = F.interpolate(decoded, size=size, mode="bilinear", align_corners=False)
+            planes.append(decoded)
+        ycc = self.details(torch.cat(planes, dim=1))
+        return F.relu(ycbcr_jpeg_to_rgb(ycc))
 
 
 _PAPER = ("Niu, End-to-End JPEG Decoding and Artifacts Suppression Using Heterogeneous Residual "
@@ -185,3 +278,5 @@ register_model("hrcnn", HRCNN, paper=_PAPER, kind="kspace", init_quality=50,
                     "(starts as the JPEG decoder of init_quality; a random start can leave every ReLU dead)")
 register_model("hrcnn-blind", HRCNN, paper=_PAPER, kind="kspace", dequantize=True,
                note="the paper's network reading dequantized coefficients: one model for all qualities")
+register_model("hrcnn-color", HRCNNColor, paper=_PAPER, kind="kspace", in_channels=3,
+               note="beyond the paper: Y, Cb, Cr coefficients at their own resolutions -> RGB, all qualities")

@@ -9,7 +9,8 @@ from the header, not from decoded pixels) and written atomically.
 
 The paper's models are gray (one plane: trained on the green channel, they
 restore one-component JPEGs); a per-quality model is told when the file's
-tables are not the ones it was trained on.
+tables are not the ones it was trained on. ``hrcnn-color`` restores YCbCr
+files, each plane read at its own resolution (4:2:0 chroma at half size).
 """
 
 from __future__ import annotations
@@ -23,27 +24,55 @@ import torch
 from ..errors import CarkitError
 from ..io import exif_orientation, orient, to_uint8, write_image
 from ..zoo.registry import weights_record
-from .tiling import tiled_apply
+from .tiling import tiled_regions
 
 
 def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap: int = 32,
                          device: str = "cpu") -> np.ndarray:
-    """A one-component JPEG's coefficients (``JpegCoefficients``) -> restored
-    uint8 (H, W), tile by tile, without any pixel decoding."""
+    """A JPEG's coefficients (``JpegCoefficients``) -> restored uint8 pixels,
+    tile by tile, without any pixel decoding: (H, W) from a one-component
+    file with a gray model, (H, W, 3) from a YCbCr file with the colour model."""
     from ..jpeg.kspace import blocks_to_plane
 
-    if len(coeffs.components) != 1:
-        raise CarkitError(f"HR-CNN models restore one-component (gray) JPEGs from their coefficients; "
-                          f"this file has {len(coeffs.components)} components")
-    table = torch.from_numpy(np.asarray(coeffs.quant_tables[0], dtype=np.float32)).to(device)
-    levels = torch.from_numpy(blocks_to_plane(coeffs.components[0]).astype(np.float32))[None, None]
+    color = getattr(net, "in_channels", 1) == 3
+    n = len(coeffs.components)
+    if not color and n != 1:
+        raise CarkitError(f"this HR-CNN restores one-component (gray) JPEGs from their coefficients; "
+                          f"this file has {n} components (use hrcnn-color)")
+    if color and (n != 3 or coeffs.color_space != "ycbcr"):
+        raise CarkitError(f"hrcnn-color restores 3-component YCbCr JPEGs; this file is {coeffs.color_space} "
+                          f"with {n} component(s)")
+    hmax = max(h for h, _ in coeffs.sampling)
+    vmax = max(v for _, v in coeffs.sampling)
+    # Whole MCUs, so every plane covers the same area: a file stores only the
+    # blocks inside the image per component (a 120 px wide 4:2:0 image has 15
+    # luma but 8 chroma blocks); extra blocks repeat the edge block, much as
+    # the encoder's own MCU padding repeats edge pixels. They are cropped off.
+    mcu_rows, mcu_cols = -(-coeffs.height // (8 * vmax)), -(-coeffs.width // (8 * hmax))
+    planes = []
+    for comp, (h, v) in zip(coeffs.components, coeffs.sampling):
+        pad = ((0, mcu_rows * v - comp.shape[0]), (0, mcu_cols * h - comp.shape[1]), (0, 0), (0, 0))
+        whole = np.pad(comp, pad, mode="edge")
+        planes.append(torch.from_numpy(blocks_to_plane(whole).astype(np.float32))[None, None])
+    tables = [torch.from_numpy(np.asarray(t, dtype=np.float32)).to(device) for t in coeffs.quant_tables]
+    # Region (y0, y1, x0, x1) of the luma grid -> the same region of each plane.
+    steps = [(vmax // v, hmax // h) for h, v in coeffs.sampling]
+    align = 8 * max(vmax, hmax)
 
-    def run(part: torch.Tensor) -> torch.Tensor:
-        return net(part.to(device), table if net.dequantize else None).float().cpu()
+    def region(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        parts = [p[:, :, y0 // sy:-(-y1 // sy), x0 // sx:-(-x1 // sx)].to(device)
+                 for p, (sy, sx) in zip(planes, steps)]
+        if color:
+            out = net(parts[0], parts[1], parts[2], tables[0], tables[1])
+        else:
+            out = net(parts[0], tables[0] if net.dequantize else None)
+        return out.float().cpu()
 
+    luma = planes[0].shape[-2:]
     with torch.no_grad():
-        out = tiled_apply(run, levels, tile, overlap)
-    return to_uint8(out)[:coeffs.height, :coeffs.width]
+        out = tiled_regions(region, (int(luma[0]), int(luma[1])), tile, overlap, align)
+    pixels = to_uint8(out)
+    return pixels[:coeffs.height, :coeffs.width]
 
 
 def restore_kspace_file(restorer, src: str | os.PathLike, dst: str | os.PathLike):
@@ -58,9 +87,6 @@ def restore_kspace_file(restorer, src: str | os.PathLike, dst: str | os.PathLike
     require_jpeg_path(src)
     record = weights_record(restorer.forced)
     coeffs = read_coefficients(src)
-    if len(coeffs.components) != 1:
-        raise CarkitError(f"{src}: {record.name} restores one-component (gray) JPEGs from their coefficients; "
-                          f"this file has {len(coeffs.components)} components")
     estimate = estimate_quality_of_file(src)
     net = restorer.model(record.name)
     pixels = restore_coefficients(net, coeffs, restorer.tile, restorer.overlap, restorer.device)

@@ -39,13 +39,26 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     """Apply ``fn`` (N, C, H, W) -> (N, C', H, W) tile by tile; returns the
     assembled output on x's device. ``progress`` is called with 1 per tile."""
     _, _, h, w = x.shape
-    ys, xs = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    return tiled_regions(lambda y0, y1, x0, x1: fn(x[:, :, y0:y1, x0:x1]), (h, w), tile, overlap,
+                         progress=progress, device=x.device)
+
+
+@torch.no_grad()
+def tiled_regions(fn: Callable[[int, int, int, int], torch.Tensor], size: tuple[int, int], tile: int = 512,
+                  overlap: int = 32, align: int = 8, progress: Callable[[int], None] | None = None,
+                  device=None) -> torch.Tensor:
+    """The tiling of :func:`tiled_apply` for inputs that are not one tensor
+    (e.g. a colour JPEG's planes at different resolutions): ``fn(y0, y1, x0,
+    x1)`` returns the output (N, C', y1-y0, x1-x0) of that region; tile
+    origins sit on multiples of ``align``."""
+    h, w = size
+    ys, xs = tile_spans(h, tile, overlap, align), tile_spans(w, tile, overlap, align)
     out = None
     for y0, y1, ky0, ky1 in ys:
         for x0, x1, kx0, kx1 in xs:
-            piece = fn(x[:, :, y0:y1, x0:x1])
+            piece = fn(y0, y1, x0, x1)
             if out is None:
-                out = x.new_empty((x.shape[0], piece.shape[1], h, w))
+                out = piece.new_empty((piece.shape[0], piece.shape[1], h, w), device=device)
             out[:, :, ky0:ky1, kx0:kx1] = piece[:, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
             if progress is not None:
                 progress(1)
