@@ -10,7 +10,8 @@ Layers, as the paper specifies them (parameters in brackets):
 1. channel extraction (eqs. 1-4): 64 fixed binary coded-mask kernels of 8x8,
    stride 8, no bias; mask ``ch`` is one at row ``ch mod 8``, column
    ``ch // 8`` (eq. 2), so channel ``ch`` is that coefficient of every block.
-   A buffer, not a parameter: excluded from training, as the paper says [0];
+   a fixed buffer, not a parameter: excluded from training, as the paper
+  says [0];
 2. spectral reconstruction (eq. 5): a transposed convolution 64 -> 64, 8x8,
    stride 8, with bias [262,208];
 3. decoding (eq. 6): conv 5x5 64 -> 8, conv 3x3 8 -> 1, then ReLU
@@ -27,8 +28,9 @@ Choices where the paper is silent or ambiguous:
 * **activations inside the residual blocks**: eq. 7 writes none, which would
   make the four blocks one linear filter. ``inner_act="relu"`` (default)
   puts a ReLU after the 11x11 and the 7x7 convolutions, the SRCNN-like
-  pattern the kernel sizes follow; ``"none"`` is eq. 7 read literally.
-  Measured: see the zoo record's ``training`` notes and the issue log;
+  pattern the kernel sizes follow; ``"none"`` is eq. 7 read literally
+  (``recipes/hrcnn/ablation/hrcnn-q10-linear.toml`` trains it beside
+  ``hrcnn-q10`` at equal steps; their validation logs decide);
 * **the ReLU of the decoding segment**: the text says "applied to F_5" in
   the decoding paragraph; we apply it to that segment's output (F_4);
 * **input scale**: the levels are multiplied by ``input_scale`` (1/16)
