@@ -221,6 +221,23 @@ def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, 
                  "--results", str(tmp_path / "res"), "--no-update-zoo"]) == 2     # color set: a clear error
 
 
+def test_report_prints_table_iii_for_green_live1_results():
+    """A green-plane LIVE1 result at Q 10 gets HR-CNN's Table III: measured
+    parameters and gains beside the paper's rows; other results do not."""
+    from carkit.evaluation.report import _hrcnn_table_iii
+
+    payload = {"gray": True, "plane": "green", "dataset": "live1_color", "qualities": [10, 30],
+               "metrics": ["psnr"], "models": {"hrcnn-q10": {"params": 507_157}, "hrcnn-q30": {"params": 507_157}},
+               "rows": {"jpeg": {"q10": {"psnr": 27.0}, "q30": {"psnr": 31.0}},
+                        "hrcnn-q10": {"q10": {"psnr": 28.5}}, "hrcnn-q30": {"q30": {"psnr": 32.0}}}}
+    text = "\n".join(_hrcnn_table_iii(payload))
+    assert "| hrcnn-q10 | 507,157 | +1.50 | here |" in text
+    assert "hrcnn-q30" not in text                       # not scored at Q 10
+    assert "| DnCNN | 668,225 | +1.42 | paper |" in text
+    assert _hrcnn_table_iii({**payload, "plane": "y"}) == []
+    assert _hrcnn_table_iii({**payload, "dataset": "cid22_crops128"}) == []
+
+
 def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, monkeypatch, shared_data):
     """hrcnn-color at initialisation decodes a real 4:2:0 file's coefficients
     like libjpeg-turbo decodes its pixels; `carkit restore` runs it from the file."""

@@ -68,6 +68,7 @@ def _restore_section(payload: dict) -> list[str]:
                        "for k-space models (HR-CNN), which replace the decoder.")
         out.append("")
     out += _paper_comparison(payload)
+    out += _hrcnn_table_iii(payload)
     out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
     return out
 
@@ -107,6 +108,31 @@ def _paper_comparison(payload: dict) -> list[str]:
                 for m in payload["models"]]
         there = [f"{paper[m][q]:+.2f}" for m in paper]
         out.append(f"| {q} | " + " | ".join(here + there) + " |")
+    return out + [""]
+
+
+def _hrcnn_table_iii(payload: dict) -> list[str]:
+    """HR-CNN Table III for a green-plane LIVE1 result at Q 10: each scored
+    model's trainable parameters and gain, then the paper's rows (its DnCNN
+    and ARCNN are the authors' models; ours are the zoo's, named alike)."""
+    from .paper_numbers import HRCNN_TABLE_III
+
+    green = payload["gray"] and payload.get("plane") == "green"
+    if not (green and payload["dataset"].startswith("live1") and 10 in payload["qualities"]):
+        return []
+    key = payload["metrics"][0]
+    base = payload["rows"]["jpeg"]["q10"][key]
+    out = ["HR-CNN Table III at Q 10 on LIVE1 (green channel): trainable parameters and PSNR gain over JPEG, "
+           "measured here (this run) and as published:", "",
+           "| method | parameters | gain at Q 10 (dB) | source |", "|---|---|---|---|"]
+    for name, info in payload["models"].items():
+        row = payload["rows"][name].get("q10")
+        if row is None:
+            continue
+        params = f"{info['params']:,}" if info.get("params") else "-"
+        out.append(f"| {name} | {params} | {row[key] - base:+.2f} | here |")
+    for name, (gain, params) in HRCNN_TABLE_III.items():
+        out.append(f"| {name} | {params:,} | {gain:+.2f} | paper |")
     return out + [""]
 
 
