@@ -95,3 +95,25 @@ def test_blockcnn_codec_round_trips_with_the_shipped_predictor(shared_data):
     data, reconstruction = codec.encode_with_reconstruction(image, 20)
     assert np.array_equal(codec.decode(data), reconstruction)
     assert psnr(reconstruction, image) > 25
+
+
+HRCNN_SHIPPED = ["hrcnn-q10"]
+
+
+@pytest.mark.parametrize("name", HRCNN_SHIPPED)
+def test_hrcnn_is_shipped_per_quality_and_restores_from_coefficients(name, tmp_path, shared_data):
+    """The paper's HR-CNN (507,157 parameters) at its own quality: restored
+    straight from a gray JPEG's coefficients, clearly better than JPEG."""
+    record = weights_record(name)
+    assert record.kind == "kspace" and record.gray and record.training["steps"] > 0
+    assert record.path.stat().st_size < 16 * 2**20
+    net = load_pretrained(name)
+    assert sum(p.numel() for p in net.parameters()) == 507_157
+    quality = record.qualities[0]
+    rgb = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))
+    green = np.ascontiguousarray(rgb[40:40 + 256, 200:200 + 384, 1])
+    Image.fromarray(green).save(tmp_path / "in.jpg", quality=quality)
+    out = tmp_path / "restored.png"
+    assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", name]) == 0
+    decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
+    assert psnr(np.asarray(Image.open(out)), green) > psnr(decoded, green) + 0.3
