@@ -97,7 +97,7 @@ def test_blockcnn_codec_round_trips_with_the_shipped_predictor(shared_data):
     assert psnr(reconstruction, image) > 25
 
 
-HRCNN_SHIPPED = ["hrcnn-q10"]
+HRCNN_SHIPPED = ["hrcnn-q10", "hrcnn-q30"]
 
 
 @pytest.mark.parametrize("name", HRCNN_SHIPPED)
