@@ -97,7 +97,7 @@ def test_blockcnn_codec_round_trips_with_the_shipped_predictor(shared_data):
     assert psnr(reconstruction, image) > 25
 
 
-HRCNN_SHIPPED = ["hrcnn-q10", "hrcnn-q30"]
+HRCNN_SHIPPED = ["hrcnn-q10", "hrcnn-q30", "hrcnn-q50"]
 
 
 @pytest.mark.parametrize("name", HRCNN_SHIPPED)
@@ -117,3 +117,33 @@ def test_hrcnn_is_shipped_per_quality_and_restores_from_coefficients(name, tmp_p
     assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", name]) == 0
     decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
     assert psnr(np.asarray(Image.open(out)), green) > psnr(decoded, green) + 0.3
+
+
+@pytest.mark.parametrize("quality", [15, 45])
+def test_shipped_blind_hrcnn_restores_gray_jpegs_of_any_quality(quality, tmp_path, shared_data):
+    """hrcnn-blind (beyond the paper): one model, dequantized coefficients in,
+    better than JPEG at qualities it has no per-quality model for."""
+    record = weights_record("hrcnn-blind")
+    assert record.kind == "kspace" and record.gray and record.training["steps"] > 0
+    rgb = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))
+    green = np.ascontiguousarray(rgb[40:40 + 256, 200:200 + 384, 1])
+    Image.fromarray(green).save(tmp_path / "in.jpg", quality=quality)
+    out = tmp_path / "restored.png"
+    assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", "hrcnn-blind"]) == 0
+    decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
+    assert psnr(np.asarray(Image.open(out)), green) > psnr(decoded, green) + 0.3
+
+
+def test_shipped_color_hrcnn_restores_a_color_jpeg_from_its_coefficients(tmp_path, shared_data):
+    """hrcnn-color (beyond the paper): Y, Cb and Cr coefficients of a 4:2:0
+    file in, RGB out, better than libjpeg-turbo's own decode."""
+    record = weights_record("hrcnn-color")
+    assert record.kind == "kspace" and not record.gray and record.training["steps"] > 0
+    rgb = np.ascontiguousarray(np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))[40:296, 200:584])
+    Image.fromarray(rgb).save(tmp_path / "in.jpg", quality=20, subsampling="4:2:0")
+    out = tmp_path / "restored.png"
+    assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", "hrcnn-color"]) == 0
+    restored = np.asarray(Image.open(out))
+    assert restored.shape == rgb.shape
+    decoded = np.asarray(Image.open(tmp_path / "in.jpg").convert("RGB"))
+    assert psnr(restored, rgb) > psnr(decoded, rgb) + 0.1
