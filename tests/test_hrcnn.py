@@ -274,3 +274,19 @@ def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, mon
     y, cb, cr, lt, ct = color_codes(torch.from_numpy(rgb[:96, :112].copy()).permute(2, 0, 1)[None].float() / 255, [30])
     assert y.shape == (1, 1, 96, 112) and cb.shape == cr.shape == (1, 1, 48, 56)
     assert np.array_equal(lt[0].numpy(), ijg_tables(30)[0]) and np.array_equal(ct[0].numpy(), ijg_tables(30)[1])
+
+
+def test_report_prints_speed_ratios_beside_the_papers_claim():
+    """The green LIVE1 section states seconds per megapixel: decode, HR-CNN
+    from coefficients (no decode added) and decode + a pixel restorer."""
+    from carkit.evaluation.report import _hrcnn_speed
+
+    payload = {"threads": 2, "jpeg_decode_megapixels_per_second": 100.0,
+               "models": {"hrcnn-q10": {"mode": "kspace", "megapixels_per_second": 1.0},
+                          "arcnn-gray-q10": {"mode": "gray", "megapixels_per_second": 2.0}}}
+    text = "\n".join(_hrcnn_speed(payload))
+    assert "| Pillow/libjpeg-turbo JPEG decode | 0.0100 | 1.0x |" in text
+    assert "| hrcnn-q10 from the coefficients | 1.0000 | 100.0x |" in text
+    assert "| decode + arcnn-gray-q10 | 0.5100 | 51.0x |" in text
+    assert "(2.24x)" in text
+    assert _hrcnn_speed({**payload, "jpeg_decode_megapixels_per_second": None}) == []

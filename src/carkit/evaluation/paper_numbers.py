@@ -51,6 +51,10 @@ HRCNN_TABLES = {
 HRCNN_TABLE_III = {"HR-CNN": (1.44, 507_157), "AR-CNN": (1.19, 106_448), "DnCNN": (1.42, 668_225),
                    "MemNet": (1.68, 2_905_421), "L4": (1.31, 71_920), "TNRD": (1.38, 26_645)}
 
+#: HR-CNN section IV-C: seconds to decode and restore all of LIVE1 with HR-CNN
+#: on a GPU, and to decode it with the authors' own CPU JPEG decoder.
+HRCNN_SPEED = {"hrcnn_gpu_s": 6.3, "cpu_jpeg_decode_s": 2.81}
+
 
 def hrcnn_paper_gains(dataset: str) -> dict[str, dict[int, float]]:
     """HR-CNN's published gains for a green-plane result: LIVE1 whole images
