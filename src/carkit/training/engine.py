@@ -117,6 +117,18 @@ class TrainTask:
     def prepare(self, model: torch.nn.Module, extras: dict, recipe: Recipe) -> None:
         """Called after building and after resuming (e.g. to freeze sub-networks)."""
 
+    def begin_step(self, step: int, model: torch.nn.Module, extras: dict) -> None:
+        """Called before each step's losses (e.g. to switch phases)."""
+
+    def optimizers_at(self, step: int) -> tuple[str, ...]:
+        """The optimizers that run at ``step`` (all of them, in order, unless
+        the task alternates between networks, as the virtual codec does)."""
+        return self.optimizers
+
+    def learning_rate(self, recipe: Recipe, step: int) -> float:
+        """The learning rate at ``step`` (default: the recipe's warmup + cosine)."""
+        return learning_rate(recipe, step)
+
     def parameters(self, optimizer: str, model: torch.nn.Module, extras: dict):
         return [p for p in model.parameters() if p.requires_grad]
 
@@ -139,7 +151,7 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
 
 
 def get_task(name: str, **kwargs) -> TrainTask:
-    from . import blockcnn_tasks, dagn_tasks, hrcnn_tasks  # noqa: F401  (register their tasks)
+    from . import blockcnn_tasks, dagn_tasks, hrcnn_tasks, vcodec_tasks  # noqa: F401  (register their tasks)
 
     try:
         cls = _TASKS[name]
@@ -264,6 +276,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
                desc=recipe.name, dynamic_ncols=True)
     t0, seen, last_val = time.time(), 0, None
     running = {name: 0.0 for name in optimizers}  # summed loss per optimizer since the last log
+    counts = dict.fromkeys(optimizers, 0)
     step = start
     model.train()
     for step_batch in loader:
@@ -271,8 +284,10 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
         if recipe.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                      for k, v in batch.items()}
-        lr = learning_rate(recipe, step)
-        for name, optimizer in optimizers.items():
+        task.begin_step(step, unwrap(train_model), extras)
+        lr = task.learning_rate(recipe, step)
+        for name in task.optimizers_at(step):
+            optimizer = optimizers[name]
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
@@ -284,6 +299,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
                                                recipe.grad_clip)
             optimizer.step()
             running[name] += float(loss.detach())
+            counts[name] += 1
+            last_name = name
         if ema is not None:
             update_ema(ema, model, min(recipe.ema, (1 + step) / (10 + step)))
         step += 1
@@ -291,14 +308,15 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
         bar.update(1)
         if step % recipe.log_every == 0:
             rate = seen / (time.time() - t0)
-            means = {name: total / recipe.log_every for name, total in running.items()}
-            entry = {"step": step, "loss": means[task.optimizers[-1]], "lr": lr, "it_s": rate,
+            means = {name: total / counts[name] for name, total in running.items() if counts[name]}
+            entry = {"step": step, "loss": means[last_name], "lr": lr, "it_s": rate,
                      "time": round(time.time(), 1)}
-            if len(means) > 1:
+            if len(optimizers) > 1:
                 entry["losses"] = means
             write_log(entry)
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
             running = dict.fromkeys(running, 0.0)
+            counts = dict.fromkeys(counts, 0)
         if val_set is not None and (step % recipe.val_every == 0 or step == stop):
             last_val = val_set.evaluate(ema if ema is not None else model, device, task.infer)
             write_log({"step": step, "val": last_val, "time": round(time.time(), 1)})

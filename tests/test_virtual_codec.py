@@ -1,0 +1,150 @@
+"""Virtual codec (Zhao et al. 2017): the three networks of section II-B, the
+losses of eqs. (2-7) and Algorithm 1 as a training task."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from carkit.codecs.jpeg import JpegCodec
+from carkit.models.registry import create_model
+from carkit.models.virtual_codec import FeatureDescription, PostProcessing, VirtualCodec, upsample_description
+from carkit.training import vcodec_tasks as vt
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+
+
+def test_networks_are_the_papers():
+    """FDNN: 8 convs, 9x9 first and last, 3x3 between, stride 2 in the second,
+    128 maps, ReLU after all but the last; PPNN: 9x9 + six 3x3 convs with ReLU,
+    then a 9x9 stride-2 transposed conv."""
+    fdnn = FeatureDescription(1, 128)
+    convs = _convs(fdnn)
+    assert [c.kernel_size[0] for c in convs] == [9, 3, 3, 3, 3, 3, 3, 9]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 1, 1, 1, 1, 1]
+    assert [c.out_channels for c in convs] == [128] * 7 + [1]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in fdnn.modules()) == 7
+    assert not isinstance(list(fdnn.body)[-1], torch.nn.ReLU)
+    ppnn = PostProcessing(1, 128)
+    convs = _convs(ppnn)
+    assert [c.kernel_size[0] for c in convs] == [9, 3, 3, 3, 3, 3, 3, 9]
+    assert isinstance(convs[-1], torch.nn.ConvTranspose2d) and convs[-1].stride == (2, 2)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in ppnn.modules()) == 7
+    assert isinstance(create_model("vcodec-color").fdnn.body[0], torch.nn.Conv2d)
+    assert create_model("vcodec-color").fdnn.body[0].in_channels == 3
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (33, 21)])
+def test_description_is_half_size_and_reconstruction_full_size(h, w):
+    net = VirtualCodec(1, 8)
+    y = net.describe(torch.rand(2, 1, h, w))
+    assert y.shape == (2, 1, (h + 1) // 2, (w + 1) // 2)
+    assert net.reconstruct(y, (h, w)).shape == (2, 1, h, w)
+    assert upsample_description(y, (h, w)).shape == (2, 1, h, w)
+    with pytest.raises(ValueError, match="does not belong"):
+        net.reconstruct(y, (h + 4, w))
+
+
+def test_algorithm_1_phases_cover_the_budget_in_the_papers_order():
+    phases = vt.algorithm_1(1000, cycles=3)
+    assert [p.name for p in phases] == ["init"] + 3 * ["ppnn", "vcnn", "fdnn"] + ["ppnn"]
+    assert phases[0].start == 0 and sum(p.length for p in phases) == 1000
+    assert all(a.start + a.length == b.start for a, b in zip(phases, phases[1:]))
+    ppnn, vcnn, fdnn = phases[1:4]
+    assert abs(ppnn.length - vcnn.length) <= 1 and abs(fdnn.length * 2 - ppnn.length) <= 2    # p = 60, q = 30
+    direct = vt.algorithm_1(1000, cycles=2, bridge="direct")
+    assert [p.name for p in direct] == ["init", "ppnn", "fdnn", "ppnn", "fdnn", "ppnn"]
+    assert vt.phase_at(phases, 999) is phases[-1] and vt.phase_at(phases, 0).name == "init"
+    with pytest.raises(Exception, match="too few"):
+        vt.algorithm_1(5)
+
+
+def test_learning_rate_steps_inside_each_phase():
+    from carkit.training.recipe import Recipe
+
+    task = vt.VirtualCodecTask()
+    recipe = Recipe(name="t", model="vcodec-gray", qualities=[10], iterations=1000, lr=2e-4)
+    task.prepare(None, {}, recipe)
+    ppnn = task.phases()[1]
+    lrs = [task.learning_rate(recipe, ppnn.start + int(f * ppnn.length)) for f in (0.0, 0.59, 0.61, 0.79, 0.81, 0.99)]
+    assert lrs == pytest.approx([2e-4, 2e-4, 1e-4, 1e-4, 5e-5, 5e-5])
+    assert task.optimizers_at(ppnn.start) == ("ppnn",)
+
+
+def test_losses():
+    a = torch.rand(2, 1, 24, 24)
+    assert float(vt.gradient_difference(a, a)) == 0.0
+    assert float(vt.gradient_difference(a, a + 0.3)) == pytest.approx(0.0, abs=1e-6)   # a shift has no gradient
+    assert float(vt.gradient_difference(a, torch.flip(a, [-1]))) > 0.1
+    assert float(vt.ssim_loss(a, a)) == pytest.approx(0.0, abs=1e-5)
+    assert float(vt.ssim_loss(a, torch.rand(2, 1, 24, 24))) > 0.5
+
+
+def test_codec_in_the_loop_is_the_real_jpeg_and_interpolations_are_pillows():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2, 1, 20, 30), dtype=np.uint8)
+    t = torch.from_numpy(img).float() / 255
+    z = vt.jpeg_code(t, [10, 40])
+    for i, q in enumerate((10, 40)):
+        want = JpegCodec().roundtrip(img[i, 0], q).decoded
+        assert np.array_equal((z[i, 0] * 255).round().byte().numpy(), want)
+    for method in vt.RESAMPLERS:
+        down = vt.interpolate_down(t[:, :, :19], method)
+        assert down.shape == (2, 1, 10, 15)
+    box = vt.interpolate_down(t, "box")
+    ref = np.asarray(Image.fromarray(img[0, 0]).resize((15, 10), Image.Resampling.BOX))
+    assert np.array_equal((box[0, 0] * 255).round().byte().numpy(), ref)
+
+
+def _tiny_recipe(tmp_path, shared_data, bridge, iterations):
+    from carkit.training.recipe import Recipe
+
+    return Recipe(name=f"vc-{bridge}", model="vcodec-gray", model_kwargs={"features": 8}, data_root=str(shared_data),
+                  train_dirs=["val/cid22"], gray=True, patch_size=32, batch_size=2, qualities=[10],
+                  val_dir="val/cid22", val_qualities=[10], val_crop=64, val_limit=1, val_every=iterations,
+                  task="virtual-codec", task_kwargs={"bridge": bridge, "cycles": 1}, iterations=iterations,
+                  lr=1e-3, ema=0.0, bf16=False, channels_last=False, checkpoint_every=5, log_every=1)
+
+
+@pytest.mark.parametrize("bridge", ["vcnn", "direct"])
+def test_algorithm_1_trains_only_the_phase_network_and_resumes(bridge, tmp_path, shared_data):
+    """Each phase changes its own network only; stopped and resumed, the run
+    ends where an uninterrupted one does."""
+    from carkit.training.engine import train
+
+    recipe = _tiny_recipe(tmp_path, shared_data, bridge, 12)
+    phases = vt.algorithm_1(12, 1, bridge=bridge)
+    snapshots = {}
+
+    class Spy(vt.VirtualCodecTask):
+        def begin_step(self, step, model, extras):
+            snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            super().begin_step(step, model, extras)
+
+    train(recipe, tmp_path / "a", progress=False, task=Spy(bridge=bridge, cycles=1))
+    for phase in phases:
+        end = phase.start + phase.length
+        if end not in snapshots:
+            continue
+        before, after = snapshots[phase.start], snapshots[end]
+        net = "ppnn" if phase.name == "ppnn" else "fdnn" if phase.name in ("init", "fdnn") else None
+        for k in before:
+            changed = not torch.equal(before[k], after[k])
+            assert changed == (net is not None and k.startswith(net + ".")), (phase, k)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert {name for e in log if "losses" in e for name in e["losses"]} == \
+        ({"init", "ppnn", "vcnn", "fdnn"} if bridge == "vcnn" else {"init", "ppnn", "fdnn"})
+    assert "q10" in log[-1]["val"]
+
+    train(recipe, tmp_path / "b", progress=False, max_steps=7)
+    train(recipe, tmp_path / "b", progress=False)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "a" / "last.safetensors")), load_file(str(tmp_path / "b" / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
