@@ -59,3 +59,23 @@ def add_tiny_dagn(directory: Path, name: str = "tiny-dagn") -> None:
                                   qualities=[10, 95], sha256=sha256_of(path), description="test"))
     finally:
         zoo.WEIGHTS_DIR = old
+
+
+def add_tiny_vcodec(directory: Path, name: str = "tiny-vcodec-gray-q10", gray: bool = True, quality: int = 10,
+                    seed: int = 0) -> None:
+    """Add an untrained virtual-codec pair (FDNN + PPNN, 4 maps) trained "at" ``quality`` to the zoo in ``directory``."""
+    import carkit.zoo.registry as zoo
+
+    old = zoo.WEIGHTS_DIR
+    zoo.WEIGHTS_DIR = directory
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.manual_seed(seed)
+        kwargs = {"features": 4}
+        model = create_model("vcodec-gray" if gray else "vcodec-color", **kwargs)
+        path = directory / f"{name}.safetensors"
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
+        save_record(WeightsRecord(name=name, model="vcodec-gray" if gray else "vcodec-color", model_kwargs=kwargs,
+                                  gray=gray, qualities=[quality, quality], sha256=sha256_of(path), description="test"))
+    finally:
+        zoo.WEIGHTS_DIR = old

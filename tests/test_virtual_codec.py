@@ -148,3 +148,101 @@ def test_algorithm_1_trains_only_the_phase_network_and_resumes(bridge, tmp_path,
 
     a, b = load_file(str(tmp_path / "a" / "last.safetensors")), load_file(str(tmp_path / "b" / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- the product: encode / decode
+
+@pytest.fixture
+def vcodec_zoo(tmp_path, monkeypatch):
+    import carkit.zoo.registry as zoo
+    from .helpers import add_tiny_vcodec
+
+    directory = tmp_path / "zoo"
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
+    add_tiny_vcodec(directory, "tiny-vc-gray-q10", True, 10)
+    add_tiny_vcodec(directory, "tiny-vc-gray-q40", True, 40, seed=1)
+    add_tiny_vcodec(directory, "tiny-vc-color-q20", False, 20)
+    return directory
+
+
+def test_encode_writes_a_standard_half_size_jpeg_with_a_marker_and_decode_restores_full_size(vcodec_zoo, tmp_path):
+    from carkit.cli import main
+    from carkit.pipelines.vcodec_codec import read_marker
+
+    rng = np.random.default_rng(0)
+    for name, img in (("g", rng.integers(0, 256, (37, 50), dtype=np.uint8)),
+                      ("c", rng.integers(0, 256, (37, 50, 3), dtype=np.uint8))):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+        out = tmp_path / f"{name}.jpg"
+        assert main(["encode", "--method", "vcnn", "-q", "12", str(tmp_path / f"{name}.png"), str(out)]) == 0
+        with Image.open(out) as im:               # any viewer opens it: a half-size thumbnail
+            assert im.format == "JPEG" and im.size == (25, 19)
+            assert im.mode == ("L" if name == "g" else "RGB")
+        marker = read_marker(out.read_bytes())
+        assert marker["model"] == ("tiny-vc-gray-q10" if name == "g" else "tiny-vc-color-q20")   # nearest quality
+        assert (marker["height"], marker["width"]) == (37, 50)
+        rec = tmp_path / f"{name}-rec.png"
+        assert main(["decode", str(out), "-o", str(rec)]) == 0
+        assert np.asarray(Image.open(rec)).shape == img.shape
+
+
+def test_codec_round_trip_is_deterministic_and_names_its_weights(vcodec_zoo):
+    from carkit.codecs.registry import get_codec
+
+    codec = get_codec("vcnn", model="tiny-vc-gray-q40")
+    img = np.random.default_rng(1).integers(0, 256, (40, 24), dtype=np.uint8)
+    rt = codec.roundtrip(img, 40)
+    assert rt.decoded.shape == img.shape and rt.bpp == 8 * len(rt.data) / img.size
+    assert b"tiny-vc-gray-q40" in rt.data
+    assert np.array_equal(get_codec("vcnn").decode(rt.data), rt.decoded)
+
+
+def test_tiled_networks_equal_untiled():
+    """Overlaps wider than the receptive fields: tiles change nothing (and
+    the tiling is real: a too-small overlap does change the result)."""
+    from carkit.pipelines.vcodec_codec import describe, reconstruct
+
+    torch.manual_seed(0)
+    net = VirtualCodec(1, 16).eval()
+    x = torch.rand(1, 1, 300, 230)
+    with torch.no_grad():
+        y = net.describe(x)
+        assert y.std() > 1e-3
+        assert torch.equal(describe(net, x, tile=64, overlap=32), y)
+        assert not torch.equal(describe(net, x, tile=16, overlap=8), y)
+        full = net.reconstruct(y, (300, 230))
+        assert torch.allclose(reconstruct(net, y, (300, 230), tile=128, overlap=64), full, atol=1e-6)
+        assert not torch.allclose(reconstruct(net, y, (300, 230), tile=32, overlap=16), full, atol=1e-6)
+
+
+def test_vcodec_errors_are_one_line(vcodec_zoo, tmp_path, monkeypatch, capsys):
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+    from carkit.errors import CodecError
+    from carkit.pipelines.vcodec_codec import VirtualCodecCodec
+
+    img = np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "g.png")
+    # wrong mode for the named weights
+    assert main(["encode", "--method", "vcnn", "--model", "tiny-vc-color-q20", "-q", "20",
+                 str(tmp_path / "g.png"), str(tmp_path / "x.jpg")]) != 0
+    assert "codes color images" in capsys.readouterr().err and not (tmp_path / "x.jpg").exists()
+    # a plain JPEG is not a virtual-codec file
+    Image.fromarray(img).save(tmp_path / "plain.jpg")
+    with pytest.raises(CodecError, match="no carkit-vcodec marker"):
+        VirtualCodecCodec().decode((tmp_path / "plain.jpg").read_bytes())
+    # weights that changed since encoding
+    assert main(["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "g.png"), str(tmp_path / "v.jpg")]) == 0
+    data = (tmp_path / "v.jpg").read_bytes()
+    from .helpers import add_tiny_vcodec
+
+    add_tiny_vcodec(vcodec_zoo, "tiny-vc-gray-q10", True, 10, seed=5)
+    assert main(["decode", str(tmp_path / "v.jpg"), "-o", str(tmp_path / "r.png")]) != 0
+    assert "other tiny-vc-gray-q10 weights" in capsys.readouterr().err and not (tmp_path / "r.png").exists()
+    # no weights at all
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "empty")
+    assert main(["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "g.png"), str(tmp_path / "y.jpg")]) != 0
+    assert "virtual-codec weights" in capsys.readouterr().err
+    # plain JPEG still decodes as an image
+    assert main(["decode", str(tmp_path / "plain.jpg"), "-o", str(tmp_path / "p.png")]) == 0
+    assert data  # the marked file was written whole

@@ -100,8 +100,12 @@ def _cmd_encode(args) -> int:
         from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
 
         codec = BlockCNNCodec(model=args.model or DEFAULT_MODEL)
+    elif method == "vcnn":
+        from .pipelines.vcodec_codec import VirtualCodecCodec
+
+        codec = VirtualCodecCodec(model=args.model)
     elif args.model:
-        raise CarkitError(f"--model applies to --method blockcnn, not {method}")
+        raise CarkitError(f"--model applies to --method blockcnn or vcnn, not {method}")
     else:
         codec = get_codec(method)
     try:
@@ -124,8 +128,14 @@ def _cmd_decode(args) -> int:
     _check_output(src, dst, args.force)
     data = src.read_bytes()
     _set_threads(args.threads)
+    from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
+
     if is_bcnn(data):
         pixels = decode_bcnn(data, restore=args.restore)
+    elif read_marker(data) is not None:
+        if args.restore:
+            raise CarkitError(f"{src}: a virtual-codec file is decoded by its own post-processor; drop --restore")
+        pixels = VirtualCodecCodec().decode(data)
     elif args.restore:
         raise CarkitError(f"{src}: not a .bcnn file; --restore applies to .bcnn files "
                           "(use `carkit restore` for JPEGs)")
@@ -289,13 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="blockcnn",
                    help=f"registered codec: {', '.join(list_codecs())} (default blockcnn)")
     p.add_argument("-q", "--quality", type=int, required=True, help="quality 1..100")
-    p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor)")
+    p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor); "
+                   "vcnn: zoo FDNN/PPNN pair (default: the one trained nearest the quality)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_encode)
 
-    p = sub.add_parser("decode", help="decode a .bcnn file (or any image Pillow reads) to an image file")
-    p.add_argument("input", help=".bcnn file (detected by its magic) or a standard image")
+    p = sub.add_parser("decode", help="decode a .bcnn file, a virtual-codec JPEG (or any image Pillow reads) "
+                       "to an image file")
+    p.add_argument("input", help=".bcnn file (detected by its magic), a virtual-codec JPEG (by its marker) "
+                   "or a standard image")
     p.add_argument("-o", "--output", required=True, help="image to write (PNG by its suffix)")
     p.add_argument("--restore", metavar="MODEL", help="zoo artifact remover applied after decoding")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")

@@ -157,5 +157,7 @@ register_codec("avif", "carkit.codecs.avif:AvifCodec",
                description="AVIF via Pillow/libavif (aom), speed 6, 1 thread")
 register_codec("heif", "carkit.codecs.heif:HeifCodec", aliases=("heic", "hevc"),
                description="HEIF/HEVC intra via pillow-heif (x265), preset medium")
+register_codec("vcnn", "carkit.pipelines.vcodec_codec:VirtualCodecCodec", aliases=("vcodec", "virtual-codec"),
+               description="virtual codec: FDNN half-size description as a standard JPEG (marked), PPNN to decode")
 register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec", aliases=("bcnn",),
                description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")

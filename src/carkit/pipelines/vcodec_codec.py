@@ -1,0 +1,160 @@
+"""The virtual codec as a product (Zhao et al. 2017; models in
+carkit.models.virtual_codec): ``carkit encode --method vcnn`` and the
+matching ``carkit decode``.
+
+Encoding runs FDNN on the image and writes its half-resolution description
+as a standard baseline JPEG (Pillow/libjpeg-turbo, 4:2:0 for color): any
+viewer opens it as a half-size thumbnail. A JPEG comment (COM) segment
+carries the marker ``carkit-vcodec {json}`` naming the zoo weights, the
+first 16 hex digits of their sha256 and the full image size. Decoding reads
+the marker, decodes the JPEG and runs PPNN back to full size. Rates are the
+file's bytes (marker included) over the *full* image's pixels.
+
+Both networks run tile by tile (``tiling.tiled_regions``) with overlaps
+wider than their receptive fields, so memory stays bounded on large images
+and the result equals the untiled one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from ..codecs.base import Codec, check_image
+from ..errors import CodecError, ModelError
+
+MARKER = b"carkit-vcodec "
+#: description-grid tile and overlap for FDNN, image-grid ones for PPNN
+DESCRIBE_TILE, DESCRIBE_OVERLAP = 256, 32
+RECONSTRUCT_TILE, RECONSTRUCT_OVERLAP = 512, 64
+
+
+def vcodec_weights(gray: bool) -> list[str]:
+    """Zoo names of virtual-codec weights for gray (or color) images."""
+    from ..zoo.registry import list_weights, weights_record
+
+    return [n for n in list_weights() if weights_record(n).kind == "vcodec" and weights_record(n).gray == gray]
+
+
+def choose_weights(gray: bool, quality: int) -> str:
+    """The zoo weights trained at ``quality`` or, failing that, at the nearest
+    quality (the paper trains one pair per quality)."""
+    from ..zoo.registry import weights_record
+
+    names = vcodec_weights(gray)
+    if not names:
+        raise CodecError(f"no virtual-codec weights for {'gray' if gray else 'color'} images in the zoo "
+                         "(train one with recipes/vcodec/*.toml and `carkit zoo export`)")
+    return min(names, key=lambda n: (abs(weights_record(n).qualities[0] - quality), n))
+
+
+def describe(net, x, tile: int = DESCRIBE_TILE, overlap: int = DESCRIBE_OVERLAP):
+    """FDNN of (1, C, H, W) in tiles: the (1, C, ceil(H/2), ceil(W/2)) description."""
+    from ..models.virtual_codec import description_size
+    from .tiling import tiled_regions
+
+    size = description_size(*x.shape[-2:])
+    return tiled_regions(lambda y0, y1, x0, x1: net.describe(x[..., 2 * y0:2 * y1, 2 * x0:2 * x1]),
+                         size, tile, overlap, device=x.device)
+
+
+def reconstruct(net, z, size: tuple[int, int], tile: int = RECONSTRUCT_TILE, overlap: int = RECONSTRUCT_OVERLAP):
+    """PPNN of a (1, C, h, w) decoded description in tiles of the output: (1, C, H, W)."""
+    from .tiling import tiled_regions
+
+    def region(y0, y1, x0, x1):  # y0, x0 are even (tiles sit on multiples of 8)
+        return net.ppnn(z[..., y0 // 2:(y1 + 1) // 2, x0 // 2:(x1 + 1) // 2])[..., :y1 - y0, :x1 - x0]
+
+    return tiled_regions(region, size, tile, overlap, device=z.device)
+
+
+def read_marker(data: bytes) -> dict | None:
+    """The marker of a virtual-codec JPEG, or None for any other file."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            comment = im.info.get("comment") if im.format == "JPEG" else None
+    except Exception:  # not an image Pillow knows: not ours either
+        return None
+    if not comment or not comment.startswith(MARKER):
+        return None
+    try:
+        marker = json.loads(comment[len(MARKER):])
+        _ = (marker["model"], marker["sha256"], int(marker["height"]), int(marker["width"]))
+    except (ValueError, KeyError, TypeError):
+        raise CodecError("damaged carkit-vcodec marker in this JPEG") from None
+    return marker
+
+
+class VirtualCodecCodec(Codec):
+    """FDNN -> JPEG -> PPNN behind the one codec interface.
+
+    ``model`` names the zoo weights (default: chosen per image by its mode and
+    the quality, :func:`choose_weights`)."""
+
+    name = "vcnn"
+    extension = ".jpg"
+
+    def __init__(self, model: str | None = None):
+        self.model = model
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if not (vcodec_weights(True) or vcodec_weights(False)):
+            return "no virtual-codec weights in the zoo"
+        return None
+
+    def _net(self, name: str):
+        from ..zoo.registry import load_pretrained, weights_record
+
+        try:
+            record = weights_record(name)
+        except ModelError as exc:
+            raise CodecError(str(exc)) from None
+        if record.kind != "vcodec":
+            raise CodecError(f"{name} is not a virtual-codec model (it is a {record.kind})")
+        return load_pretrained(name), record
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        import torch
+
+        from ..codecs._pillow import pil_encode
+        from ..io import to_tensor, to_uint8
+        from ..jpeg.tables import check_quality
+
+        image = check_image(image)
+        gray = image.ndim == 2
+        name = self.model or choose_weights(gray, quality)
+        net, record = self._net(name)
+        if record.gray != gray:
+            raise CodecError(f"{name} codes {'gray' if record.gray else 'color'} images, this one is "
+                             f"{'gray' if gray else 'color'}")
+        with torch.no_grad():
+            y = describe(net, to_tensor(image))
+        marker = {"model": name, "sha256": record.sha256[:16], "height": image.shape[0], "width": image.shape[1]}
+        return pil_encode(to_uint8(y), "JPEG", self.name, quality=check_quality(quality), subsampling=2,
+                          comment=MARKER + json.dumps(marker, separators=(",", ":")).encode())
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import torch
+
+        from ..codecs._pillow import pil_decode
+        from ..io import to_tensor, to_uint8
+        from ..models.virtual_codec import description_size
+
+        marker = read_marker(data)
+        if marker is None:
+            raise CodecError("not a virtual-codec JPEG (no carkit-vcodec marker)")
+        net, record = self._net(marker["model"])
+        if not record.sha256.startswith(marker["sha256"]):
+            raise CodecError(f"this file was coded with other {marker['model']} weights "
+                             f"(sha256 {marker['sha256']}, the zoo has {record.sha256[:16]})")
+        size = (int(marker["height"]), int(marker["width"]))
+        z = pil_decode(data, "JPEG", self.name)
+        if z.shape[:2] != description_size(*size) or (z.ndim == 2) != record.gray:
+            raise CodecError(f"the JPEG's {z.shape} pixels do not fit the marker's {size} image")
+        with torch.no_grad():
+            return to_uint8(reconstruct(net, to_tensor(z), size))
