@@ -51,6 +51,22 @@ def test_description_is_half_size_and_reconstruction_full_size(h, w):
         net.reconstruct(y, (h + 4, w))
 
 
+def test_skip_variant_adds_area_down_and_bilinear_up():
+    """With ``skip`` (beyond the paper) and zeroed last layers, FDNN is area
+    down-sampling and PPNN bilinear up-sampling."""
+    import torch.nn.functional as F
+
+    net = VirtualCodec(1, 8, skip=True)
+    with torch.no_grad():
+        for layer in (net.fdnn.body[-1], net.ppnn.up):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x = torch.rand(1, 1, 32, 24)
+    y = net.describe(x)
+    assert torch.allclose(y, F.avg_pool2d(x, 2), atol=1e-6)
+    assert torch.allclose(net.reconstruct(y, (32, 24)), F.interpolate(y, scale_factor=2, mode="bilinear"), atol=1e-6)
+
+
 def test_algorithm_1_phases_cover_the_budget_in_the_papers_order():
     phases = vt.algorithm_1(1000, cycles=3)
     assert [p.name for p in phases] == ["init"] + 3 * ["ppnn", "vcnn", "fdnn"] + ["ppnn"]

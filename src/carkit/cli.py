@@ -238,6 +238,13 @@ def _cmd_bench_blockcnn(args) -> int:
     return 0
 
 
+def _cmd_bench_vcodec(args) -> int:
+    from .evaluation.vcodec_bench import main_bench_vcodec
+
+    args.data = [_resolve_data(d) for d in args.data]
+    return main_bench_vcodec(args)
+
+
 def _cmd_bench_complexity(args) -> int:
     from .evaluation.complexity_bench import run_complexity_bench
     from .zoo.registry import list_weights, weights_record
@@ -375,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch CPU threads")
     b.add_argument("--results", default="results")
     b.set_defaults(func=_cmd_bench_blockcnn)
+    b = bsub.add_parser("vcodec", help="virtual codec vs JPEG, JPEG + restorer and Jiang et al. at very low "
+                                        "rates: RD curves, BD-rates, equal-rate gains (Zhao et al. 2017)")
+    from .evaluation.vcodec_bench import add_bench_vcodec_arguments
+
+    add_bench_vcodec_arguments(b)
+    b.set_defaults(func=_cmd_bench_vcodec)
     b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")

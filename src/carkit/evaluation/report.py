@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .results import read_result
+from .vcodec_bench import INTRO as VCODEC_INTRO  # a plain string; the module imports torch lazily
 
 HEADER = """# carkit results
 
@@ -204,6 +205,12 @@ def _blockcnn_section(payload: dict) -> list[str]:
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
+def _vcodec_section(payload: dict) -> list[str]:
+    from .vcodec_bench import report_section
+
+    return report_section(payload)
+
+
 def blockcnn_figure(payload: dict) -> str:
     """Where a BlockCNN bench's RD plot lives, relative to docs/."""
     return f"figures/blockcnn_rd_{dataset_name(payload, 'data')}.png"
@@ -259,6 +266,7 @@ SECTIONS = (
     ("blockcnn_bench", "## BlockCNN compression (paper section 3.2-3.3)",
      "JPEG, JPEG + BlockCNN artifact removal, the BlockCNN block-predictive codec, and the "
      "codec + artifact removal (paper Fig. 9-10). Rates are the real file sizes.", _blockcnn_section),
+    ("vcodec_bench", "## Virtual codec (Zhao et al. 2017)", VCODEC_INTRO, _vcodec_section),
 )
 
 
@@ -298,4 +306,8 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike) -> Path
 
     for payload in by_kind.get("blockcnn_bench", []):
         plot_rd(payload, out.parent / blockcnn_figure(payload))
+    from .vcodec_bench import figure_path, plot_rd as plot_vcodec_rd
+
+    for payload in by_kind.get("vcodec_bench", []):
+        plot_vcodec_rd(payload, out.parent / figure_path(payload))
     return out

@@ -53,10 +53,13 @@ class FeatureDescription(nn.Module):
     """FDNN: (N, C, H, W) image -> (N, C, ceil(H/2), ceil(W/2)) description.
 
     Conv 9x9 -> conv 3x3 stride 2 -> five conv 3x3 -> conv 9x9 to C maps,
-    ReLU after the first seven; 128 maps (paper, Fig. 2)."""
+    ReLU after the first seven; 128 maps (paper, Fig. 2). ``skip`` adds the
+    area-downsampled image to the output (not in the paper, see the module
+    docstring)."""
 
-    def __init__(self, channels: int = 1, features: int = 128):
+    def __init__(self, channels: int = 1, features: int = 128, skip: bool = False):
         super().__init__()
+        self.skip = skip
         layers: list[nn.Module] = [_conv(channels, features, 9), nn.ReLU(inplace=True),
                                    _conv(features, features, 3, stride=2), nn.ReLU(inplace=True)]
         for _ in range(5):
@@ -65,17 +68,22 @@ class FeatureDescription(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        y = self.body(x)
+        if self.skip:
+            y = y + F.interpolate(x, size=y.shape[-2:], mode="area")
+        return y
 
 
 class PostProcessing(nn.Module):
     """PPNN (and VCNN): (N, C, h, w) half-resolution image -> (N, C, 2h, 2w).
 
     Conv 9x9 -> six conv 3x3, each with ReLU, 128 maps, then a 9x9
-    transposed convolution of stride 2 to C maps (paper, Fig. 2)."""
+    transposed convolution of stride 2 to C maps (paper, Fig. 2). ``skip``
+    adds the bilinear 2x up-sampled input to the output (not in the paper)."""
 
-    def __init__(self, channels: int = 1, features: int = 128):
+    def __init__(self, channels: int = 1, features: int = 128, skip: bool = False):
         super().__init__()
+        self.skip = skip
         layers: list[nn.Module] = [_conv(channels, features, 9), nn.ReLU(inplace=True)]
         for _ in range(6):
             layers += [_conv(features, features, 3), nn.ReLU(inplace=True)]
@@ -83,7 +91,10 @@ class PostProcessing(nn.Module):
         self.up = nn.ConvTranspose2d(features, channels, 9, stride=2, padding=4, output_padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.up(self.body(z))
+        out = self.up(self.body(z))
+        if self.skip:
+            out = out + F.interpolate(z, scale_factor=2, mode="bilinear", align_corners=False)
+        return out
 
 
 def description_size(height: int, width: int) -> tuple[int, int]:
@@ -106,11 +117,11 @@ class VirtualCodec(nn.Module):
         torch.Size([1, 1, 33, 20])
     """
 
-    def __init__(self, in_channels: int = 1, features: int = 128):
+    def __init__(self, in_channels: int = 1, features: int = 128, skip: bool = False):
         super().__init__()
         self.in_channels = in_channels
-        self.fdnn = FeatureDescription(in_channels, features)
-        self.ppnn = PostProcessing(in_channels, features)
+        self.fdnn = FeatureDescription(in_channels, features, skip)
+        self.ppnn = PostProcessing(in_channels, features, skip)
 
     def describe(self, x: torch.Tensor) -> torch.Tensor:
         return self.fdnn(x)

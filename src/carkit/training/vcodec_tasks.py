@@ -161,7 +161,7 @@ class VirtualCodecTask(TrainTask):
         if self.bridge != "vcnn":
             return {}
         ppnn = unwrap(model).ppnn
-        return {"vcnn": PostProcessing(ppnn.up.out_channels, ppnn.up.in_channels)}
+        return {"vcnn": PostProcessing(ppnn.up.out_channels, ppnn.up.in_channels, ppnn.skip)}
 
     def prepare(self, model, extras, recipe):
         self._phases = algorithm_1(recipe.iterations, self.cycles, self.weights, self.bridge)

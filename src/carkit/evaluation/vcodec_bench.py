@@ -1,0 +1,693 @@
+"""``carkit bench vcodec``: the virtual codec's very-low-rate comparison
+(Zhao et al. 2017, ../shared/papers/virtual-codec.txt, section III-B and
+Fig. 4-5; issue 7).
+
+On each evaluation set (the issue: Classic5 and Kodak in gray, then Kodak in
+color), one rate-distortion curve per method:
+
+* ``jpeg``: the whole image coded by Pillow/libjpeg-turbo at each quality of a
+  sweep (PROTOCOL.md settings; 1 component for gray, 4:2:0 for color). The
+  paper's full-resolution competitors use JPEG qualities 2, 3, 4, 5 and 10;
+  the default sweep reaches further up so that JPEG's rates cover the
+  virtual codec's.
+* ``jpeg+RESTORER``: the same JPEG bytes, decoded, then a zoo artifact
+  remover (the paper's post-processing competitors; here the best zoo
+  restorer, applied at every quality; points outside the qualities it was
+  trained for are flagged ``restorer_in_range: false``).
+* ``virtual codec``: the zoo models named ``vcodec-*`` (FDNN -> JPEG of the
+  half-resolution description -> PPNN, ``pipelines.vcodec_codec``), each at
+  the quality its description was trained at (the paper: 5, 10, 20, 40).
+* ``Jiang et al.``: the zoo models named ``jiang-*``, the directly connected
+  baseline the paper re-implemented with the same networks (section III-B).
+* any other model or training run (``--runs``): its own curve, named after it.
+
+With ``qualities``, every model is scored at each of them and is its own
+curve (named after the model) instead of a point of its family's curve.
+
+Every learned point is coded to real bytes and decoded from them; its rate is
+those bytes (the marker included) over the *full* image's pixels
+(PROTOCOL.md: ``bpp = 8 * bytes / (H * W)``). Points hold the mean over images
+and the per-image rows.
+
+Comparisons (``payload["comparisons"]``), for every learned curve against
+``jpeg`` and ``jpeg+RESTORER``, for the restorer against ``jpeg``, and for
+each virtual-codec curve against the Jiang et al. curve trained at the same
+qualities:
+
+* Bjontegaard BD-rate (and BD-PSNR / BD-SSIM) over the overlapping range,
+  PSNR through ``codec_bench.bd_table``, SSIM through the same
+  ``metrics.bd_rate`` / ``metrics.bd_psnr``, plus the BD-rate within the rate
+  window (default 0.1-0.3 bpp, the issue's target);
+* the quality gain at equal rate (both curves read by PCHIP on log rate, as
+  BD does) at each of the method's own points that the other curve covers,
+  and over the window: its mean, its range and who wins there.
+
+The payload keeps ``carkit bench codecs``' layout (``config.metrics``,
+``codecs.NAME.points[].mean/per_image``) so its BD and curve helpers apply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CarkitError, CodecError
+from ..pipelines.vcodec_codec import VirtualCodecCodec
+
+#: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
+DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+#: the best zoo restorer for gray images and for color ones (see docs/RESULTS.md)
+DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
+#: the issue's target rates
+DEFAULT_WINDOW = (0.1, 0.3)
+#: curves of the learned methods: zoo-name prefix -> curve name
+FAMILIES = (("vcodec-", "virtual codec"), ("jiang-", "Jiang et al."))
+VCODEC, JIANG = FAMILIES[0][1], FAMILIES[1][1]
+#: (PSNR, SSIM) the RD curves plot; gray sets score gray, color sets RGB (PROTOCOL.md color tables)
+RD_METRICS = {True: ("psnr", "ssim"), False: ("psnr_rgb", "ssim_rgb")}
+#: rates the equal-rate gain is read at inside the window (log-spaced)
+WINDOW_SAMPLES = 9
+PAPER_CLAIM = ("Zhao et al. (2017, section III-B, Fig. 4-6) report that at very low bit-rates their virtual "
+               "codec (FDNN, JPEG of the half-resolution description at qualities 5, 10, 20 and 40, PPNN) has "
+               "the best PSNR and SSIM against bpp on eight gray test images, above full-resolution JPEG, "
+               "JPEG followed by four post-processing methods, and Jiang et al.'s directly connected networks.")
+
+#: the report's intro paragraph of the section
+INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the same JPEG bytes followed by the "
+         "best zoo restorer, the virtual codec (zoo models vcodec-*, one point per description quality) and "
+         "Jiang et al.'s directly connected baseline (jiang-*, the same networks), every point coded to real "
+         "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
+
+
+def family_of(name: str) -> str | None:
+    """The family curve a zoo model belongs to (by its name), or None."""
+    for prefix, curve in FAMILIES:
+        if name.startswith(prefix):
+            return curve
+    return None
+
+
+# ------------------------------------------------------------------ methods
+
+
+class RunCodec(VirtualCodecCodec):
+    """The virtual codec of a training run (not in the zoo): the product codec
+    with the run's networks in place of the zoo lookup, so its bytes are
+    exactly what ``carkit encode --method vcnn`` writes with those weights."""
+
+    def __init__(self, name: str, net, gray: bool, sha256: str):
+        super().__init__(model=name)
+        self._weights = (net, SimpleNamespace(kind="vcodec", gray=gray, sha256=sha256))
+
+    def _net(self, name: str):
+        if name != self.model:
+            raise CodecError(f"this file was coded by {name}, not by the run {self.model}")
+        return self._weights
+
+
+def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
+    """(codec, info) of a zoo virtual-codec model; one-line errors for a wrong name, kind or mode."""
+    from ..codecs.registry import get_codec
+    from ..zoo.registry import weights_record
+
+    rec = weights_record(name)
+    if rec.kind != "vcodec":
+        raise CarkitError(f"{name} is a {rec.kind}, not a virtual-codec model")
+    if rec.gray != gray:
+        raise CarkitError(f"{name} codes {'gray' if rec.gray else 'color'} images; this benchmark is "
+                          f"{'gray' if gray else 'color'} (use --gray, or the other models)")
+    recipe = rec.training.get("recipe") or {}
+    info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256,
+            "trained_quality": int(rec.qualities[0]),
+            "bridge": (recipe.get("task_kwargs") or {}).get("bridge"),
+            "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
+    return get_codec("vcnn", model=name), info
+
+
+def _run_model(run: str | os.PathLike, gray: bool) -> tuple[str, object, dict]:
+    """(name, codec, info) of a training run of a ``vcodec-*`` model."""
+    from ..models.registry import model_config
+    from ..zoo.registry import load_run_model, run_budget
+    from .results import sha256_file
+
+    net, recipe = load_run_model(run)
+    name = recipe["name"]
+    if model_config(recipe["model"]).kind != "vcodec":
+        raise CarkitError(f"{run}: {recipe['model']} is not a virtual-codec model")
+    if bool(recipe["gray"]) != gray:
+        raise CarkitError(f"{run}: the run codes {'gray' if recipe['gray'] else 'color'} images; this benchmark "
+                          f"is {'gray' if gray else 'color'}")
+    sha = sha256_file(Path(run) / "last.safetensors")
+    budget = run_budget(run, recipe)
+    quals = recipe.get("qualities") or recipe.get("quality_range")
+    info = {"source": "run", "run": str(run), "architecture": recipe["model"], "weights_sha256": sha,
+            "trained_quality": int(quals[0]), "bridge": (recipe.get("task_kwargs") or {}).get("bridge"),
+            "training": {"steps": budget["steps"], "wall_seconds": budget["wall_seconds"],
+                         "data": recipe.get("train_dirs")}}
+    return name, RunCodec(name, net, gray, sha), info
+
+
+def plan_methods(models: Sequence[str], runs: Sequence, qualities: Sequence[int] | None,
+                 gray: bool) -> tuple[dict[str, list[tuple[str, object, int]]], dict[str, dict]]:
+    """The learned curves: {curve: [(model, codec, quality)]} and {model: info}.
+
+    Without ``qualities``, ``vcodec-*`` / ``jiang-*`` zoo models are points of
+    the "virtual codec" / "Jiang et al." curves at their trained quality, other
+    models and runs are curves of their own; with ``qualities``, every model
+    and run is its own curve at each of them."""
+    curves: dict[str, list] = {}
+    info: dict[str, dict] = {}
+    entries = [(m, *_zoo_model(m, gray)) for m in dict.fromkeys(models)]
+    entries += [_run_model(r, gray) for r in runs]
+    for name, codec, meta in entries:
+        if name in info:
+            raise CarkitError(f"two models or runs are named {name!r}")
+        family = family_of(name) if meta["source"] == "zoo" and not qualities else None
+        curve = family or name
+        meta["curve"] = curve
+        info[name] = meta
+        for q in (qualities or [meta["trained_quality"]]):
+            curves.setdefault(curve, []).append((name, codec, int(q)))
+    for points in curves.values():
+        points.sort(key=lambda p: (p[2], p[0]))
+    return curves, info
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def _add(per: dict, nbytes: int, decoded: np.ndarray, ref: np.ndarray) -> None:
+    """One image's row: real bytes, bpp over the full image, PROTOCOL.md metrics."""
+    from . import metrics
+
+    h, w = ref.shape[:2]
+    per.setdefault("bytes", []).append(int(nbytes))
+    per.setdefault("bpp", []).append(metrics.bpp(nbytes, h, w))
+    for k, v in metrics.score(decoded, ref).items():
+        per.setdefault(k, []).append(v)
+
+
+def _point(quality: int, per: dict, **extra) -> dict:
+    from .codec_bench import _mean, _round
+
+    return {"quality": int(quality), **extra, "mean": {k: _mean(v) for k, v in per.items()},
+            "per_image": {k: [_round(k, x) for x in v] for k, v in per.items()}}
+
+
+def _load_images(data_dir: Path, gray: bool | None, limit: int | None):
+    from ..data.folders import as_mode, list_images
+    from ..io import read_image
+
+    files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
+    if not files:
+        raise CarkitError(f"{data_dir}: no images to benchmark")
+    images = [read_image(f).pixels for f in files]
+    if gray is None:
+        gray = all(im.ndim == 2 for im in images)
+    return files, [as_mode(im, gray) for im in images], bool(gray)
+
+
+def _restorer(name: str | None, gray: bool):
+    """(Restorer, plan, info) for the artifact remover applied after JPEG."""
+    from ..pipelines.restore import Restorer
+    from ..zoo.registry import weights_record
+
+    name = name or DEFAULT_RESTORER[gray]
+    rec = weights_record(name)
+    if rec.kind != "restorer":
+        raise CarkitError(f"{name} is a {rec.kind}, not a pixel artifact remover")
+    restorer = Restorer(model=name)
+    plan = restorer.plan(gray, None)
+    return restorer, plan, {"name": name, "architecture": rec.model, "weights_sha256": rec.sha256,
+                            "qualities": list(rec.qualities), "mode": plan.mode}
+
+
+def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: Sequence = (),
+                 qualities: Sequence[int] | None = None, restorer: str | None = None,
+                 jpeg_qualities: Sequence[int] | None = None, gray: bool | None = None,
+                 limit: int | None = None, window: tuple[float, float] = DEFAULT_WINDOW,
+                 progress: bool = True) -> dict:
+    """Score JPEG, JPEG + restorer and the learned methods on one image folder;
+    return the payload (module doc). ``gray``: None keeps an all-gray set gray
+    and a color set RGB; True scores color sets as MATLAB-Y gray."""
+    from ..codecs.jpeg import JpegCodec
+    from ..codecs.base import check_quality
+    from .codec_bench import _progress
+    from .restore_bench import _data_arg
+    from .results import provenance
+
+    data_dir = Path(data_dir)
+    files, images, gray = _load_images(data_dir, gray, limit)
+    if not models and not runs:
+        raise CarkitError(f"no virtual-codec model to benchmark on {'gray' if gray else 'color'} images: the zoo "
+                          "has none (train recipes/vcodec/*.toml and `carkit zoo export`), or give --models/--runs")
+    jq = sorted({check_quality(q) for q in (jpeg_qualities or DEFAULT_JPEG_QUALITIES)})
+    quals = sorted({check_quality(q) for q in qualities}) if qualities else None
+    learned, model_info = plan_methods(models, runs, quals, gray)
+    rst, plan, rst_info = _restorer(restorer, gray)
+    jpeg, restored = JpegCodec(), f"jpeg+{rst_info['name']}"
+    if set(learned) & {"jpeg", restored}:
+        raise CarkitError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
+
+    curves: dict[str, list] = {"jpeg": [], restored: []}
+    total = len(images) * (len(jq) + sum(len(v) for v in learned.values()))
+    bar = _progress(total, progress)
+    try:
+        for q in jq:
+            bar.set_description(f"jpeg q{q}")
+            per_j, per_r = {}, {}
+            for img in images:
+                data = jpeg.encode(img, q)
+                dec = jpeg.decode(data)
+                _add(per_j, len(data), dec, img)
+                _add(per_r, len(data), rst.restore_pixels(dec, plan), img)
+                bar.update(1)
+            curves["jpeg"].append(_point(q, per_j))
+            lo, hi = rst_info["qualities"]
+            curves[restored].append(_point(q, per_r, restorer_in_range=lo <= q <= hi))
+        for curve, points in learned.items():
+            curves[curve] = []
+            for name, codec, q in points:
+                bar.set_description(f"{name} q{q}")
+                per = {}
+                for img in images:
+                    rt = codec.roundtrip(img, q)  # real bytes, decoded from them
+                    _add(per, rt.nbytes, rt.decoded, img)
+                    bar.update(1)
+                curves[curve].append(_point(q, per, model=name))
+    finally:
+        bar.close()
+
+    desc = {"codec": "vcnn", "description": "half resolution (FDNN), baseline JPEG with a carkit-vcodec COM "
+            "marker, Pillow/libjpeg-turbo" + ("" if gray else ", 4:2:0"), "library": JpegCodec.library()}
+    settings = {"jpeg": jpeg.settings(), restored: {**jpeg.settings(), "restorer": rst_info["name"]}}
+    settings.update({c: {**desc, "models": sorted({p[0] for p in pts})} for c, pts in learned.items()})
+    family = {"jpeg": "jpeg", restored: "restored"}
+    family.update({c: c if c in (VCODEC, JIANG) else "model" for c in learned})
+    metric_keys = list(curves["jpeg"][0]["mean"])
+    metric_keys = [k for k in metric_keys if k not in ("bytes", "bpp")]
+    payload = {
+        "kind": "vcodec_bench",
+        "config": {"data": _data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
+                   "mode": "gray" if gray else "color", "limit": limit, "metrics": metric_keys,
+                   "rd_metrics": list(RD_METRICS[gray]), "models": list(dict.fromkeys(models)),
+                   "runs": [str(r) for r in runs], "qualities": quals, "restorer": rst_info["name"],
+                   "jpeg_qualities": jq, "window_bpp": [float(window[0]), float(window[1])],
+                   "anchor": "jpeg", "restored": restored, "curves": list(curves)},
+        "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
+                   for f, im in zip(files, images)],
+        "codecs": {n: {"family": family[n], "settings": settings[n], "points": pts} for n, pts in curves.items()},
+        "models": model_info,
+        "restorer": rst_info,
+        "provenance": provenance(dataset_dir=data_dir, files=files, codec_settings=settings,
+                                 model=", ".join(list(model_info) + [rst_info["name"] + " (restorer)"])),
+    }
+    payload["comparisons"] = compare_all(payload)
+    return payload
+
+
+# ------------------------------------------------------------------ comparing
+
+
+def curves_of(payload: dict) -> list[tuple[str, dict]]:
+    """(name, entry) of every curve in measuring order (result files sort their keys)."""
+    order = payload["config"].get("curves") or list(payload["codecs"])
+    return [(n, payload["codecs"][n]) for n in order + [n for n in payload["codecs"] if n not in order]]
+
+
+def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
+    """(method, against) pairs: the restorer and every learned curve against
+    JPEG, every learned curve against JPEG + restorer, and each virtual-codec
+    curve against the Jiang et al. curve trained at the same qualities (the
+    paper's direct comparison)."""
+    restored = payload["config"]["restored"]
+    learned = [n for n, e in curves_of(payload) if e["family"] not in ("jpeg", "restored")]
+    pairs = [(restored, "jpeg")] + [(n, a) for n in learned for a in ("jpeg", restored)]
+
+    def trained(curve):
+        return sorted(payload["models"][m]["trained_quality"] for m in payload["codecs"][curve]["settings"]["models"])
+
+    vc = [n for n in learned if n == VCODEC or family_of(n) == VCODEC]
+    jiang = [n for n in learned if n == JIANG or family_of(n) == JIANG]
+    pairs += [(v, j) for v in vc for j in jiang if trained(v) == trained(j)]
+    return pairs
+
+
+def _bd_metric(anchor: dict, entry: dict, metric: str, window=None) -> dict:
+    """BD-rate (and, without a window, the quality delta ``bd_<metric>``) of one
+    non-PSNR metric, by the same Bjontegaard functions ``bd_table`` uses."""
+    from . import metrics
+    from .codec_bench import _curve
+
+    ra, qa = _curve(anchor, metric)
+    rb, qb = _curve(entry, metric)
+    try:
+        out = {"bd_rate": metrics.bd_rate(ra, qa, rb, qb, rate_window=window)}
+        if window is None:
+            out[f"bd_{metric}"] = metrics.bd_psnr(ra, qa, rb, qb)
+    except ValueError as exc:
+        out = {"error": str(exc)}
+    return out
+
+
+def equal_rate_gain(entry: dict, anchor: dict, metric: str, window=DEFAULT_WINDOW) -> dict:
+    """``metric`` of ``entry`` minus that of ``anchor`` at equal rate, the
+    anchor read by PCHIP on log rate (as BD does): at each of ``entry``'s own
+    points that ``anchor`` covers, and in the part of ``window`` both cover,
+    at ``WINDOW_SAMPLES`` log-spaced rates (``entry`` read alike; a one-point
+    ``entry`` at its point if inside), with the mean, range and verdict there
+    ("wins": higher at every sampled rate, "loses": lower at every one,
+    "equal", or "mixed")."""
+    from .blockcnn_bench import curve_at
+    from .codec_bench import _curve
+
+    ra, qa = _curve(entry, metric)
+    rb, _ = _curve(anchor, metric)
+    if len(set(rb)) < 2 or not ra:
+        return {"error": "equal-rate reading needs a reference curve of 2 or more rates and a point"}
+
+    def ref(r):
+        return curve_at(anchor, metric, r)
+
+    at = [{"bpp": r, "gain": q - ref(r)} for r, q in sorted(zip(ra, qa)) if ref(r) is not None]
+    lo, hi = max(min(ra), min(rb)), min(max(ra), max(rb))
+    if hi < lo or (hi == lo and not at):
+        return {"error": "the curves do not overlap in bpp"}
+    out = {"overlap_bpp": [lo, hi], "at": at}
+    wlo, whi = max(lo, window[0]), min(hi, window[1])
+    if len(set(ra)) >= 2 and whi > wlo:
+        pairs = [(curve_at(entry, metric, r), ref(r)) for r in np.geomspace(wlo, whi, WINDOW_SAMPLES)]
+        gains = [a - b for a, b in pairs if a is not None and b is not None]
+    else:
+        gains = [p["gain"] for p in at if window[0] <= p["bpp"] <= window[1]]
+    if not gains:
+        out["window"] = {"bpp": None, "error": f"the curves do not both cover any of {window[0]}-{window[1]} bpp"}
+        return out
+    if np.allclose(gains, 0.0, atol=1e-9):
+        verdict = "equal"
+    else:
+        verdict = "wins" if min(gains) > 0 else "loses" if max(gains) < 0 else "mixed"
+    out["window"] = {"bpp": [wlo, whi], "mean_gain": float(np.mean(gains)), "min_gain": float(min(gains)),
+                     "max_gain": float(max(gains)), "n_rates": len(gains), "verdict": verdict}
+    return out
+
+
+def compare(payload: dict, method: str, against: str) -> dict:
+    """BD (PSNR flavours through ``codec_bench.bd_table``, SSIM alike), window
+    BD-rate and equal-rate gains of curve ``method`` against curve ``against``."""
+    from .codec_bench import bd_table
+
+    window = tuple(payload["config"]["window_bpp"])
+    psnr_key, ssim_key = payload["config"]["rd_metrics"]
+    view = {"config": payload["config"], "codecs": {k: payload["codecs"][k] for k in (against, method)}}
+    full = bd_table(view, anchor=against)["codecs"][method]
+    win = bd_table(view, anchor=against, rate_window=window)["codecs"][method]
+    anchor, entry = payload["codecs"][against], payload["codecs"][method]
+    full[ssim_key] = _bd_metric(anchor, entry, ssim_key)
+    win[ssim_key] = _bd_metric(anchor, entry, ssim_key, window)
+    return {"method": method, "against": against, "bd": full, "bd_window": win,
+            "equal_rate": {m: equal_rate_gain(entry, anchor, m, window) for m in (psnr_key, ssim_key)}}
+
+
+def compare_all(payload: dict) -> list[dict]:
+    return [compare(payload, m, a) for m, a in comparison_pairs(payload)]
+
+
+def target_verdict(payload: dict) -> list[str]:
+    """Issue 7's target, read off the comparisons: in the rate window the
+    virtual codec beats JPEG + the restorer and the directly connected
+    baseline at equal rate (PSNR, then SSIM)."""
+    psnr_key, ssim_key = payload["config"]["rd_metrics"]
+    lo, hi = payload["config"]["window_bpp"]
+    lines = []
+    for c in payload["comparisons"]:
+        if not (c["method"] == VCODEC or family_of(c["method"]) == VCODEC) or c["against"] == "jpeg":
+            continue
+        cells = []
+        for m in (psnr_key, ssim_key):
+            w = c["equal_rate"][m].get("window") or {}
+            cells.append(f"{m} {w['verdict']}" if w.get("verdict") else f"{m} not comparable "
+                         f"({w.get('error') or c['equal_rate'][m].get('error')})")
+        lines.append(f"- {c['method']} against {c['against']} at equal bpp within {lo}-{hi} bpp: "
+                     + "; ".join(cells))
+    return lines
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _f(v, spec: str) -> str:
+    from .codec_bench import _fmt
+
+    return _fmt(v, spec)
+
+
+def _points_table(payload: dict) -> list[str]:
+    psnr_key, ssim_key = payload["config"]["rd_metrics"]
+    out = [f"| method | model | quality | bpp | {psnr_key} | {ssim_key} |", "|---|---|---|---|---|---|"]
+    for name, entry in curves_of(payload):
+        for p in entry["points"]:
+            m = p["mean"]
+            flag = " (outside the restorer's qualities)" if p.get("restorer_in_range") is False else ""
+            out.append(f"| {name} | {p.get('model', '-')} | {p['quality']}{flag} | {_f(m['bpp'], '.4f')} | "
+                       f"{_f(m.get(psnr_key), '.2f')} | {_f(m.get(ssim_key), '.4f')} |")
+    return out
+
+
+def _bd_cell(row: dict, delta: str | None, spec: str) -> str:
+    if "error" in row:
+        return "n/a"
+    cell = f"{row['bd_rate']:+.1f}%"
+    return cell + (f" ({row[delta]:{spec}})" if delta and delta in row else "")
+
+
+def _bd_table_lines(payload: dict) -> list[str]:
+    psnr_key, ssim_key = payload["config"]["rd_metrics"]
+    lo, hi = payload["config"]["window_bpp"]
+    out = [f"| method | against | BD-rate {psnr_key} (BD-PSNR dB) | BD-rate {ssim_key} (BD-SSIM) | "
+           f"BD-rate {psnr_key}, {lo}-{hi} bpp | BD-rate {ssim_key}, {lo}-{hi} bpp |", "|---|---|---|---|---|---|"]
+    notes = []
+    for c in payload["comparisons"]:
+        bd, win = c["bd"], c["bd_window"]
+        out.append(f"| {c['method']} | {c['against']} | {_bd_cell(bd[psnr_key], 'bd_psnr', '+.2f')} | "
+                   f"{_bd_cell(bd[ssim_key], f'bd_{ssim_key}', '+.4f')} | {_bd_cell(win[psnr_key], None, '')} | "
+                   f"{_bd_cell(win[ssim_key], None, '')} |")
+        why = dict.fromkeys(t[m]["error"] for t in (bd, win) for m in (psnr_key, ssim_key) if "error" in t[m])
+        if why:
+            notes.append(f"{c['method']} vs {c['against']}: " + "; ".join(why))
+    return out + ([""] + [f"- n/a: {n}" for n in notes] if notes else [])
+
+
+def _equal_rate_lines(payload: dict) -> list[str]:
+    psnr_key, ssim_key = payload["config"]["rd_metrics"]
+    lo, hi = payload["config"]["window_bpp"]
+    out = [f"| method | against | {psnr_key} gain at the method's own rates (bpp: dB) | "
+           f"{lo}-{hi} bpp: covered | mean {psnr_key} gain (min..max) | mean {ssim_key} gain | verdict |",
+           "|---|---|---|---|---|---|---|"]
+    for c in payload["comparisons"]:
+        ep, es = c["equal_rate"][psnr_key], c["equal_rate"][ssim_key]
+        if "error" in ep:
+            out.append(f"| {c['method']} | {c['against']} | {ep['error']} | - | - | - | - |")
+            continue
+        at = ", ".join(f"{p['bpp']:.3f}: {p['gain']:+.2f}" for p in ep["at"]) or "-"
+        w, ws = ep["window"], es.get("window") or {}
+        if w.get("verdict") is None:
+            out.append(f"| {c['method']} | {c['against']} | {at} | none | - | - | - |")
+            continue
+        verdict = f"{psnr_key} {w['verdict']}" + (f", {ssim_key} {ws['verdict']}" if ws.get("verdict") else "")
+        out.append(f"| {c['method']} | {c['against']} | {at} | {w['bpp'][0]:.3f}-{w['bpp'][1]:.3f} | "
+                   f"{w['mean_gain']:+.2f} ({w['min_gain']:+.2f}..{w['max_gain']:+.2f}) | "
+                   f"{_f(ws.get('mean_gain'), '+.4f')} | {verdict} |")
+    return out
+
+
+def command_line(payload: dict) -> str:
+    """The ``carkit bench vcodec`` command that measures this payload."""
+    cfg = payload["config"]
+    zoo = cfg["models"]
+    cmd = f"carkit bench vcodec --data {cfg['data']}" + (" --gray" if cfg["gray"] else "")
+    cmd += f" --models {','.join(zoo)}" if zoo else ""
+    cmd += f" --runs {' '.join(cfg['runs'])}" if cfg["runs"] else ""
+    cmd += f" --qualities {','.join(map(str, cfg['qualities']))}" if cfg["qualities"] else ""
+    cmd += f" --restorer {cfg['restorer']} --jpeg-qualities {','.join(map(str, cfg['jpeg_qualities']))}"
+    if list(cfg["window_bpp"]) != list(DEFAULT_WINDOW):
+        cmd += f" --window {cfg['window_bpp'][0]},{cfg['window_bpp'][1]}"
+    return cmd + (f" --limit {cfg['limit']}" if cfg["limit"] else "")
+
+
+def format_vcodec_tables(payload: dict) -> str:
+    """Markdown: the target verdict, the RD points, BD-rates and equal-rate gains."""
+    cfg = payload["config"]
+    lo, hi = cfg["window_bpp"]
+    lines = [f"Issue 7 target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
+    lines += target_verdict(payload) or ["- no virtual-codec curve (vcodec-* models) in this run"]
+    lines += ["", "RD points (mean over images; bpp = the real file bytes over the full image's pixels):", ""]
+    lines += _points_table(payload)
+    lines += ["", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = fewer bits for the same "
+                  "quality):", ""]
+    lines += _bd_table_lines(payload)
+    lines += ["", "Quality at equal bpp (positive = the method is better):", ""]
+    lines += _equal_rate_lines(payload)
+    return "\n".join(lines)
+
+
+def figure_path(payload: dict) -> str:
+    """Where the RD figure of a result lives, relative to docs/."""
+    return f"figures/vcodec_rd_{_stem(payload)}.png"
+
+
+def _stem(payload: dict) -> str:
+    from .report import dataset_name
+
+    return f"{dataset_name(payload, 'data')}_{payload['config']['mode']}"
+
+
+def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
+    return Path(results_dir) / f"vcodec_{_stem(payload)}.json"
+
+
+def report_section(payload: dict) -> list[str]:
+    """The RESULTS.md section of one result: command, figure, tables, provenance."""
+    from .report import _provenance_line, dataset_name
+
+    cfg = payload["config"]
+    n = len(payload["images"])
+    return [f"### {dataset_name(payload, '?')} ({cfg['mode']}, {n} images)", "",
+            f"Command: `{command_line(payload)}`", "", f"![RD curves]({figure_path(payload)})", "",
+            *format_vcodec_tables(payload).splitlines(), "",
+            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+
+
+def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
+    """PSNR and SSIM against bpp for every curve (two panels), to a PNG; the
+    rate axis stops a little past the learned curves and the window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .codec_bench import _curve
+    from .report import dataset_name
+
+    cfg = payload["config"]
+    lo, hi = cfg["window_bpp"]
+    learned = [e for e in payload["codecs"].values() if e["family"] not in ("jpeg", "restored")]
+    top = max([hi] + [r for e in learned for r in _curve(e, cfg["rd_metrics"][0])[0]]) * 1.3
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, cfg["rd_metrics"]):
+        shown = []
+        for name, entry in curves_of(payload):
+            pairs = sorted(zip(*_curve(entry, metric)))
+            if not pairs:
+                continue
+            rates, values = zip(*pairs)
+            big = entry["family"] not in ("jpeg", "restored")
+            ax.plot(rates, values, marker="o" if big else ".", ms=5 if big else 3, lw=2 if big else 1.2,
+                    ls="-" if big else "--", label=name)
+            shown += [v for r, v in pairs if r <= top]
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+        ax.set_xlim(0, top)
+        if shown:
+            pad = 0.05 * (max(shown) - min(shown) or 1e-3)
+            ax.set_ylim(min(shown) - pad, max(shown) + pad)
+        ax.set_xlabel("bits per pixel (real bytes / full image pixels)")
+        ax.set_ylabel(metric.upper().replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Virtual codec at very low rates on {dataset_name(payload, '?')} ({cfg['mode']}; "
+                 f"shaded: {lo}-{hi} bpp)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+# ------------------------------------------------------------------ command line
+
+
+def default_models(gray: bool) -> list[str]:
+    """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others)."""
+    from ..pipelines.vcodec_codec import vcodec_weights
+
+    return vcodec_weights(gray)
+
+
+def add_bench_vcodec_arguments(parser) -> None:
+    """The argparse options of ``carkit bench vcodec``."""
+    parser.add_argument("--data", nargs="+", default=["eval/classic5", "eval/kodak"],
+                        help="image folders, or names under the data root (default: eval/classic5 eval/kodak)")
+    parser.add_argument("--gray", action="store_true", default=None,
+                        help="score color sets as MATLAB-Y gray (the paper's gray comparison)")
+    parser.add_argument("--models", help="comma-separated zoo virtual-codec models (default: every one for "
+                                         "the mode); vcodec-* and jiang-* form the two family curves")
+    parser.add_argument("--qualities", help="score every model at these description qualities, one curve a "
+                                            "model (default: each at its trained quality)")
+    parser.add_argument("--runs", nargs="+", help="training-run folders of vcodec models, each its own curve")
+    parser.add_argument("--restorer", help="zoo artifact remover after JPEG (default: resunet-gray-blind for "
+                                           "gray, dagn-small for color)")
+    parser.add_argument("--jpeg-qualities", default=",".join(map(str, DEFAULT_JPEG_QUALITIES)),
+                        help="full-resolution JPEG sweep")
+    parser.add_argument("--window", default=",".join(map(str, DEFAULT_WINDOW)),
+                        help="bpp window of the target (windowed BD-rate, equal-rate verdict)")
+    parser.add_argument("--limit", type=int, help="first N images of each folder only")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--results", default="results", help="folder for result JSON files")
+    parser.add_argument("--figures", default="docs/figures",
+                        help="folder for the RD figures ('' for none; `bench report` redraws them)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _ints(value) -> list[int] | None:
+    from .codec_bench import _parse_list
+
+    try:
+        return _parse_list(value, int)
+    except ValueError:
+        raise CarkitError(f"not a comma-separated list of integers: {value!r}") from None
+
+
+def main_bench_vcodec(args) -> int:
+    """Entry for an argparse namespace built with ``add_bench_vcodec_arguments``
+    (``args.data`` already resolved to folders)."""
+    from .results import write_result
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        window = tuple(float(v) for v in args.window.split(","))
+    except ValueError:
+        window = ()
+    if len(window) != 2 or not 0 < window[0] < window[1]:
+        raise CarkitError(f"--window needs two rates low,high, got {args.window!r}")
+    models = [m for m in (args.models or "").split(",") if m.strip()] if args.models is not None else None
+    for d in args.data:
+        gray = args.gray
+        if models is None:  # every zoo model of the mode this folder is scored in
+            _, _, gray_here = _load_images(Path(d), gray, args.limit)
+            use = [] if args.runs else default_models(gray_here)
+        else:
+            use = models
+        payload = bench_vcodec(d, use, args.runs or (), _ints(args.qualities), args.restorer,
+                               _ints(args.jpeg_qualities), gray, args.limit, window,
+                               progress=not args.no_progress)
+        path = write_result(result_path(args.results, payload), payload)
+        print(format_vcodec_tables(payload))
+        if args.figures:
+            print(f"wrote {plot_rd(payload, Path(args.figures) / Path(figure_path(payload)).name)}")
+        print(f"wrote {path}")
+    return 0
+
+
+__all__ = ["DEFAULT_JPEG_QUALITIES", "DEFAULT_RESTORER", "DEFAULT_WINDOW", "PAPER_CLAIM", "bench_vcodec",
+           "compare", "equal_rate_gain", "format_vcodec_tables", "plot_rd", "report_section", "figure_path",
+           "result_path", "add_bench_vcodec_arguments", "main_bench_vcodec", "command_line"]
