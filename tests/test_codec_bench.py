@@ -89,6 +89,37 @@ def test_provenance_git_and_no_git(tmp_path, monkeypatch):
     assert p["dataset"] is None
 
 
+def test_bench_outputs_do_not_make_a_checkout_dirty(tmp_path, monkeypatch):
+    """Results, the report and zoo records whose only change is their measured
+    results are bench outputs; any other change, or a new package file, is dirt."""
+    import json
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo = tmp_path / "repo"
+    package = repo / "src" / "carkit"
+    (package / "zoo" / "weights").mkdir(parents=True)
+    (repo / "results").mkdir()
+    record = package / "zoo" / "weights" / "m.json"
+    record.write_text(json.dumps({"name": "m", "results": {}}))
+    (repo / "results" / "r.json").write_text("{}")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    monkeypatch.setattr(results, "_PACKAGE_DIR", package)
+    assert results.git_info()["dirty"] is False
+    record.write_text(json.dumps({"name": "m", "results": {"live1": 1.0}}))
+    (repo / "results" / "r.json").write_text('{"a": 1}')
+    assert results.git_info()["dirty"] is False
+    record.write_text(json.dumps({"name": "other", "results": {"live1": 1.0}}))
+    assert results.git_info()["dirty"] is True
+    record.write_text(json.dumps({"name": "m", "results": {}}))
+    (package / "new.py").write_text("")
+    assert results.git_info()["dirty"] is True
+
+
 def test_provenance_does_not_import_torch():
     code = ("import sys; from carkit.evaluation.results import provenance; provenance(); "
             "assert 'torch' not in sys.modules")

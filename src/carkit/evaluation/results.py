@@ -68,10 +68,34 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+#: Outputs of ``carkit bench`` itself: changing them does not change what is measured.
+_BENCH_OUTPUTS = ("results/", "docs/RESULTS.md", "docs/figures/")
+
+
+def _only_results_changed(path: str) -> bool:
+    """A zoo record whose only difference from HEAD is its measured ``results``
+    (what an earlier bench of the same session wrote into it)."""
+    if not (path.startswith("src/carkit/zoo/weights/") and path.endswith(".json")):
+        return False
+    head, top = _git("show", f"HEAD:{path}"), _git("rev-parse", "--show-toplevel")
+    if head is None or top is None:
+        return False
+    try:
+        now = json.loads((Path(top) / path).read_text())
+        before = json.loads(head)
+    except (OSError, ValueError):
+        return False
+    now.pop("results", None)
+    before.pop("results", None)
+    return now == before
+
+
 def git_info() -> dict:
     """{"commit": sha or None, "dirty": bool or None}. Dirty means tracked files
-    differ from HEAD, or untracked files sit inside the package. None/None
-    outside a git checkout (an installed wheel) or without git."""
+    differ from HEAD, or untracked files sit inside the package. Bench outputs
+    (result files, the report, figures, and zoo records whose only change is
+    their measured results) do not count. None/None outside a git checkout (an
+    installed wheel) or without git."""
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
@@ -79,7 +103,10 @@ def git_info() -> dict:
     untracked = _git("status", "--porcelain", "--untracked-files=normal", "--", ".")
     dirty = None
     if tracked is not None and untracked is not None:
-        dirty = bool(tracked) or any(line.startswith("??") for line in untracked.splitlines())
+        # "XY PATH" or "XY OLD -> NEW" (_git strips the first line's leading blank)
+        changed = [line.split(None, 1)[1].split(" -> ")[-1] for line in tracked.splitlines() if line.strip()]
+        dirty = any(not p.startswith(_BENCH_OUTPUTS) and not _only_results_changed(p) for p in changed) or \
+            any(line.startswith("??") for line in untracked.splitlines())
     return {"commit": commit, "dirty": dirty}
 
 
