@@ -89,8 +89,20 @@ def test_recipe_errors(tmp_path):
 
 
 def test_shipped_recipes_load():
-    for path in sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.toml")):
-        load_recipe(path)
+    """Every recipe (sub-folders too) parses, has a name of its own (its run
+    folder), and names a registered model and a task that accepts its arguments."""
+    from carkit.models.registry import model_config
+    from carkit.training.engine import get_task
+
+    paths = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.toml"))
+    assert len(paths) > 20
+    names = set()
+    for path in paths:
+        recipe = load_recipe(path)
+        assert recipe.name not in names, path
+        names.add(recipe.name)
+        model_config(recipe.model)
+        get_task(recipe.task, **recipe.task_kwargs)
 
 
 @pytest.mark.slow
