@@ -120,6 +120,15 @@ def test_equal_rate_verdicts():
     far = entry([2.0, 3.0], [40, 41])
     assert "do not overlap" in vb.equal_rate_gain(far, anchor, "psnr")["error"]
     assert "error" in vb.equal_rate_gain(entry([0.5, 0.7], [31, 32]), anchor, "psnr", (0.1, 0.3))["window"]
+    # below the anchor's lowest rate (JPEG at quality 1) with more quality than it has there: dominates
+    low = entry([0.12, 0.2, 0.3], [23, 26, 28])
+    jpeg = entry([0.14, 0.2, 0.3], [22, 25, 27])
+    assert vb.equal_rate_gain(low, jpeg, "psnr", (0.1, 0.3))["window"]["verdict"] == "wins"   # they overlap
+    lower = entry([0.11, 0.125], [24.5, 26])
+    g = vb.equal_rate_gain(lower, jpeg, "psnr", (0.1, 0.3))
+    assert "do not overlap" in g["error"] and g["window"]["verdict"] == "dominates"
+    assert [d["margin"] for d in g["dominates"]] == pytest.approx([2.5, 4.0])
+    assert "dominates" not in vb.equal_rate_gain(entry([0.12], [21]), jpeg, "psnr", (0.1, 0.3))
 
 
 def test_cli_writes_result_figure_and_report_section(tiny, tmp_path, capsys):

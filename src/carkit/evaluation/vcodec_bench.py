@@ -59,7 +59,7 @@ from ..errors import CarkitError, CodecError
 from ..pipelines.vcodec_codec import VirtualCodecCodec
 
 #: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
-DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 #: the best zoo restorer for gray images and for color ones (see docs/RESULTS.md)
 DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
 #: the issue's target rates
@@ -361,7 +361,9 @@ def equal_rate_gain(entry: dict, anchor: dict, metric: str, window=DEFAULT_WINDO
     at ``WINDOW_SAMPLES`` log-spaced rates (``entry`` read alike; a one-point
     ``entry`` at its point if inside), with the mean, range and verdict there
     ("wins": higher at every sampled rate, "loses": lower at every one,
-    "equal", or "mixed")."""
+    "equal", or "mixed"). Curves that do not overlap are checked for
+    :func:`dominance` instead (verdict "dominates": points below the anchor's
+    lowest rate that beat its quality there)."""
     from .blockcnn_bench import curve_at
     from .codec_bench import _curve
 
@@ -376,7 +378,17 @@ def equal_rate_gain(entry: dict, anchor: dict, metric: str, window=DEFAULT_WINDO
     at = [{"bpp": r, "gain": q - ref(r)} for r, q in sorted(zip(ra, qa)) if ref(r) is not None]
     lo, hi = max(min(ra), min(rb)), min(max(ra), max(rb))
     if hi < lo or (hi == lo and not at):
-        return {"error": "the curves do not overlap in bpp"}
+        out = {"error": "the curves do not overlap in bpp"}
+        dominating = dominance(entry, anchor, metric)
+        if dominating:
+            out["dominates"] = dominating
+            inside = [d for d in dominating if window[0] <= d["bpp"] <= window[1]]
+            if inside:
+                margins = [d["margin"] for d in inside]
+                out["window"] = {"bpp": [inside[0]["bpp"], inside[-1]["bpp"]], "mean_gain": float(np.mean(margins)),
+                                 "min_gain": float(min(margins)), "max_gain": float(max(margins)),
+                                 "n_rates": len(inside), "verdict": "dominates"}
+        return out
     out = {"overlap_bpp": [lo, hi], "at": at}
     wlo, whi = max(lo, window[0]), min(hi, window[1])
     if len(set(ra)) >= 2 and whi > wlo:
@@ -394,6 +406,24 @@ def equal_rate_gain(entry: dict, anchor: dict, metric: str, window=DEFAULT_WINDO
     out["window"] = {"bpp": [wlo, whi], "mean_gain": float(np.mean(gains)), "min_gain": float(min(gains)),
                      "max_gain": float(max(gains)), "n_rates": len(gains), "verdict": verdict}
     return out
+
+
+def dominance(entry: dict, anchor: dict, metric: str) -> list[dict]:
+    """``entry``'s points below the lowest rate ``anchor`` reaches that still
+    score higher than ``anchor`` does at that lowest rate: fewer bits *and*
+    more quality than any operating point of ``anchor`` (JPEG cannot go below
+    quality 1's rate). ``margin`` is the quality above that lowest-rate point,
+    a lower bound of the gain at equal rate for a curve rising with rate."""
+    from .codec_bench import _curve
+
+    ra, qa = _curve(entry, metric)
+    rb, qb = _curve(anchor, metric)
+    if not ra or not rb:
+        return []
+    lowest = min(rb)
+    q_low = qb[rb.index(lowest)]
+    return [{"bpp": r, "margin": q - q_low, "anchor_lowest_bpp": lowest}
+            for r, q in sorted(zip(ra, qa)) if r < lowest and q > q_low]
 
 
 def compare(payload: dict, method: str, against: str) -> dict:
@@ -490,6 +520,16 @@ def _equal_rate_lines(payload: dict) -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for c in payload["comparisons"]:
         ep, es = c["equal_rate"][psnr_key], c["equal_rate"][ssim_key]
+        if "dominates" in ep:
+            at = ", ".join(f"{d['bpp']:.3f}: {d['margin']:+.2f}" for d in ep["dominates"])
+            w, ws = ep.get("window") or {}, es.get("window") or {}
+            window = f"{w['bpp'][0]:.3f}-{w['bpp'][1]:.3f}" if w else "none"
+            gains = f"{w['mean_gain']:+.2f} ({w['min_gain']:+.2f}..{w['max_gain']:+.2f})" if w else "-"
+            verdict = f"{psnr_key} dominates" + (f", {ssim_key} {ws['verdict']}" if ws.get("verdict") else "")
+            out.append(f"| {c['method']} | {c['against']} | below its lowest rate "
+                       f"({ep['dominates'][0]['anchor_lowest_bpp']:.3f} bpp) and above its quality there: {at} | "
+                       f"{window} | {gains} | {_f(ws.get('mean_gain'), '+.4f')} | {verdict} |")
+            continue
         if "error" in ep:
             out.append(f"| {c['method']} | {c['against']} | {ep['error']} | - | - | - | - |")
             continue
