@@ -154,6 +154,10 @@ def test_model_choice_prefers_covering_and_measured_best():
     # ... but after a measured one; and gray-set gains do not count for color images
     assert choose_model(False, 20, [records[1], fresh[1]]).model == "b"
     assert choose_model(False, 20, [fresh[0], rec("c", False, 10, 95, None, rgb_gain=0.1)]).model == "c"
+    # green-plane results (HR-CNN's protocol) do not count: "a" measured only there ranks as unmeasured
+    green = WeightsRecord(name="a", model="resunet-gray", model_kwargs={}, gray=True, qualities=[10, 40],
+                          sha256="", results={"set_green": {"q10": {"gain_psnr": 5.0}}})
+    assert choose_model(True, 10, [green, records[1]]).model == "b"
     assert choose_model(True, 48, records[:2]).model == "b"  # within the margin
     assert choose_model(True, 90, records[:2]).mode == "passthrough"
     # a codec's block predictor is never an artifact remover, however it measures

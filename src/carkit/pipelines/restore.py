@@ -77,10 +77,15 @@ def estimate_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cp
 def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> float | None:
     """Mean measured PSNR gain over JPEG, at the benchmarked quality nearest to
     ``quality``, on color sets scored in RGB (``color``; result keys ending in
-    ``_rgb``) or on gray sets; None when the record has no such measurement."""
+    ``_rgb``) or on gray sets; None when the record has no such measurement.
+    Green-plane results (HR-CNN's protocol, keys ending in ``_green``) are
+    left out: not every model is measured that way, so they would skew the
+    comparison."""
     gains = []
     for dataset, per_quality in record.results.items():
-        if dataset.endswith("_rgb") != color or not isinstance(per_quality, dict) or not per_quality:
+        if dataset.endswith("_rgb") != color or dataset.endswith("_green"):
+            continue
+        if not isinstance(per_quality, dict) or not per_quality:
             continue
         qs = [int(k[1:]) for k in per_quality if k.startswith("q") and k[1:].isdigit()]
         if qs:
