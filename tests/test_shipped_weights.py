@@ -147,3 +147,22 @@ def test_shipped_color_hrcnn_restores_a_color_jpeg_from_its_coefficients(tmp_pat
     assert restored.shape == rgb.shape
     decoded = np.asarray(Image.open(tmp_path / "in.jpg").convert("RGB"))
     assert psnr(restored, rgb) > psnr(decoded, rgb) + 0.1
+
+
+def test_shipped_dncnn_is_the_papers_depth_and_restores_gray_jpegs(tmp_path, shared_data):
+    """DnCNN-3 (the baseline of HR-CNN's Table III and of residual hiding):
+    20 conv layers of 64 maps, blind over QF 10..50, better than JPEG."""
+    import torch
+
+    record = weights_record("dncnn3-gray-blind")
+    assert record.gray and record.qualities == [10, 50] and record.training["steps"] > 0
+    net = load_pretrained("dncnn3-gray-blind")
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 20
+    rgb = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))
+    green = np.ascontiguousarray(rgb[40:40 + 256, 200:200 + 384, 1])
+    for quality in (15, 45):
+        Image.fromarray(green).save(tmp_path / "in.jpg", quality=quality)
+        out = tmp_path / f"restored{quality}.png"
+        assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", "dncnn3-gray-blind"]) == 0
+        decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
+        assert psnr(np.asarray(Image.open(out)), green) > psnr(decoded, green) + 0.3
