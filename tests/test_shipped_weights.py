@@ -166,3 +166,35 @@ def test_shipped_dncnn_is_the_papers_depth_and_restores_gray_jpegs(tmp_path, sha
         assert main(["restore", str(tmp_path / "in.jpg"), "-o", str(out), "--model", "dncnn3-gray-blind"]) == 0
         decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
         assert psnr(np.asarray(Image.open(out)), green) > psnr(decoded, green) + 0.3
+
+
+@pytest.mark.parametrize("name", ["vcodec-gray-q10", "jiang-gray-q10"])
+def test_shipped_virtual_codec_beats_jpeg_at_very_low_rate(name, tmp_path, shared_data):
+    """The file is smaller than JPEG at quality 1 yet decodes better than JPEG
+    at quality 5; PPNN beats bicubic up-sampling of the same description."""
+    import io
+
+    from carkit.pipelines.vcodec_codec import read_marker
+
+    record = weights_record(name)
+    assert record.kind == "vcodec" and record.gray and record.training["steps"] > 0
+    rgb = np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png").convert("RGB"))
+    gray = np.ascontiguousarray(rgb[40:40 + 256, 200:200 + 384, 1])
+    Image.fromarray(gray).save(tmp_path / "in.png")
+    assert main(["encode", "--method", "vcnn", "--model", name, "-q", "10", str(tmp_path / "in.png"),
+                 str(tmp_path / "v.jpg")]) == 0
+    assert main(["decode", str(tmp_path / "v.jpg"), "-o", str(tmp_path / "rec.png")]) == 0
+    data = (tmp_path / "v.jpg").read_bytes()
+    assert read_marker(data)["model"] == name
+    rec = np.asarray(Image.open(tmp_path / "rec.png"))
+
+    def jpeg(q):
+        buf = io.BytesIO()
+        Image.fromarray(gray).save(buf, "JPEG", quality=q)
+        return len(buf.getvalue()), np.asarray(Image.open(buf))
+
+    assert len(data) < jpeg(1)[0]
+    assert psnr(rec, gray) > psnr(jpeg(5)[1], gray)
+    thumb = Image.open(io.BytesIO(data))
+    upsampled = np.asarray(thumb.resize((gray.shape[1], gray.shape[0]), Image.Resampling.BICUBIC))
+    assert psnr(rec, gray) > psnr(upsampled, gray) + 1.0
