@@ -32,12 +32,18 @@ def tiny(tmp_path, monkeypatch, shared_data):
         add_tiny_vcodec(zoo, f"vcodec-gray-q{q}", True, q, seed=i)
         add_tiny_vcodec(zoo, f"jiang-gray-q{q}", True, q, seed=10 + i)
     add_tiny_vcodec(zoo, "vcodec-color-q10", False, 10)
-    data = tmp_path / "set"
-    data.mkdir()
-    for name, (h, w) in (("lena.png", (48, 64)), ("baboon.png", (41, 37))):
-        px = np.asarray(Image.open(shared_data / "eval" / "classic5" / name))
-        Image.fromarray(px[100:100 + h, 200:200 + w]).save(data / name)
-    return data
+    return _crops(shared_data / "eval" / "classic5", {"lena.png": (48, 64), "baboon.png": (41, 37)},
+                  (100, 200), tmp_path / "set")
+
+
+def _crops(source, sizes: dict, corner: tuple[int, int], folder):
+    """Small crops of real images (name -> (h, w)) at ``corner``, written to ``folder``."""
+    folder.mkdir()
+    y, x = corner
+    for name, (h, w) in sizes.items():
+        px = np.asarray(Image.open(source / name))
+        Image.fromarray(px[y:y + h, x:x + w]).save(folder / name)
+    return folder
 
 
 def _models():
@@ -182,12 +188,8 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, args, message):
 
 @pytest.fixture
 def color_set(tmp_path, shared_data):
-    data = tmp_path / "rgb"
-    data.mkdir()
-    for name, (h, w) in (("kodim01.png", (40, 48)), ("kodim02.png", (33, 35))):
-        px = np.asarray(Image.open(shared_data / "eval" / "kodak" / name))
-        Image.fromarray(px[200:200 + h, 300:300 + w]).save(data / name)
-    return data
+    return _crops(shared_data / "eval" / "kodak", {"kodim01.png": (40, 48), "kodim02.png": (33, 35)},
+                  (200, 300), tmp_path / "rgb")
 
 
 def test_color_sets_score_rgb_or_matlab_y_gray(tiny, color_set, tmp_path):

@@ -221,13 +221,9 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     ds = dataset_name(payload)
     fig.suptitle(f"BlockCNN codec and artifact removal on {ds} (shaded: {lo}-{hi} bpp)")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    from .plots import save_figure
+
+    return save_figure(fig, out)
 
 
 def default_out(data_dir: str | os.PathLike) -> Path:

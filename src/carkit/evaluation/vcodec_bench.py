@@ -641,13 +641,9 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     fig.suptitle(f"Virtual codec at very low rates on {dataset_name(payload, '?')} ({cfg['mode']}; "
                  f"shaded: {lo}-{hi} bpp)")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    from .plots import save_figure
+
+    return save_figure(fig, out)
 
 
 # ------------------------------------------------------------------ command line
