@@ -198,3 +198,34 @@ def test_shipped_virtual_codec_beats_jpeg_at_very_low_rate(name, tmp_path, share
     thumb = Image.open(io.BytesIO(data))
     upsampled = np.asarray(thumb.resize((gray.shape[1], gray.shape[0]), Image.Resampling.BICUBIC))
     assert psnr(rec, gray) > psnr(upsampled, gray) + 1.0
+
+
+def test_shipped_virtual_codec_codes_color_in_luma_mode(tmp_path, shared_data):
+    """Without a color pair in the zoo a color image is coded with the gray
+    pair on its luma: a color half-size JPEG whose marker says so, decoding to
+    full-size color that beats bicubic up-sampling of the same description on
+    luma and beats JPEG at quality 5 at a smaller size."""
+    import io
+
+    from carkit.pipelines.vcodec_codec import read_marker, vcodec_weights
+
+    if vcodec_weights(False):
+        pytest.skip("the zoo has a color pair; luma mode is only the fallback")
+    rgb = np.ascontiguousarray(np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png")
+                                          .convert("RGB"))[40:40 + 256, 200:200 + 385])
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    assert main(["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "in.png"), str(tmp_path / "v.jpg")]) == 0
+    assert main(["decode", str(tmp_path / "v.jpg"), "-o", str(tmp_path / "rec.png")]) == 0
+    data = (tmp_path / "v.jpg").read_bytes()
+    marker = read_marker(data)
+    assert marker["planes"] == "luma" and weights_record(marker["model"]).gray
+    thumb = Image.open(io.BytesIO(data))
+    assert thumb.mode == "RGB" and thumb.size == (193, 128)
+    rec = np.asarray(Image.open(tmp_path / "rec.png"))
+    assert rec.shape == rgb.shape
+    upsampled = np.asarray(thumb.resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.BICUBIC))
+    assert psnr_y(rec, rgb) > psnr_y(upsampled, rgb) + 1.0
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=5)
+    assert len(data) < len(buf.getvalue())
+    assert psnr_y(rec, rgb) > psnr_y(np.asarray(Image.open(buf)), rgb)

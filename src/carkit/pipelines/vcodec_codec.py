@@ -13,6 +13,13 @@ file's bytes (marker included) over the *full* image's pixels.
 Both networks run tile by tile (``tiling.tiled_regions``) with overlaps
 wider than their receptive fields, so memory stays bounded on large images
 and the result equals the untiled one.
+
+Color images use color weights when the zoo has them. Otherwise they are
+coded in *luma mode* (``"planes": "luma"`` in the marker): the gray pair
+describes and restores the JFIF luma, while Cb and Cr are averaged over 2x2
+into the description and upsampled bicubically after decoding. This is the
+YCbCr variant of issue 7's "description in YCbCr or RGB" choice; the paper
+itself only codes gray images.
 """
 
 from __future__ import annotations
@@ -40,14 +47,50 @@ def vcodec_weights(gray: bool) -> list[str]:
 
 def choose_weights(gray: bool, quality: int) -> str:
     """The zoo weights trained at ``quality`` or, failing that, at the nearest
-    quality (the paper trains one pair per quality)."""
+    quality (the paper trains one pair per quality). Color images fall back to
+    the gray weights (luma mode) when the zoo has no color pair."""
     from ..zoo.registry import weights_record
 
-    names = vcodec_weights(gray)
+    names = vcodec_weights(gray) or ([] if gray else vcodec_weights(True))
     if not names:
-        raise CodecError(f"no virtual-codec weights for {'gray' if gray else 'color'} images in the zoo "
+        raise CodecError("no virtual-codec weights in the zoo "
                          "(train one with recipes/vcodec/*.toml and `carkit zoo export`)")
     return min(names, key=lambda n: (abs(weights_record(n).qualities[0] - quality), n))
+
+
+def _pad_even(x):
+    """Replicate one row/column so both sides are even (the description grid)."""
+    import torch.nn.functional as F
+
+    return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
+
+
+def describe_luma(net, rgb):
+    """Luma mode: (1, 3, H, W) RGB -> (1, 3, ceil(H/2), ceil(W/2)) RGB description
+    whose luma is FDNN's description of the image's luma and whose chroma is
+    the image's chroma averaged over 2x2."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
+
+    ycc = rgb_to_ycbcr_jpeg(rgb)
+    chroma = F.avg_pool2d(_pad_even(ycc[:, 1:]), 2)
+    return ycbcr_jpeg_to_rgb(torch.cat([describe(net, ycc[:, :1].clamp(0, 1)), chroma], 1))
+
+
+def reconstruct_luma(net, z, size: tuple[int, int]):
+    """Luma mode: the decoded (1, 3, h, w) RGB description -> (1, 3, H, W) RGB,
+    PPNN on the luma, bicubic on the chroma."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
+
+    ycc = rgb_to_ycbcr_jpeg(z)
+    chroma = F.interpolate(ycc[:, 1:], scale_factor=2, mode="bicubic", align_corners=False)
+    return ycbcr_jpeg_to_rgb(torch.cat([reconstruct(net, ycc[:, :1], size),
+                                        chroma[..., :size[0], :size[1]]], 1))
 
 
 def describe(net, x, tile: int = DESCRIBE_TILE, overlap: int = DESCRIBE_OVERLAP):
@@ -107,6 +150,14 @@ class VirtualCodecCodec(Codec):
             return "no virtual-codec weights in the zoo"
         return None
 
+    @classmethod
+    def library(cls) -> str | None:
+        import torch
+
+        from ..codecs.jpeg import JpegCodec
+
+        return f"{JpegCodec.library()}, torch {torch.__version__}"
+
     def _net(self, name: str):
         from ..zoo.registry import load_pretrained, weights_record
 
@@ -126,16 +177,19 @@ class VirtualCodecCodec(Codec):
         from ..jpeg.tables import check_quality
 
         image = check_image(image)
+        quality = check_quality(quality)
         gray = image.ndim == 2
         name = self.model or choose_weights(gray, quality)
         net, record = self._net(name)
-        if record.gray != gray:
-            raise CodecError(f"{name} codes {'gray' if record.gray else 'color'} images, this one is "
-                             f"{'gray' if gray else 'color'}")
+        if gray and not record.gray:
+            raise CodecError(f"{name} codes color images, this one is gray")
+        luma = record.gray and not gray
         with torch.no_grad():
-            y = describe(net, to_tensor(image))
+            y = (describe_luma if luma else describe)(net, to_tensor(image))
         marker = {"model": name, "sha256": record.sha256[:16], "height": image.shape[0], "width": image.shape[1]}
-        return pil_encode(to_uint8(y), "JPEG", self.name, quality=check_quality(quality), subsampling=2,
+        if luma:
+            marker["planes"] = "luma"
+        return pil_encode(to_uint8(y), "JPEG", self.name, quality=quality, subsampling=2,
                           comment=MARKER + json.dumps(marker, separators=(",", ":")).encode())
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -153,8 +207,13 @@ class VirtualCodecCodec(Codec):
             raise CodecError(f"this file was coded with other {marker['model']} weights "
                              f"(sha256 {marker['sha256']}, the zoo has {record.sha256[:16]})")
         size = (int(marker["height"]), int(marker["width"]))
+        luma = marker.get("planes") == "luma"
+        if luma and not record.gray:
+            raise CodecError(f"damaged carkit-vcodec marker: luma mode with the color model {marker['model']}")
         z = pil_decode(data, "JPEG", self.name)
-        if z.shape[:2] != description_size(*size) or (z.ndim == 2) != record.gray:
+        if z.shape[:2] != description_size(*size) or (z.ndim == 2) != (record.gray and not luma):
             raise CodecError(f"the JPEG's {z.shape} pixels do not fit the marker's {size} image")
         with torch.no_grad():
+            if luma:
+                return to_uint8(reconstruct_luma(net, to_tensor(z), size))
             return to_uint8(reconstruct(net, to_tensor(z), size))
