@@ -238,6 +238,27 @@ def test_report_prints_table_iii_for_green_live1_results():
     assert _hrcnn_table_iii({**payload, "dataset": "cid22_crops128"}) == []
 
 
+def test_report_prints_table_ii_jpeg_and_hrcnn_psnr_ssim_beside_the_paper():
+    """Green LIVE1 (Table II) and val crops (Table I): per quality, JPEG and
+    the hrcnn models scored there, PSNR/SSIM and gains, and the paper's rows."""
+    from carkit.evaluation.report import _hrcnn_table_ii
+
+    payload = {"gray": True, "plane": "green", "dataset": "live1_color", "qualities": [10, 30],
+               "metrics": ["psnr", "ssim"],
+               "models": {"hrcnn-q10": {"architecture": "hrcnn"}, "arcnn-gray-q10": {"architecture": "arcnn-gray"}},
+               "rows": {"jpeg": {"q10": {"psnr": 27.0, "ssim": 0.8}, "q30": {"psnr": 31.0, "ssim": 0.9}},
+                        "hrcnn-q10": {"q10": {"psnr": 28.5, "ssim": 0.83}},
+                        "arcnn-gray-q10": {"q10": {"psnr": 28.0, "ssim": 0.82}}}}
+    text = "\n".join(_hrcnn_table_ii(payload))
+    assert "Table II" in text
+    assert ("| 10 | hrcnn-q10 | 27.00 / 0.8000 | 28.50 / 0.8300 | +1.50 / +0.0300 | 27.19 / 0.8732 | "
+            "28.64 / 0.8982 | +1.45 / +0.0250 |") in text
+    assert "arcnn" not in text and "| 30 |" not in text          # not HR-CNN; no HR-CNN row at Q 30
+    assert "Table I " in "\n".join(_hrcnn_table_ii({**payload, "dataset": "cid22_crops128"}))
+    assert _hrcnn_table_ii({**payload, "plane": "y"}) == []
+    assert _hrcnn_table_ii({**payload, "metrics": ["psnr"]}) == []
+
+
 def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, monkeypatch, shared_data):
     """hrcnn-color at initialisation decodes a real 4:2:0 file's coefficients
     like libjpeg-turbo decodes its pixels; `carkit restore` runs it from the file."""

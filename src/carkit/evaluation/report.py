@@ -69,6 +69,7 @@ def _restore_section(payload: dict) -> list[str]:
                        "for k-space models (HR-CNN), which replace the decoder.")
         out.append("")
     out += _paper_comparison(payload)
+    out += _hrcnn_table_ii(payload)
     out += _hrcnn_table_iii(payload)
     out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
     return out
@@ -110,6 +111,38 @@ def _paper_comparison(payload: dict) -> list[str]:
         there = [f"{paper[m][q]:+.2f}" for m in paper]
         out.append(f"| {q} | " + " | ".join(here + there) + " |")
     return out + [""]
+
+
+def _hrcnn_table_ii(payload: dict) -> list[str]:
+    """HR-CNN Tables I/II for a green-plane result: per quality, JPEG and the
+    per-quality HR-CNN models (architecture ``hrcnn``, scored at that quality)
+    in PSNR and SSIM with their gains, beside the paper's JPEG and HR-CNN rows."""
+    from .paper_numbers import HRCNN_TABLES
+
+    green = payload["gray"] and payload.get("plane") == "green"
+    ds = payload["dataset"]
+    key = "live1" if ds.startswith("live1") else "div2k_crops128" if ds.endswith("_crops128") else None
+    if not (green and key) or "ssim" not in payload["metrics"]:
+        return []
+    paper = HRCNN_TABLES[key]
+    out = [f"HR-CNN Table {'II' if key == 'live1' else 'I'} (green channel): JPEG and the per-quality HR-CNN, "
+           "PSNR (dB) / SSIM and gains, here and as published:", "",
+           "| QF | model | JPEG here | HR-CNN here | gain here | JPEG paper | HR-CNN paper | gain paper |",
+           "|---|---|---|---|---|---|---|---|"]
+    for q in payload["qualities"]:
+        if q not in paper["JPEG"]:
+            continue
+        jpeg = payload["rows"]["jpeg"][f"q{q}"]
+        pj, ph = paper["JPEG"][q], paper["HR-CNN"][q]
+        for name, info in payload["models"].items():
+            row = payload["rows"][name].get(f"q{q}")
+            if info.get("architecture") != "hrcnn" or row is None:
+                continue
+            out.append(f"| {q} | {name} | {jpeg['psnr']:.2f} / {jpeg['ssim']:.4f} | {row['psnr']:.2f} / "
+                       f"{row['ssim']:.4f} | {row['psnr'] - jpeg['psnr']:+.2f} / {row['ssim'] - jpeg['ssim']:+.4f} | "
+                       f"{pj[0]:.2f} / {pj[1]:.4f} | {ph[0]:.2f} / {ph[1]:.4f} | "
+                       f"{ph[0] - pj[0]:+.2f} / {ph[1] - pj[1]:+.4f} |")
+    return out + [""] if len(out) > 4 else []
 
 
 def _hrcnn_table_iii(payload: dict) -> list[str]:
