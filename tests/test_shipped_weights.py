@@ -229,3 +229,16 @@ def test_shipped_virtual_codec_codes_color_in_luma_mode(tmp_path, shared_data):
     Image.fromarray(rgb).save(buf, "JPEG", quality=5)
     assert len(data) < len(buf.getvalue())
     assert psnr_y(rec, rgb) > psnr_y(np.asarray(Image.open(buf)), rgb)
+
+
+def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_quality():
+    """Jiang et al.'s baseline ships too but is never the default."""
+    from carkit.pipelines.vcodec_codec import choose_weights, vcodec_weights
+
+    gray = vcodec_weights(True)
+    assert any(n.startswith("jiang-") for n in gray)
+    for q in (1, 5, 10, 20, 40, 90):
+        name = choose_weights(True, q)
+        assert name.startswith("vcodec-gray-")
+        best = min(abs(weights_record(n).qualities[0] - q) for n in gray if n.startswith("vcodec-gray-"))
+        assert abs(weights_record(name).qualities[0] - q) == best

@@ -47,7 +47,8 @@ def vcodec_weights(gray: bool) -> list[str]:
 
 def choose_weights(gray: bool, quality: int) -> str:
     """The zoo weights trained at ``quality`` or, failing that, at the nearest
-    quality (the paper trains one pair per quality). Color images fall back to
+    quality (the paper trains one pair per quality), preferring the virtual
+    codec proper over Jiang et al.'s baseline. Color images fall back to
     the gray weights (luma mode) when the zoo has no color pair."""
     from ..zoo.registry import weights_record
 
@@ -55,7 +56,12 @@ def choose_weights(gray: bool, quality: int) -> str:
     if not names:
         raise CodecError("no virtual-codec weights in the zoo "
                          "(train one with recipes/vcodec/*.toml and `carkit zoo export`)")
-    return min(names, key=lambda n: (abs(weights_record(n).qualities[0] - quality), n))
+
+    def direct(name: str) -> bool:  # Jiang et al.'s baseline: only by --model
+        recipe = (weights_record(name).training or {}).get("recipe", {})
+        return recipe.get("task_kwargs", {}).get("bridge") == "direct"
+
+    return min(names, key=lambda n: (direct(n), abs(weights_record(n).qualities[0] - quality), n))
 
 
 def _pad_even(x):
