@@ -238,3 +238,22 @@ def test_a_training_run_is_its_own_curve(tiny, tmp_path):
     data = vb.RunCodec("vc-ablation", net.eval(), True, "0" * 64).encode(img, 20)
     assert b"vc-ablation" in data and point["per_image"]["bytes"][1] == len(data)
     assert "--runs " + str(run) in vb.command_line(payload)
+
+
+def test_color_sets_code_gray_models_in_luma_mode(tiny, color_set, tmp_path):
+    """On a color set gray models code the luma (their own curves, "(luma)"),
+    beside color models; each luma curve is compared with its luma twin only."""
+    payload = vb.bench_vcodec(color_set, ["vcodec-gray-q10", "jiang-gray-q10", "vcodec-color-q10"],
+                              restorer="tiny-gray", jpeg_qualities=[3, 5, 8, 12], progress=False)
+    luma = payload["codecs"]["virtual codec (luma)"]["points"][0]
+    assert luma["model"] == "vcodec-gray-q10" and payload["models"]["vcodec-gray-q10"]["planes"] == "luma"
+    assert payload["models"]["vcodec-color-q10"]["planes"] is None
+    assert payload["codecs"]["virtual codec"]["points"][0]["model"] == "vcodec-color-q10"
+    pairs = [(c["method"], c["against"]) for c in payload["comparisons"]]
+    assert ("virtual codec (luma)", "Jiang et al. (luma)") in pairs
+    assert ("virtual codec", "Jiang et al. (luma)") not in pairs
+    img = np.array(Image.open(color_set / "kodim02.png"))
+    data = get_codec("vcnn", model="vcodec-gray-q10").encode(img, 10)
+    assert luma["per_image"]["bytes"][1] == len(data)
+    assert set(vb.default_models(False)) == {"vcodec-color-q10", *_models()}
+    assert any("virtual codec (luma)" in line for line in vb.target_verdict(payload))

@@ -83,12 +83,31 @@ INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the sa
          "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
 
 
+#: suffix of the curves of gray models coding a color set's luma (luma mode)
+LUMA = " (luma)"
+
+
 def family_of(name: str) -> str | None:
     """The family curve a zoo model belongs to (by its name), or None."""
     for prefix, curve in FAMILIES:
         if name.startswith(prefix):
             return curve
     return None
+
+
+def in_family(curve: str, family: str) -> bool:
+    """Whether a curve is ``family``'s: the family curve itself, its luma-mode
+    twin, or a lone model of that family."""
+    return curve in (family, family + LUMA) or family_of(curve) == family
+
+
+def _mode_check(source: str, model_gray: bool, gray: bool) -> str | None:
+    """None for a model of the set's mode, "luma" for a gray model on a color
+    set (the codec's luma mode); a color model cannot code a gray set."""
+    if gray and not model_gray:
+        raise CarkitError(f"{source} codes color images; this benchmark is gray (leave out --gray, "
+                          "or use the gray models)")
+    return "luma" if model_gray and not gray else None
 
 
 # ------------------------------------------------------------------ methods
@@ -117,11 +136,9 @@ def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
     rec = weights_record(name)
     if rec.kind != "vcodec":
         raise CarkitError(f"{name} is a {rec.kind}, not a virtual-codec model")
-    if rec.gray != gray:
-        raise CarkitError(f"{name} codes {'gray' if rec.gray else 'color'} images; this benchmark is "
-                          f"{'gray' if gray else 'color'} (use --gray, or the other models)")
+    planes = _mode_check(name, rec.gray, gray)
     recipe = rec.training.get("recipe") or {}
-    info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256,
+    info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256, "planes": planes,
             "trained_quality": int(rec.qualities[0]),
             "bridge": (recipe.get("task_kwargs") or {}).get("bridge"),
             "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
@@ -138,17 +155,16 @@ def _run_model(run: str | os.PathLike, gray: bool) -> tuple[str, object, dict]:
     name = recipe["name"]
     if model_config(recipe["model"]).kind != "vcodec":
         raise CarkitError(f"{run}: {recipe['model']} is not a virtual-codec model")
-    if bool(recipe["gray"]) != gray:
-        raise CarkitError(f"{run}: the run codes {'gray' if recipe['gray'] else 'color'} images; this benchmark "
-                          f"is {'gray' if gray else 'color'}")
+    planes = _mode_check(str(run), bool(recipe["gray"]), gray)
     sha = sha256_file(Path(run) / "last.safetensors")
     budget = run_budget(run, recipe)
     quals = recipe.get("qualities") or recipe.get("quality_range")
     info = {"source": "run", "run": str(run), "architecture": recipe["model"], "weights_sha256": sha,
+            "planes": planes,
             "trained_quality": int(quals[0]), "bridge": (recipe.get("task_kwargs") or {}).get("bridge"),
             "training": {"steps": budget["steps"], "wall_seconds": budget["wall_seconds"],
                          "data": recipe.get("train_dirs")}}
-    return name, RunCodec(name, net, gray, sha), info
+    return name, RunCodec(name, net, bool(recipe["gray"]), sha), info
 
 
 def plan_methods(models: Sequence[str], runs: Sequence, qualities: Sequence[int] | None,
@@ -167,7 +183,7 @@ def plan_methods(models: Sequence[str], runs: Sequence, qualities: Sequence[int]
         if name in info:
             raise CarkitError(f"two models or runs are named {name!r}")
         family = family_of(name) if meta["source"] == "zoo" and not qualities else None
-        curve = family or name
+        curve = (family + (LUMA if meta["planes"] == "luma" else "")) if family else name
         meta["curve"] = curve
         info[name] = meta
         for q in (qualities or [meta["trained_quality"]]):
@@ -331,9 +347,10 @@ def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
     def trained(curve):
         return sorted(payload["models"][m]["trained_quality"] for m in payload["codecs"][curve]["settings"]["models"])
 
-    vc = [n for n in learned if n == VCODEC or family_of(n) == VCODEC]
-    jiang = [n for n in learned if n == JIANG or family_of(n) == JIANG]
-    pairs += [(v, j) for v in vc for j in jiang if trained(v) == trained(j)]
+    vc = [n for n in learned if in_family(n, VCODEC)]
+    jiang = [n for n in learned if in_family(n, JIANG)]
+    pairs += [(v, j) for v in vc for j in jiang
+              if trained(v) == trained(j) and v.endswith(LUMA) == j.endswith(LUMA)]
     return pairs
 
 
@@ -455,7 +472,7 @@ def target_verdict(payload: dict) -> list[str]:
     lo, hi = payload["config"]["window_bpp"]
     lines = []
     for c in payload["comparisons"]:
-        if not (c["method"] == VCODEC or family_of(c["method"]) == VCODEC) or c["against"] == "jpeg":
+        if not in_family(c["method"], VCODEC) or c["against"] == "jpeg":
             continue
         cells = []
         for m in (psnr_key, ssim_key):
@@ -650,10 +667,11 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
 
 
 def default_models(gray: bool) -> list[str]:
-    """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others)."""
+    """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others);
+    a color set also gets the gray models in luma mode (the YCbCr description)."""
     from ..pipelines.vcodec_codec import vcodec_weights
 
-    return vcodec_weights(gray)
+    return vcodec_weights(gray) + ([] if gray else vcodec_weights(True))
 
 
 def add_bench_vcodec_arguments(parser) -> None:
