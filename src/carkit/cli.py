@@ -95,8 +95,14 @@ def _cmd_encode(args) -> int:
     if image.alpha is not None:
         warnings.warn(f"{src}: the alpha channel is not coded", stacklevel=1)
     method = canonical_name(args.method)
+    if args.codec and method != "hiding":
+        raise CarkitError(f"--codec applies to --method hiding, not {method}")
     _set_threads(args.threads)
-    if method == "blockcnn":
+    if method == "hiding":
+        from .pipelines.hiding_codec import HidingCodec
+
+        codec = HidingCodec(codec=args.codec or "jpeg", model=args.model)
+    elif method == "blockcnn":
         from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
 
         codec = BlockCNNCodec(model=args.model or DEFAULT_MODEL)
@@ -105,7 +111,7 @@ def _cmd_encode(args) -> int:
 
         codec = VirtualCodecCodec(model=args.model)
     elif args.model:
-        raise CarkitError(f"--model applies to --method blockcnn or vcnn, not {method}")
+        raise CarkitError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
     else:
         codec = get_codec(method)
     try:
@@ -128,9 +134,22 @@ def _cmd_decode(args) -> int:
     _check_output(src, dst, args.force)
     data = src.read_bytes()
     _set_threads(args.threads)
+    from .pipelines import hiding_codec
     from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
 
-    if is_bcnn(data):
+    hidden = hiding_codec.read_marker(data) is not None
+    if args.restore and (hidden or args.method == "hiding"):
+        raise CarkitError(f"{src}: a residual-hiding file is decoded by its own decoder; drop --restore")
+    if args.method == "hiding" and not hidden:
+        from .pipelines.restore import Restorer, restore_file
+
+        plan = restore_file(Restorer(), src, dst)  # a plain JPEG: the blind restorer, as `carkit restore`
+        print(f"carkit: {src}: {hiding_codec.fallback_note(plan)}", file=sys.stderr)
+        print(f"{dst}: restored JPEG")
+        return 0
+    if hidden:
+        pixels = hiding_codec.HidingCodec().decode_with_note(data)[0]
+    elif is_bcnn(data):
         pixels = decode_bcnn(data, restore=args.restore)
     elif read_marker(data) is not None:
         if args.restore:
@@ -307,15 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"registered codec: {', '.join(list_codecs())} (default blockcnn)")
     p.add_argument("-q", "--quality", type=int, required=True, help="quality 1..100")
     p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor); "
-                   "vcnn: zoo FDNN/PPNN pair (default: the one trained nearest the quality)")
+                   "vcnn: zoo FDNN/PPNN pair (default: the one trained nearest the quality); "
+                   "hiding: zoo E/D pair (default: the one trained for --codec nearest the quality)")
+    p.add_argument("--codec", help="hiding: the standard codec that carries the image (default jpeg)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_encode)
 
-    p = sub.add_parser("decode", help="decode a .bcnn file, a virtual-codec JPEG (or any image Pillow reads) "
-                       "to an image file")
-    p.add_argument("input", help=".bcnn file (detected by its magic), a virtual-codec JPEG (by its marker) "
-                   "or a standard image")
+    p = sub.add_parser("decode", help="decode a .bcnn file, a virtual-codec or residual-hiding JPEG (or any "
+                       "image Pillow reads) to an image file")
+    p.add_argument("input", help=".bcnn file (detected by its magic), a virtual-codec or residual-hiding JPEG "
+                   "(by its marker) or a standard image")
+    p.add_argument("--method", choices=("auto", "hiding"), default="auto",
+                   help="auto (default): by the file's magic or marker; hiding: a JPEG without the "
+                        "residual-hiding marker is restored by the best blind zoo restorer instead (and says so)")
     p.add_argument("-o", "--output", required=True, help="image to write (PNG by its suffix)")
     p.add_argument("--restore", metavar="MODEL", help="zoo artifact remover applied after decoding")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")

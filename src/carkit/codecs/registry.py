@@ -161,3 +161,6 @@ register_codec("vcnn", "carkit.pipelines.vcodec_codec:VirtualCodecCodec", aliase
                description="virtual codec: FDNN half-size description as a standard JPEG (marked), PPNN to decode")
 register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec", aliases=("bcnn",),
                description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")
+register_codec("hiding", "carkit.pipelines.hiding_codec:HidingCodec", aliases=("residual-hiding",),
+               description="residual hiding: E hides the codec's residual in the image before a standard JPEG "
+                           "(marked), D recovers it after decoding")

@@ -33,12 +33,22 @@ class ResBlock(nn.Module):
 
 class ResUNet(nn.Module):
     """Shape: (N, C, H, W) -> (N, C, H, W) for any H, W (pads to a multiple of
-    2**(scales-1) by reflection internally and crops back)."""
+    2**(scales-1) by edge replication internally and crops back).
+
+    ``out_channels`` (default ``in_channels``) lets the input carry more
+    planes than the output: the output is then the first ``out_channels``
+    input planes plus the learned correction (residual hiding's encoder
+    reads the image and its compression residual, and outputs an image).
+    ``correction(x)`` is that learned term alone (the tail is zero-initialised,
+    so a fresh network is the identity on those planes)."""
 
     def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 128, 256),
-                 blocks: int | tuple[int, ...] = (1, 2, 2, 2)):
+                 blocks: int | tuple[int, ...] = (1, 2, 2, 2), out_channels: int | None = None):
         super().__init__()
         self.channels = tuple(channels)
+        self.out_channels = in_channels if out_channels is None else int(out_channels)
+        if not 1 <= self.out_channels <= in_channels:
+            raise ValueError("out_channels must be between 1 and in_channels")
         blocks = tuple(blocks) if isinstance(blocks, (tuple, list)) else (blocks,) * len(channels)
         if len(blocks) != len(channels):
             raise ValueError("blocks needs one count per scale")
@@ -54,11 +64,15 @@ class ResUNet(nn.Module):
         for i in range(len(channels) - 1, 0, -1):
             self.ups.append(nn.ConvTranspose2d(channels[i], channels[i - 1], 2, stride=2))
             self.decoders.append(nn.Sequential(*[ResBlock(channels[i - 1]) for _ in range(blocks[i - 1])]))
-        self.tail = nn.Conv2d(channels[0], in_channels, 3, padding=1)
+        self.tail = nn.Conv2d(channels[0], self.out_channels, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :self.out_channels] + self.correction(x)
+
+    def correction(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned term that ``forward`` adds to the input planes."""
         h, w = x.shape[-2:]
         m = 2 ** (len(self.channels) - 1)
         ph, pw = (-h) % m, (-w) % m
@@ -72,8 +86,7 @@ class ResUNet(nn.Module):
                 f = self.downs[i](f)
         for up, dec in zip(self.ups, self.decoders):
             f = dec(up(f) + skips.pop())
-        out = xp + self.tail(f)
-        return out[..., :h, :w]
+        return self.tail(f)[..., :h, :w]
 
 
 _NOTE = "residual U-Net, 4 scales 32/64/128/256, 1/2/2/2 res blocks a scale"

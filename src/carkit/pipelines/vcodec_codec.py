@@ -30,7 +30,7 @@ import json
 import numpy as np
 
 from ..codecs.base import Codec, check_image
-from ..errors import CodecError, ModelError
+from ..errors import CodecError
 
 MARKER = b"carkit-vcodec "
 #: description-grid tile and overlap for FDNN, image-grid ones for PPNN
@@ -165,15 +165,9 @@ class VirtualCodecCodec(Codec):
         return f"{JpegCodec.library()}, torch {torch.__version__}"
 
     def _net(self, name: str):
-        from ..zoo.registry import load_pretrained, weights_record
+        from ..zoo.registry import load_codec_weights
 
-        try:
-            record = weights_record(name)
-        except ModelError as exc:
-            raise CodecError(str(exc)) from None
-        if record.kind != "vcodec":
-            raise CodecError(f"{name} is not a virtual-codec model (it is a {record.kind})")
-        return load_pretrained(name), record
+        return load_codec_weights(name, "vcodec", "virtual-codec")
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch

@@ -85,6 +85,26 @@ def save_record(record: WeightsRecord) -> None:
     os.replace(tmp, path)
 
 
+def load_codec_weights(name: str, kind: str, label: str, sha256: str | None = None):
+    """(network, record) of the zoo weights a codec pipeline names (in a
+    file's marker or by ``--model``): they must exist and be of ``kind``
+    (``label`` names it in the message) and, with ``sha256`` (a marker's
+    digest prefix), be the weights the file was coded with. Every failure is
+    a one-line CodecError."""
+    from ..errors import CodecError
+
+    try:
+        record = weights_record(name)
+    except ModelError as exc:
+        raise CodecError(str(exc)) from None
+    if record.kind != kind:
+        raise CodecError(f"{name} is not a {label} model (it is a {record.kind})")
+    if sha256 is not None and not record.sha256.startswith(sha256):
+        raise CodecError(f"this file was coded with other {name} weights "
+                         f"(sha256 {sha256}, the zoo has {record.sha256[:16]})")
+    return load_pretrained(name), record
+
+
 def load_pretrained(name: str, device: str = "cpu"):
     """Build the model of a zoo entry and load its weights (sha256-checked)."""
     from safetensors.torch import load_file

@@ -1,0 +1,268 @@
+"""Residual hiding as a product (the Residual hiding paper, Fig. 1; models in
+carkit.models.residual_hiding): ``carkit encode --method hiding --codec jpeg``
+and the matching ``carkit decode``.
+
+Encoding (sender side): the standard codec first codes the original IH to
+get IL and the residual IR = IH - IL; the encoder E hides IR in
+IH_enc = E(IH, IR); the same codec at the same quality then codes IH_enc,
+and that file is the output: a standard file any reader opens (it shows
+IH_enc, which looks like a slightly sharpened IH, the paper's Fig. 4). A
+marker ``carkit-hiding {json}`` names the zoo weights, the first 16 hex
+digits of their sha256, the codec and the quality. Rates are the file's
+bytes, marker included.
+
+Decoding (receiver side): the codec decodes IL_enc, the decoder D recovers
+I'R, the output is I'H = IL_enc + I'R. A JPEG without the marker was not
+coded this way: it is restored by the best blind zoo restorer for its
+quality instead (``pipelines/restore.py``'s choice), and the caller is told
+so.
+
+Both networks run tile by tile (``tiling.tiled_regions``) with overlaps
+wider than their receptive fields, so memory stays bounded on large images
+and the result equals the untiled one.
+
+Codecs: a codec is supported when a :class:`Container` knows how to carry
+the marker in its files. Only JPEG has one now (a COM segment after the
+APPn headers; the entropy-coded data are the codec's own bytes, untouched).
+Others (JPEG 2000 via Pillow, HEIF via pillow-heif) need a container that
+writes and reads their metadata (a JP2 comment box, an XMP/EXIF item) and
+zoo weights trained with that codec (``task_kwargs.codec`` of their recipe).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..codecs.base import Codec, check_image
+from ..errors import CodecError, NotAJpegError
+
+MARKER = b"carkit-hiding "
+#: tile and overlap of E and D (receptive fields of about 80 px: keep 48 px a side)
+TILE, OVERLAP = 512, 96
+
+
+@dataclass(frozen=True)
+class Container:
+    """How one codec's files carry the marker: ``write(data, payload)`` adds it
+    to the codec's bytes, ``read(data)`` returns it (or None)."""
+
+    codec: str
+    write: Callable[[bytes, bytes], bytes]
+    read: Callable[[bytes], bytes | None]
+
+
+def _jpeg_write_comment(data: bytes, payload: bytes) -> bytes:
+    """``data`` with a COM segment holding ``payload`` after SOI and the APPn
+    segments (JFIF, EXIF), before the tables; nothing else changes."""
+    if not data.startswith(b"\xff\xd8"):
+        raise CodecError("hiding: the JPEG encoder did not return a JPEG")
+    if len(payload) > 65533:
+        raise CodecError("hiding: marker too long for a JPEG comment")
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF and 0xE0 <= data[pos + 1] <= 0xEF:
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return data[:pos] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + data[pos:]
+
+
+def _jpeg_read_comment(data: bytes) -> bytes | None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            return im.info.get("comment") if im.format == "JPEG" else None
+    except Exception:  # not an image Pillow knows: not ours either
+        return None
+
+
+CONTAINERS = {"jpeg": Container("jpeg", _jpeg_write_comment, _jpeg_read_comment)}
+
+
+def read_marker(data: bytes) -> dict | None:
+    """The marker of a residual-hiding file, or None for any other file."""
+    for container in CONTAINERS.values():
+        payload = container.read(data)
+        if payload and payload.startswith(MARKER):
+            break
+    else:
+        return None
+    try:
+        marker = json.loads(payload[len(MARKER):])
+        _ = (str(marker["model"]), str(marker["sha256"]), str(marker["codec"]), int(marker["quality"]))
+    except (ValueError, KeyError, TypeError):
+        raise CodecError("damaged carkit-hiding marker in this file") from None
+    if marker["codec"] not in CONTAINERS:
+        raise CodecError(f"damaged carkit-hiding marker: unknown codec {marker['codec']!r}")
+    return marker
+
+
+def trained_for(record) -> tuple[str, int]:
+    """(codec, quality) a zoo entry of residual-hiding weights was trained with
+    (its recipe's ``task_kwargs``; the task's defaults, JPEG at 50, otherwise)."""
+    from ..codecs import canonical_name
+
+    recipe = (record.training or {}).get("recipe", {})
+    kwargs = recipe.get("task_kwargs", {}) or {}
+    return canonical_name(kwargs.get("codec", "jpeg")), int(kwargs.get("quality", record.qualities[0]))
+
+
+def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[str]:
+    """Zoo names of residual-hiding weights (for ``codec`` and gray/color images)."""
+    from ..zoo.registry import list_weights, weights_record
+
+    names = []
+    for n in list_weights():
+        r = weights_record(n)
+        if r.kind == "hiding" and (gray is None or r.gray == gray) and (codec is None or trained_for(r)[0] == codec):
+            names.append(n)
+    return names
+
+
+def choose_weights(codec: str, gray: bool, quality: int) -> str:
+    """The zoo weights trained for ``codec`` and the image's mode at ``quality``
+    or, failing that, at the nearest quality."""
+    from ..zoo.registry import weights_record
+
+    names = hiding_weights(codec, gray)
+    if not names:
+        raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
+                         "(train one with recipes/hiding/*.toml and `carkit zoo export`)")
+    return min(names, key=lambda n: (abs(trained_for(weights_record(n))[1] - quality), n))
+
+
+def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
+    """E of (1, C, H, W) image and residual in tiles: IH_enc."""
+    from .tiling import tiled_regions
+
+    return tiled_regions(lambda y0, y1, x0, x1: net.hide(image[..., y0:y1, x0:x1], residual[..., y0:y1, x0:x1]),
+                         tuple(image.shape[-2:]), tile, overlap, device=image.device)
+
+
+def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP):
+    """D of a (1, C, H, W) decoded IL_enc in tiles: I'H = IL_enc + I'R."""
+    from .tiling import tiled_apply
+
+    return tiled_apply(net.reconstruct, decoded, tile, overlap)
+
+
+def load_weights(name: str, sha256: str | None = None):
+    """(network, record) of the zoo's E/D pair ``name``; ``sha256``, a
+    marker's digest prefix, must match the zoo's weights."""
+    from ..zoo.registry import load_codec_weights
+
+    return load_codec_weights(name, "hiding", "residual-hiding", sha256)
+
+
+def fallback_note(plan) -> str:
+    """The one line saying a file had no marker and what was done instead."""
+    return f"no carkit-hiding marker: restored as a plain JPEG instead ({plan.explain()})"
+
+
+class HidingCodec(Codec):
+    """E -> standard codec -> D behind the one codec interface.
+
+    ``codec`` is the standard codec (registered name; only ``jpeg`` now),
+    ``model`` names the zoo weights (default: chosen by the image's mode and
+    the quality, :func:`choose_weights`)."""
+
+    name = "hiding"
+    extension = ".jpg"
+
+    def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP):
+        from ..codecs import canonical_name, get_codec
+
+        base = canonical_name(codec)
+        if base not in CONTAINERS:
+            raise CodecError(f"hiding: {base} is not supported yet (supported: {', '.join(sorted(CONTAINERS))})")
+        self.codec = base
+        self.model = model
+        self.tile, self.overlap = int(tile), int(overlap)
+        self._base = get_codec(base)
+        self.extension = self._base.extension
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if not hiding_weights():
+            return "no residual-hiding weights in the zoo"
+        return None
+
+    def settings(self) -> dict:
+        """The base codec's settings and library (and torch's), under this codec's name."""
+        import torch
+
+        out = {**self._base.settings(), "codec": self.name, "base_codec": self.codec, "model": self.model}
+        out["library"] = f"{out['library']}, torch {torch.__version__}"
+        return out
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        import torch
+
+        from ..io import to_tensor, to_uint8
+        from ..jpeg.tables import check_quality
+
+        image = check_image(image)
+        quality = check_quality(quality)
+        gray = image.ndim == 2
+        name = self.model or choose_weights(self.codec, gray, quality)
+        net, record = load_weights(name)
+        if gray != record.gray:
+            raise CodecError(f"{name} codes {'gray' if record.gray else 'color'} images, this one is "
+                             f"{'gray' if gray else 'color'}")
+        if trained_for(record)[0] != self.codec:
+            raise CodecError(f"{name} was trained for {trained_for(record)[0]}, not {self.codec}")
+        original = to_tensor(image)
+        residual = original - to_tensor(self._base.roundtrip(image, quality).decoded)   # IR = IH - IL
+        with torch.no_grad():
+            encoded = hide(net, original, residual, self.tile, self.overlap)
+        marker = {"model": name, "sha256": record.sha256[:16], "codec": self.codec, "quality": quality}
+        data = self._base.encode(to_uint8(encoded), quality)
+        return CONTAINERS[self.codec].write(data, MARKER + json.dumps(marker, separators=(",", ":")).encode())
+
+    def decode_with_note(self, data: bytes) -> tuple[np.ndarray, str | None]:
+        """The decoded image and None, or, for a JPEG without the marker, its
+        blind restoration and the line saying so (:func:`fallback_note`)."""
+        import torch
+
+        from ..codecs import get_codec
+        from ..io import to_tensor, to_uint8
+
+        marker = read_marker(data)
+        if marker is None:
+            return restore_plain_jpeg(data)
+        net, record = load_weights(marker["model"], marker["sha256"])
+        decoded = get_codec(marker["codec"]).decode(data)
+        if (decoded.ndim == 2) != record.gray:
+            raise CodecError(f"damaged carkit-hiding file: {'gray' if decoded.ndim == 2 else 'color'} pixels "
+                             f"for the {'gray' if record.gray else 'color'} model {marker['model']}")
+        with torch.no_grad():
+            return to_uint8(reconstruct(net, to_tensor(decoded), self.tile, self.overlap)), None
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import warnings
+
+        pixels, note = self.decode_with_note(data)
+        if note:
+            warnings.warn(note, stacklevel=2)
+        return pixels
+
+
+def restore_plain_jpeg(data: bytes) -> tuple[np.ndarray, str]:
+    """A JPEG without the marker: decoded and restored by the zoo restorer
+    ``carkit restore`` would choose (pixels in the stored orientation)."""
+    from ..codecs._pillow import pil_decode
+    from ..jpeg.quality import estimate_quality_of_file
+    from .restore import Restorer
+
+    try:
+        estimate = estimate_quality_of_file(data)
+    except NotAJpegError:
+        raise CodecError("not a residual-hiding file (no carkit-hiding marker) and not a JPEG") from None
+    pixels = pil_decode(data, "JPEG", HidingCodec.name)
+    restorer = Restorer()
+    plan = restorer.plan(pixels.ndim == 2, estimate.quality)
+    plan.standard_tables = estimate.standard
+    return restorer.restore_pixels(pixels, plan), fallback_note(plan)

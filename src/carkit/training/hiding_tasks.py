@@ -1,0 +1,180 @@
+"""Residual hiding training (the Residual hiding paper, sections 3.3-3.4;
+models in carkit.models.residual_hiding) as one task of the training engine.
+
+One step, for a batch of originals IH (``batch["gt"]``):
+
+1. IL = the real codec's decode of IH (``carkit.codecs.get_codec``; default
+   Pillow/libjpeg-turbo JPEG at quality 50 with PROTOCOL.md's settings), and
+   the residual IR = IH - IL.
+2. IH_enc = E(IH, IR).
+3. The compression proxy (section 3.3). IL_enc is always the *real* codec's
+   decode of IH_enc rounded to 8 bits, so D sees in training exactly what it
+   sees in use:
+
+   - Strategy II (eq. 3): the skip component IH_enc + (IL_enc - IH_enc), the
+     difference detached: the forward value is IL_enc, the gradient to
+     IH_enc the identity.
+   - Strategy I (eqs. 1-2): a simulation network S gives ISL_enc = S(IH_enc)
+     and the skip component ISL_enc + (IL_enc - ISL_enc), detached likewise:
+     forward IL_enc, gradients through S. For JPEG, S is carkit's
+     differentiable JPEG (``carkit.jpeg.proxy.DiffJPEG``, straight-through
+     rounding): the paper re-implements JPEG's quantization (HiDDeN's noise
+     layer without its mask). For other codecs S is the 8-block
+     conv-ReLU :class:`~carkit.models.residual_hiding.CodecSimulator`,
+     updated jointly by L_sim = ||ISL_enc - IL_enc||^2 (eq. 2) with its own
+     optimizer ("sim"), on the (IH_enc, IL_enc) pairs of the same step.
+     ``simulator="autoencoder"`` also trains that network for JPEG.
+
+4. I'H = IL_enc' + D(IL_enc') with IL_enc' the proxy's output, and the
+   objective (eqs. 4-6) L = lambda * L_rec + L_con, L_rec = ||I'H - IH||^2,
+   L_con = ||IH_enc - IH||^2, lambda = 5; the recipe sets Adam (the engine's
+   AdamW with weight_decay 0) at the paper's 1e-4.
+
+What differs from the paper: squared errors are means over pixels, not sums
+(the same minimiser; lambda keeps its meaning because both terms are scaled
+alike). The paper's simulator is pretrained before joint training; here it
+starts as the identity (its zero-initialised skip) and learns jointly from
+the first step. Images are patches of the recipe's data, not Kinetics frames.
+The real codec and the JPEG proxy run in float32 outside bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..io import to_tensor, to_uint8
+from ..models.residual_hiding import CodecSimulator
+from .engine import TrainTask, register_task, unwrap
+from .recipe import RecipeError
+
+STRATEGIES = ("I", "II")
+SIMULATORS = ("proxy", "autoencoder")
+
+
+def codec_batch(codec, images: torch.Tensor, quality: int) -> torch.Tensor:
+    """The real codec's decode of every image of a (N, C, H, W) batch in [0, 1],
+    each rounded to 8 bits first (what a file holds); float32 on the batch's device."""
+    out = [to_tensor(codec.roundtrip(to_uint8(x), quality).decoded) for x in images.detach()]
+    return torch.cat(out).to(images.device)
+
+
+def skip_component(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
+    """Eqs. (1) and (3), ``carrier + (value - carrier)`` with the difference
+    detached: the value of ``value`` (the real codec's output), the gradient of
+    ``carrier`` (IH_enc for Strategy II, the simulation ISL_enc for Strategy
+    I). Written ``value + (carrier - carrier.detach())`` so that the forward
+    value is ``value`` to the bit (the added term is exactly zero)."""
+    return value.detach() + (carrier - carrier.detach())
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a.float() - b.float()) ** 2).mean()
+
+
+@register_task
+class ResidualHidingTask(TrainTask):
+    """E and D of a ``hiding-*`` model trained through a compression proxy.
+
+    Args:
+        strategy: ``"II"`` (skip component only) or ``"I"`` (simulation network
+            with the skip component).
+        codec: registered codec name (``carkit.codecs``), ``codec_options`` its options.
+        quality: the codec's quality 1..100.
+        simulator: Strategy I's network: ``"proxy"`` (differentiable JPEG; JPEG
+            only) or ``"autoencoder"`` (:class:`CodecSimulator`); default
+            ``"proxy"`` for JPEG, ``"autoencoder"`` otherwise.
+        rec_weight: lambda of eq. (6).
+        sim_features, sim_blocks: the autoencoder's width and depth.
+    """
+
+    name = "residual-hiding"
+
+    def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
+                 simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
+                 sim_features: int = 64, sim_blocks: int = 8):
+        from ..codecs import canonical_name, check_quality
+
+        if strategy not in STRATEGIES:
+            raise RecipeError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+        self.codec_name = canonical_name(codec)
+        self.codec_options = dict(codec_options or {})
+        try:
+            self.quality = check_quality(quality)
+        except ValueError as exc:
+            raise RecipeError(str(exc)) from None
+        if simulator is None:
+            simulator = "proxy" if self.codec_name == "jpeg" else "autoencoder"
+        if simulator not in SIMULATORS:
+            raise RecipeError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
+        if simulator == "proxy" and self.codec_name != "jpeg":
+            raise RecipeError(f"the differentiable proxy is JPEG's; {self.codec_name} needs simulator='autoencoder'")
+        self.simulator = simulator if strategy == "I" else None
+        self.rec_weight = float(rec_weight)
+        self.sim_features, self.sim_blocks = int(sim_features), int(sim_blocks)
+        self.optimizers = ("main", "sim") if self.simulator == "autoencoder" else ("main",)
+        self._codec = None
+        self._proxy = None
+        self._pair: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's (IH_enc, IL_enc)
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            from ..codecs import get_codec
+
+            self._codec = get_codec(self.codec_name, **self.codec_options)
+        return self._codec
+
+    def extras(self, model, recipe):
+        if self.simulator != "autoencoder":
+            return {}
+        return {"sim": CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)}
+
+    def prepare(self, model, extras, recipe):
+        if self.codec_name == "jpeg" and any(q != self.quality for q in recipe.val_qualities):
+            raise RecipeError(f"{recipe.name}: validation compares with JPEG at the task's quality "
+                              f"{self.quality}; set val.qualities = [{self.quality}]")
+
+    def parameters(self, optimizer, model, extras):
+        return list(extras["sim"].parameters() if optimizer == "sim" else model.parameters())
+
+    def simulate(self, encoded: torch.Tensor, extras: dict) -> torch.Tensor:
+        """Strategy I's ISL_enc = S(IH_enc)."""
+        if self.simulator == "autoencoder":
+            return extras["sim"](encoded)
+        if self._proxy is None:
+            from ..jpeg.proxy import DiffJPEG
+
+            self._proxy = DiffJPEG(subsampling=getattr(self.codec, "subsampling", "4:2:0"))
+        with torch.autocast(encoded.device.type, enabled=False):
+            return self._proxy.to(encoded.device)(encoded.float(), self.quality)
+
+    def compress(self, encoded: torch.Tensor, extras: dict) -> torch.Tensor:
+        """The compression proxy's output: the real codec's IL_enc in value,
+        with the strategy's gradient."""
+        real = codec_batch(self.codec, encoded, self.quality)
+        if self.strategy == "II":
+            return skip_component(real, encoded.float())
+        if self.simulator == "autoencoder":
+            self._pair = (encoded.detach().float(), real)
+        return skip_component(real, self.simulate(encoded, extras).float())
+
+    def loss(self, optimizer, model, extras, batch, recipe):
+        if optimizer == "sim":  # eq. (2) on this step's pair, after the main update
+            extras["sim"].requires_grad_(True)
+            encoded, real = self._pair
+            return mse(extras["sim"](encoded), real)
+        if "sim" in extras:  # gradients pass through S to E, S's own weights learn from L_sim only
+            extras["sim"].requires_grad_(False)
+        net = unwrap(model)
+        gt = batch["gt"]
+        residual = gt - codec_batch(self.codec, gt, self.quality)
+        encoded = net.hide(gt, residual)
+        restored = net.reconstruct(self.compress(encoded, extras))
+        return self.rec_weight * mse(restored, gt) + mse(encoded, gt)
+
+    def infer(self, model, lq, gt, quality):
+        """Validation: the real pipeline, E -> codec -> D, at the task's quality."""
+        net = unwrap(model)
+        encoded = net.hide(gt, gt - codec_batch(self.codec, gt, self.quality))
+        return net.reconstruct(codec_batch(self.codec, encoded, self.quality))

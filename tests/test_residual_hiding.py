@@ -1,0 +1,377 @@
+"""Residual hiding (the Residual hiding paper): E and D, the Strategy I
+simulator, the compression proxies and losses of sections 3.3-3.4 as a
+training task, and the encode/decode product."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from carkit.codecs import get_codec
+from carkit.codecs.jpeg import JpegCodec
+from carkit.io import to_tensor, to_uint8
+from carkit.models.registry import create_model, model_config
+from carkit.models.residual_hiding import CodecSimulator, ResidualHiding
+from carkit.training import hiding_tasks as ht
+
+TINY = {"channels": [4, 8, 16], "blocks": 1}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one thread is fastest, and on a busy machine several
+    threads contend badly (100x slower)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _image(h=40, w=56, color=True, seed=0) -> np.ndarray:
+    """Smooth structure plus texture: JPEG leaves a real residual."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = 128 + 70 * np.sin(x / 5.0) * np.cos(y / 4.0) + np.random.default_rng(seed).normal(0, 12, (h, w))
+    if not color:
+        return np.clip(base, 0, 255).astype(np.uint8)
+    return np.clip(np.stack([base, 255 - base, base * 0.5 + 60], -1), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- networks
+
+def test_networks_shapes_parameters_and_identity_start():
+    net = create_model("hiding-color")
+    assert isinstance(net, ResidualHiding) and model_config("hiding-color").kind == "hiding"
+    assert (_count(net.encoder), _count(net.decoder), _count(net)) == (1_007_587, 1_006_723, 2_014_310)
+    assert _count(create_model("hiding-gray")) == 2_011_426
+    assert net.encoder.head.in_channels == 6 and net.encoder.tail.out_channels == 3
+    ih = torch.rand(2, 3, 37, 29)
+    ir = torch.rand(2, 3, 37, 29) - 0.5
+    enc = net.hide(ih, ir)
+    assert enc.shape == ih.shape and net.reveal(enc).shape == ih.shape
+    # zero-initialised corrections: an untrained pair is the plain codec
+    assert torch.equal(enc, ih) and torch.equal(net.reconstruct(enc), enc) and not net.reveal(enc).any()
+    with torch.no_grad():
+        net.decoder.tail.weight.normal_(0, 0.1)
+    il_enc = torch.rand(1, 3, 21, 18)
+    assert torch.allclose(net.reconstruct(il_enc), il_enc + net.reveal(il_enc))      # I'H = IL_enc + I'R
+
+
+def test_simulator_is_eight_conv_relu_blocks_without_downsampling():
+    sim = create_model("hiding-sim-color")
+    assert isinstance(sim, CodecSimulator) and model_config("hiding-sim-color").kind == "codec-sim"
+    convs = [m for m in sim.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 9 and all(c.stride == (1, 1) for c in convs)      # 8 blocks + the output conv
+    assert sum(isinstance(m, torch.nn.ReLU) for m in sim.modules()) == 8
+    assert _count(sim) == 262_019 and _count(create_model("hiding-sim-gray")) == 259_713
+    x = torch.rand(1, 3, 19, 23)
+    assert torch.equal(sim(x), x)                                           # starts as the identity
+
+
+# ---------------------------------------------------------------- compression proxies
+
+def test_skip_component_forward_is_the_real_codec_and_its_gradient_the_identity():
+    codec = get_codec("jpeg")
+    x = to_tensor(_image()).repeat(2, 1, 1, 1).requires_grad_(True)
+    real = ht.codec_batch(codec, x, 50)
+    assert torch.equal(real[0], to_tensor(codec.roundtrip(_image(), 50).decoded)[0])
+    y = ht.skip_component(real, x)
+    assert torch.equal(y, real)
+    g = torch.randn_like(y)
+    y.backward(g)
+    assert torch.equal(x.grad, g)
+
+
+def test_strategy_I_jpeg_proxy_tracks_the_real_jpeg_and_carries_gradients():
+    from carkit.evaluation.metrics import psnr
+
+    task = ht.ResidualHidingTask(strategy="I")
+    assert task.simulator == "proxy" and task.optimizers == ("main",)
+    x = to_tensor(_image(48, 64)).requires_grad_(True)
+    simulated = task.simulate(x, {})
+    assert psnr(to_uint8(simulated), task.codec.roundtrip(_image(48, 64), 50).decoded) > 40.0
+    out = task.compress(x, {})
+    assert torch.equal(out, ht.codec_batch(task.codec, x, 50))             # D sees the real codec
+    out.square().sum().backward()
+    assert x.grad.abs().sum() > 0 and not torch.allclose(x.grad, 2 * out.detach())  # through the proxy, not identity
+    # the autoencoder simulator (other codecs; here on JPEG): same forward, its own L_sim optimizer
+    auto = ht.ResidualHidingTask(strategy="I", simulator="autoencoder", sim_features=4, sim_blocks=2)
+    assert auto.optimizers == ("main", "sim")
+    extras = {"sim": CodecSimulator(3, 4, 2)}
+    assert torch.equal(auto.compress(x, extras), out)
+
+
+def test_task_arguments_are_checked():
+    from carkit.training.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="strategy"):
+        ht.ResidualHidingTask(strategy="III")
+    with pytest.raises(RecipeError, match="simulator='autoencoder'"):
+        ht.ResidualHidingTask(strategy="I", codec="webp", simulator="proxy")
+    with pytest.raises(RecipeError, match="quality"):
+        ht.ResidualHidingTask(quality=0)
+    assert ht.ResidualHidingTask(strategy="I", codec="webp").simulator == "autoencoder"
+
+
+def test_loss_is_lambda_rec_plus_con():
+    """An untrained pair: IH_enc = IH (L_con = 0) and I'H = JPEG(IH), so the
+    loss is 5 * MSE(JPEG(IH), IH); a changed encoder adds L_con."""
+    task = ht.ResidualHidingTask(strategy="II")
+    net = ResidualHiding(3, **TINY)
+    gt = to_tensor(_image())
+    expected = 5.0 * ((ht.codec_batch(task.codec, gt, 50) - gt) ** 2).mean()
+    assert torch.allclose(task.loss("main", net, {}, {"gt": gt}, None), expected)
+    with torch.no_grad():
+        net.encoder.tail.bias.fill_(0.01)
+    enc = net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50))
+    rec = net.reconstruct(ht.codec_batch(task.codec, enc, 50))
+    want = 5.0 * ((rec - gt) ** 2).mean() + ((enc - gt) ** 2).mean()
+    assert torch.allclose(task.loss("main", net, {}, {"gt": gt}, None), want)
+
+
+def _tiny_recipe(shared_data, strategy, iterations, **task_kwargs):
+    from carkit.training.recipe import Recipe
+
+    return Recipe(name=f"hiding-{strategy}", model="hiding-color", model_kwargs=TINY, data_root=str(shared_data),
+                  train_dirs=["val/cid22"], gray=False, patch_size=32, batch_size=2, qualities=[50],
+                  val_dir="val/cid22", val_qualities=[50], val_crop=48, val_limit=1, val_every=iterations,
+                  task="residual-hiding", task_kwargs={"strategy": strategy, **task_kwargs}, iterations=iterations,
+                  lr=1e-3, schedule="constant", ema=0.9, bf16=False, channels_last=False, checkpoint_every=3,
+                  log_every=1, threads=1)
+
+
+@pytest.mark.parametrize("strategy,kwargs", [("II", {}), ("I", {"simulator": "autoencoder", "sim_features": 4,
+                                                                 "sim_blocks": 2})])
+def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwargs, tmp_path, shared_data):
+    from safetensors.torch import load_file
+
+    from carkit.training.engine import train
+
+    recipe = _tiny_recipe(shared_data, strategy, 6, **kwargs)
+    train(recipe, tmp_path / "a", progress=False)
+    a = load_file(str(tmp_path / "a" / "last.safetensors"))
+    torch.manual_seed(recipe.seed)
+    init = create_model("hiding-color", **TINY).state_dict()
+    for part in ("encoder", "decoder"):
+        assert not torch.equal(a[f"model.{part}.tail.weight"], init[f"{part}.tail.weight"])
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    if kwargs:
+        assert {"main", "sim"} <= set(log[0]["losses"]) and "sim.out.weight" in a
+        assert a["sim.out.weight"].abs().sum() > 0                         # L_sim trained the simulator
+    assert "q50" in log[-1]["val"]
+
+    train(recipe, tmp_path / "b", progress=False, max_steps=3)
+    train(recipe, tmp_path / "b", progress=False)
+    b = load_file(str(tmp_path / "b" / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recipes_name_the_papers_settings():
+    from pathlib import Path
+
+    from carkit.training.engine import get_task
+    from carkit.training.recipe import load_recipe
+
+    root = Path(__file__).resolve().parents[1] / "recipes" / "hiding"
+    for strategy in ("II", "I"):
+        recipe = load_recipe(root / f"hiding-jpeg-q50-s{len(strategy)}.toml")
+        task = get_task(recipe.task, **recipe.task_kwargs)
+        assert (task.strategy, task.codec_name, task.quality, task.rec_weight) == (strategy, "jpeg", 50, 5.0)
+        assert (recipe.lr, recipe.schedule, recipe.weight_decay) == (1e-4, "constant", 0.0)
+        assert recipe.model == "hiding-color" and recipe.val_qualities == [50] and recipe.bf16
+        assert (recipe.patch_size, recipe.batch_size) == (64, 8)
+
+
+# ---------------------------------------------------------------- the product: encode / decode
+
+def add_tiny_hiding(directory, name, gray=False, quality=50, seed=0, codec="jpeg"):
+    """An untrained-but-visible tiny E/D pair in the zoo in ``directory``."""
+    import carkit.zoo.registry as zoo
+    from safetensors.torch import save_file
+
+    from carkit.zoo.registry import WeightsRecord, save_record, sha256_of
+
+    directory.mkdir(parents=True, exist_ok=True)
+    old, zoo.WEIGHTS_DIR = zoo.WEIGHTS_DIR, directory
+    try:
+        torch.manual_seed(seed)
+        model = create_model("hiding-gray" if gray else "hiding-color", **TINY)
+        with torch.no_grad():
+            model.encoder.tail.weight.normal_(0, 0.02)
+            model.decoder.tail.weight.normal_(0, 0.02)
+        path = directory / f"{name}.safetensors"
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
+        save_record(WeightsRecord(name=name, model="hiding-gray" if gray else "hiding-color", model_kwargs=TINY,
+                                  gray=gray, qualities=[quality, quality], sha256=sha256_of(path), description="test",
+                                  training={"recipe": {"task_kwargs": {"codec": codec, "quality": quality}}}))
+    finally:
+        zoo.WEIGHTS_DIR = old
+
+
+@pytest.fixture
+def hiding_zoo(tmp_path, monkeypatch):
+    import carkit.zoo.registry as zoo
+
+    directory = tmp_path / "zoo"
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
+    add_tiny_hiding(directory, "tiny-hiding-color-q50", gray=False, quality=50)
+    add_tiny_hiding(directory, "tiny-hiding-color-q20", gray=False, quality=20, seed=1)
+    add_tiny_hiding(directory, "tiny-hiding-gray-q50", gray=True, quality=50, seed=2)
+    return directory
+
+
+def _strip_comment(data: bytes) -> bytes:
+    i = data.index(b"\xff\xfe")
+    return data[:i] + data[i + 2 + int.from_bytes(data[i + 2:i + 4], "big"):]
+
+
+def test_encode_writes_a_standard_marked_jpeg_and_decode_applies_d(hiding_zoo, tmp_path, capsys):
+    from carkit.cli import main
+    from carkit.pipelines.hiding_codec import read_marker
+    from carkit.zoo.registry import load_pretrained
+
+    for name, img in (("c", _image(37, 50)), ("g", _image(37, 50, color=False))):
+        src, out, rec = tmp_path / f"{name}.png", tmp_path / f"{name}.jpg", tmp_path / f"{name}-rec.png"
+        Image.fromarray(img).save(src)
+        before = src.read_bytes()
+        assert main(["encode", "--method", "hiding", "--codec", "jpeg", "-q", "50", str(src), str(out)]) == 0
+        data = out.read_bytes()
+        with Image.open(out) as im:                                          # any reader opens it
+            assert im.format == "JPEG" and im.size == (50, 37) and im.mode == ("L" if name == "g" else "RGB")
+            shown = np.array(im)
+        marker = read_marker(data)
+        model = "tiny-hiding-gray-q50" if name == "g" else "tiny-hiding-color-q50"
+        assert marker == {"model": model, "sha256": marker["sha256"], "codec": "jpeg", "quality": 50}
+        net = load_pretrained(model)
+        # the file is exactly JPEG(IH_enc) plus the COM segment, IH_enc = E(IH, IH - JPEG(IH))
+        with torch.no_grad():
+            ih = to_tensor(img)
+            enc = to_uint8(net.hide(ih, ih - to_tensor(JpegCodec().roundtrip(img, 50).decoded)))
+        assert not np.array_equal(enc, img)
+        assert _strip_comment(data) == JpegCodec().encode(enc, 50)
+        assert np.array_equal(shown, JpegCodec().decode(_strip_comment(data)))
+        assert main(["decode", str(out), "-o", str(rec)]) == 0
+        with torch.no_grad():
+            want = to_uint8(net.reconstruct(to_tensor(shown)))
+        assert np.array_equal(np.asarray(Image.open(rec)), want)
+        assert not np.array_equal(want, shown)                               # D did something
+        assert src.read_bytes() == before
+    assert "bpp (hiding, quality 50)" in capsys.readouterr().out
+
+
+def _default_model(img, quality):
+    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+
+    return read_marker(HidingCodec().encode(img, quality))["model"]
+
+
+def test_codec_registry_round_trip_and_availability(hiding_zoo, tmp_path, monkeypatch):
+    import carkit.zoo.registry as zoo
+    from carkit.codecs import available_codecs, canonical_name, codec_info
+
+    assert canonical_name("residual-hiding") == "hiding" and "hiding" in available_codecs()
+    codec = get_codec("hiding", model="tiny-hiding-color-q20")
+    img = _image(24, 40)
+    rt = codec.roundtrip(img, 30)
+    assert rt.decoded.shape == img.shape and b"tiny-hiding-color-q20" in rt.data
+    settings = codec.settings()
+    assert (settings["codec"], settings["base_codec"], settings["subsampling"]) == ("hiding", "jpeg", "4:2:0")
+    assert "torch" in settings["library"] and "jpeg" in settings["library"]
+    assert np.array_equal(get_codec("hiding").decode(rt.data), rt.decoded)
+    assert _default_model(img, 22) == "tiny-hiding-color-q20"           # nearest trained quality
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "empty")
+    assert "hiding" not in available_codecs()
+    assert {r["name"]: r["reason"] for r in codec_info()}["hiding"] == "no residual-hiding weights in the zoo"
+
+
+def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp_path, capsys):
+    from carkit.cli import main
+    from carkit.pipelines.hiding_codec import HidingCodec
+
+    from .helpers import make_tiny_zoo
+
+    make_tiny_zoo(hiding_zoo)                                                # tiny-gray restores QF 10..40
+    img = _image(32, 40, color=False)
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(img).save(plain, quality=30)
+    assert main(["restore", str(plain), "-o", str(tmp_path / "restored.png")]) == 0
+    capsys.readouterr()
+    assert main(["decode", "--method", "hiding", str(plain), "-o", str(tmp_path / "d.png")]) == 0
+    err = capsys.readouterr().err
+    assert "no carkit-hiding marker" in err and "tiny-gray" in err and err.count("\n") == 1
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), np.asarray(Image.open(tmp_path / "restored.png")))
+    pixels, note = HidingCodec().decode_with_note(plain.read_bytes())
+    assert np.array_equal(pixels, np.asarray(Image.open(tmp_path / "restored.png"))) and "tiny-gray" in note
+    with pytest.warns(UserWarning, match="no carkit-hiding marker"):
+        HidingCodec().decode(plain.read_bytes())
+    # without --method hiding a plain JPEG still decodes to its own pixels
+    assert main(["decode", str(plain), "-o", str(tmp_path / "p.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), np.asarray(Image.open(plain)))
+
+
+def test_tiled_networks_equal_untiled():
+    from carkit.pipelines.hiding_codec import hide, reconstruct
+
+    torch.manual_seed(0)
+    net = ResidualHiding(3, [4, 8, 16], [1, 2, 2]).eval()
+    with torch.no_grad():
+        for part in (net.encoder, net.decoder):
+            part.tail.weight.normal_(0, 0.1)
+        ih, ir = torch.rand(1, 3, 230, 190), torch.rand(1, 3, 230, 190) - 0.5
+        assert torch.allclose(hide(net, ih, ir, tile=128, overlap=96), net.hide(ih, ir), atol=1e-6)
+        assert not torch.allclose(hide(net, ih, ir, tile=64, overlap=16), net.hide(ih, ir), atol=1e-6)
+        assert torch.allclose(reconstruct(net, ih, tile=128, overlap=96), net.reconstruct(ih), atol=1e-6)
+
+
+def test_bad_input_gives_one_line_errors_and_never_overwrites(hiding_zoo, tmp_path, monkeypatch, capsys):
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+
+    src = tmp_path / "in.png"
+    Image.fromarray(_image(24, 24)).save(src)
+    gray = tmp_path / "g.png"
+    Image.fromarray(_image(24, 24, color=False)).save(gray)
+    good = tmp_path / "good.jpg"
+    assert main(["encode", "--method", "hiding", "-q", "50", str(src), str(good)]) == 0
+    data = good.read_bytes()
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(data.replace(b'"codec":"jpeg"', b'"codec":"nope"'))
+    before = src.read_bytes()
+    capsys.readouterr()
+    cases = [
+        (["encode", "--method", "hiding", "-q", "0", str(src), str(tmp_path / "x1.jpg")], "quality"),
+        (["encode", "--method", "hiding", "--codec", "webp", "-q", "50", str(src), str(tmp_path / "x2.jpg")],
+         "not supported yet"),
+        (["encode", "--method", "jpeg", "--codec", "jpeg", "-q", "50", str(src), str(tmp_path / "x3.jpg")],
+         "--codec applies to --method hiding"),
+        (["encode", "--method", "hiding", "--model", "tiny-hiding-color-q50", "-q", "50", str(gray),
+          str(tmp_path / "x4.jpg")], "codes color images"),
+        (["encode", "--method", "hiding", "-q", "50", str(tmp_path / "missing.png"), str(tmp_path / "x5.jpg")], ""),
+        (["encode", "--method", "hiding", "-q", "50", str(src), str(src), "--force"], "would overwrite the input"),
+        (["decode", str(good), "-o", str(good), "--force"], "would overwrite the input"),
+        (["decode", str(damaged), "-o", str(tmp_path / "x6.png")], "damaged carkit-hiding marker"),
+        (["decode", str(good), "-o", str(tmp_path / "x7.png"), "--restore", "tiny-gray"], "drop --restore"),
+        (["decode", "--method", "hiding", str(src), "-o", str(tmp_path / "x8.png")], "not a JPEG"),
+    ]
+    for argv, text in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert text in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    assert src.read_bytes() == before and good.read_bytes() == data
+    # weights that changed since encoding
+    add_tiny_hiding(hiding_zoo, "tiny-hiding-color-q50", seed=7)
+    assert main(["decode", str(good), "-o", str(tmp_path / "x9.png")]) == 2
+    assert "other tiny-hiding-color-q50 weights" in capsys.readouterr().err
+    # no weights at all
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "empty")
+    assert main(["encode", "--method", "hiding", "-q", "50", str(src), str(tmp_path / "x10.jpg")]) == 2
+    assert "no residual-hiding weights" in capsys.readouterr().err
+    assert not any((tmp_path / f"x{i}.{e}").exists() for i in range(11) for e in ("jpg", "png"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
