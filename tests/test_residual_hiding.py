@@ -13,6 +13,7 @@ from PIL import Image
 
 from carkit.codecs import get_codec
 from carkit.codecs.jpeg import JpegCodec
+from carkit.errors import CodecError
 from carkit.io import to_tensor, to_uint8
 from carkit.models.registry import create_model, model_config
 from carkit.models.residual_hiding import CodecSimulator, ResidualHiding
@@ -291,6 +292,40 @@ def test_codec_registry_round_trip_and_availability(hiding_zoo, tmp_path, monkey
     assert {r["name"]: r["reason"] for r in codec_info()}["hiding"] == "no residual-hiding weights in the zoo"
 
 
+@pytest.mark.parametrize("codec", ["jpeg2000", "heif"])
+def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkeypatch):
+    """JPEG 2000 (a COM segment in the codestream) and HEIF (a uuid box): the
+    file is the codec's own file plus the marker, any reader opens it, and
+    decode finds the marker by content and applies D."""
+    import carkit.zoo.registry as zoo
+    from carkit.codecs import available_codecs
+    from carkit.codecs.markers import CARRIERS
+    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+    from carkit.zoo.registry import load_pretrained
+
+    if codec not in available_codecs():
+        pytest.skip(f"{codec} is not available here")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    add_tiny_hiding(tmp_path / "zoo", f"tiny-hiding-{codec}", quality=40, codec=codec)
+    add_tiny_hiding(tmp_path / "zoo", "tiny-hiding-jpeg", quality=40, seed=3)
+    img, base = _image(37, 50), get_codec(codec)
+    data = HidingCodec(codec=codec).encode(img, 40)
+    marker = read_marker(data)
+    assert (marker["model"], marker["codec"], marker["quality"]) == (f"tiny-hiding-{codec}", codec, 40)
+    shown = base.decode(data)                                              # a standard file
+    assert shown.shape == img.shape
+    with torch.no_grad():
+        want = to_uint8(load_pretrained(f"tiny-hiding-{codec}").reconstruct(to_tensor(shown)))
+    assert np.array_equal(HidingCodec().decode(data), want)               # any HidingCodec decodes it
+    # a marker naming another codec than the file's format is damage, not a silent wrong decode
+    forged = CARRIERS[codec].write(base.encode(img, 40), b'carkit-hiding {"model":"tiny-hiding-jpeg",'
+                                   b'"sha256":"0","codec":"jpeg","quality":40}')
+    with pytest.raises(CodecError, match="damaged carkit-hiding marker"):
+        read_marker(forged)
+    with pytest.raises(CodecError, match="trained for jpeg"):
+        HidingCodec(codec=codec, model="tiny-hiding-jpeg").encode(img, 40)
+
+
 def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp_path, capsys):
     from carkit.cli import main
     from carkit.pipelines.hiding_codec import HidingCodec
@@ -348,7 +383,7 @@ def test_bad_input_gives_one_line_errors_and_never_overwrites(hiding_zoo, tmp_pa
     cases = [
         (["encode", "--method", "hiding", "-q", "0", str(src), str(tmp_path / "x1.jpg")], "quality"),
         (["encode", "--method", "hiding", "--codec", "webp", "-q", "50", str(src), str(tmp_path / "x2.jpg")],
-         "not supported yet"),
+         "cannot carry the marker"),
         (["encode", "--method", "jpeg", "--codec", "jpeg", "-q", "50", str(src), str(tmp_path / "x3.jpg")],
          "--codec applies to --method hiding"),
         (["encode", "--method", "hiding", "--model", "tiny-hiding-color-q50", "-q", "50", str(gray),

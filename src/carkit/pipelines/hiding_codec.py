@@ -21,24 +21,23 @@ Both networks run tile by tile (``tiling.tiled_regions``) with overlaps
 wider than their receptive fields, so memory stays bounded on large images
 and the result equals the untiled one.
 
-Codecs: a codec is supported when a :class:`Container` knows how to carry
-the marker in its files. Only JPEG has one now (a COM segment after the
-APPn headers; the entropy-coded data are the codec's own bytes, untouched).
-Others (JPEG 2000 via Pillow, HEIF via pillow-heif) need a container that
-writes and reads their metadata (a JP2 comment box, an XMP/EXIF item) and
-zoo weights trained with that codec (``task_kwargs.codec`` of their recipe).
+Codecs: a codec is supported when its files can carry the marker
+(``codecs.markers.CARRIERS``): JPEG (a COM segment after the APPn headers),
+a JPEG 2000 codestream (a COM segment in the main header) and HEIF (a
+top-level ``uuid`` box); the coded image data are the codec's own bytes,
+untouched. Each needs zoo weights trained with that codec
+(``task_kwargs.codec`` of their recipe). The marker is found by its
+content, whatever the file's extension; a marker naming another codec than
+the file's format is reported as damage.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 from ..codecs.base import Codec, check_image
+from ..codecs.markers import CARRIERS
 from ..errors import CodecError, NotAJpegError
 
 MARKER = b"carkit-hiding "
@@ -46,57 +45,21 @@ MARKER = b"carkit-hiding "
 TILE, OVERLAP = 512, 96
 
 
-@dataclass(frozen=True)
-class Container:
-    """How one codec's files carry the marker: ``write(data, payload)`` adds it
-    to the codec's bytes, ``read(data)`` returns it (or None)."""
-
-    codec: str
-    write: Callable[[bytes, bytes], bytes]
-    read: Callable[[bytes], bytes | None]
-
-
-def _jpeg_write_comment(data: bytes, payload: bytes) -> bytes:
-    """``data`` with a COM segment holding ``payload`` after SOI and the APPn
-    segments (JFIF, EXIF), before the tables; nothing else changes."""
-    if not data.startswith(b"\xff\xd8"):
-        raise CodecError("hiding: the JPEG encoder did not return a JPEG")
-    if len(payload) > 65533:
-        raise CodecError("hiding: marker too long for a JPEG comment")
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF and 0xE0 <= data[pos + 1] <= 0xEF:
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return data[:pos] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + data[pos:]
-
-
-def _jpeg_read_comment(data: bytes) -> bytes | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(bytes(data))) as im:
-            return im.info.get("comment") if im.format == "JPEG" else None
-    except Exception:  # not an image Pillow knows: not ours either
-        return None
-
-
-CONTAINERS = {"jpeg": Container("jpeg", _jpeg_write_comment, _jpeg_read_comment)}
-
-
 def read_marker(data: bytes) -> dict | None:
     """The marker of a residual-hiding file, or None for any other file."""
-    for container in CONTAINERS.values():
-        payload = container.read(data)
-        if payload and payload.startswith(MARKER):
-            break
-    else:
+    from ..codecs.markers import find_payload
+
+    found = find_payload(data, MARKER)
+    if found is None:
         return None
+    carrier, payload = found
     try:
         marker = json.loads(payload[len(MARKER):])
         _ = (str(marker["model"]), str(marker["sha256"]), str(marker["codec"]), int(marker["quality"]))
     except (ValueError, KeyError, TypeError):
         raise CodecError("damaged carkit-hiding marker in this file") from None
-    if marker["codec"] not in CONTAINERS:
-        raise CodecError(f"damaged carkit-hiding marker: unknown codec {marker['codec']!r}")
+    if marker["codec"] != carrier:
+        raise CodecError(f"damaged carkit-hiding marker: it names {marker['codec']!r} inside a {carrier} file")
     return marker
 
 
@@ -176,8 +139,8 @@ class HidingCodec(Codec):
         from ..codecs import canonical_name, get_codec
 
         base = canonical_name(codec)
-        if base not in CONTAINERS:
-            raise CodecError(f"hiding: {base} is not supported yet (supported: {', '.join(sorted(CONTAINERS))})")
+        if base not in CARRIERS:
+            raise CodecError(f"hiding: {base} files cannot carry the marker (supported: {', '.join(sorted(CARRIERS))})")
         self.codec = base
         self.model = model
         self.tile, self.overlap = int(tile), int(overlap)
@@ -220,7 +183,7 @@ class HidingCodec(Codec):
             encoded = hide(net, original, residual, self.tile, self.overlap)
         marker = {"model": name, "sha256": record.sha256[:16], "codec": self.codec, "quality": quality}
         data = self._base.encode(to_uint8(encoded), quality)
-        return CONTAINERS[self.codec].write(data, MARKER + json.dumps(marker, separators=(",", ":")).encode())
+        return CARRIERS[self.codec].write(data, MARKER + json.dumps(marker, separators=(",", ":")).encode())
 
     def decode_with_note(self, data: bytes) -> tuple[np.ndarray, str | None]:
         """The decoded image and None, or, for a JPEG without the marker, its
