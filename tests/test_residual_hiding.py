@@ -174,6 +174,37 @@ def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_simulator_pretrains_alone_on_ih_il_pairs_first(tmp_path, shared_data):
+    """Strategy I with the autoencoder (the paper's section 4.2): during
+    ``sim_pretrain`` steps only the simulator learns, on (IH, IL); E and D wait."""
+    from safetensors.torch import load_file
+
+    from carkit.training.engine import train
+    from carkit.training.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="sim_pretrain"):
+        ht.ResidualHidingTask(strategy="II", sim_pretrain=2)
+    task = ht.ResidualHidingTask(strategy="I", simulator="autoencoder", sim_pretrain=2)
+    assert [task.optimizers_at(s) for s in range(3)] == [("sim",), ("sim",), ("main", "sim")]
+    gt, sim = to_tensor(_image()), CodecSimulator(3, 4, 2)
+    with torch.no_grad():
+        sim.out.bias.fill_(0.1)
+    task.begin_step(0, None, {})
+    want = ((sim(gt) - ht.codec_batch(task.codec, gt, 50)) ** 2).mean()
+    assert torch.allclose(task.loss("sim", None, {"sim": sim}, {"gt": gt}, None), want)
+
+    recipe = _tiny_recipe(shared_data, "I", 2, simulator="autoencoder", sim_features=4, sim_blocks=2,
+                          sim_pretrain=2)
+    train(recipe, tmp_path / "p", progress=False)
+    a = load_file(str(tmp_path / "p" / "last.safetensors"))
+    torch.manual_seed(recipe.seed)
+    init = create_model("hiding-color", **TINY).state_dict()
+    assert all(torch.equal(a[f"model.{k}"], v) for k, v in init.items())   # E/D untouched
+    assert a["sim.out.weight"].abs().sum() > 0
+    log = [json.loads(line) for line in (tmp_path / "p" / "log.jsonl").read_text().splitlines()]
+    assert set(log[0]["losses"]) == {"sim"}
+
+
 def test_recipes_name_the_papers_settings():
     from pathlib import Path
 

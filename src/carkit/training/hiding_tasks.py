@@ -23,7 +23,10 @@ One step, for a batch of originals IH (``batch["gt"]``):
      conv-ReLU :class:`~carkit.models.residual_hiding.CodecSimulator`,
      updated jointly by L_sim = ||ISL_enc - IL_enc||^2 (eq. 2) with its own
      optimizer ("sim"), on the (IH_enc, IL_enc) pairs of the same step.
-     ``simulator="autoencoder"`` also trains that network for JPEG.
+     ``simulator="autoencoder"`` also trains that network for JPEG. As in
+     the paper, the autoencoder is first pretrained alone on (IH, IL) pairs
+     (the codec's input and output) for ``sim_pretrain`` steps, then
+     fine-tuned jointly on (IH_enc, IL_enc).
 
 4. I'H = IL_enc' + D(IL_enc') with IL_enc' the proxy's output, and the
    objective (eqs. 4-6) L = lambda * L_rec + L_con, L_rec = ||I'H - IH||^2,
@@ -32,9 +35,9 @@ One step, for a batch of originals IH (``batch["gt"]``):
 
 What differs from the paper: squared errors are means over pixels, not sums
 (the same minimiser; lambda keeps its meaning because both terms are scaled
-alike). The paper's simulator is pretrained before joint training; here it
-starts as the identity (its zero-initialised skip) and learns jointly from
-the first step. Images are patches of the recipe's data, not Kinetics frames.
+alike). The simulator starts as the identity (its zero-initialised skip, not in the
+paper) before its pretraining; E and D wait during it (their optimizer is
+idle, the steps count in the recipe's ``iterations``). Images are patches of the recipe's data, not Kinetics frames.
 The real codec and the JPEG proxy run in float32 outside bf16 autocast.
 """
 
@@ -85,13 +88,16 @@ class ResidualHidingTask(TrainTask):
             ``"proxy"`` for JPEG, ``"autoencoder"`` otherwise.
         rec_weight: lambda of eq. (6).
         sim_features, sim_blocks: the autoencoder's width and depth.
+        sim_pretrain: steps at the start that train only the autoencoder, on
+            (IH, IL) pairs, before the joint training (Strategy I with the
+            autoencoder only).
     """
 
     name = "residual-hiding"
 
     def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
                  simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
-                 sim_features: int = 64, sim_blocks: int = 8):
+                 sim_features: int = 64, sim_blocks: int = 8, sim_pretrain: int = 0):
         from ..codecs import canonical_name, check_quality
 
         if strategy not in STRATEGIES:
@@ -113,6 +119,10 @@ class ResidualHidingTask(TrainTask):
         self.rec_weight = float(rec_weight)
         self.sim_features, self.sim_blocks = int(sim_features), int(sim_blocks)
         self.optimizers = ("main", "sim") if self.simulator == "autoencoder" else ("main",)
+        if sim_pretrain and self.simulator != "autoencoder":
+            raise RecipeError("sim_pretrain applies to Strategy I with simulator='autoencoder'")
+        self.sim_pretrain = int(sim_pretrain)
+        self._pretraining = False
         self._codec = None
         self._proxy = None
         self._pair: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's (IH_enc, IL_enc)
@@ -134,6 +144,13 @@ class ResidualHidingTask(TrainTask):
         if self.codec_name == "jpeg" and any(q != self.quality for q in recipe.val_qualities):
             raise RecipeError(f"{recipe.name}: validation compares with JPEG at the task's quality "
                               f"{self.quality}; set val.qualities = [{self.quality}]")
+
+    def begin_step(self, step, model, extras):
+        self._pretraining = step < self.sim_pretrain
+
+    def optimizers_at(self, step):
+        """Only the simulator during its pretraining, then E/D and the simulator."""
+        return ("sim",) if step < self.sim_pretrain else self.optimizers
 
     def parameters(self, optimizer, model, extras):
         return list(extras["sim"].parameters() if optimizer == "sim" else model.parameters())
@@ -162,6 +179,9 @@ class ResidualHidingTask(TrainTask):
     def loss(self, optimizer, model, extras, batch, recipe):
         if optimizer == "sim":  # eq. (2) on this step's pair, after the main update
             extras["sim"].requires_grad_(True)
+            if self._pretraining:  # the codec's own input and output: (IH, IL)
+                gt = batch["gt"].float()
+                return mse(extras["sim"](gt), codec_batch(self.codec, gt, self.quality))
             encoded, real = self._pair
             return mse(extras["sim"](encoded), real)
         if "sim" in extras:  # gradients pass through S to E, S's own weights learn from L_sim only
