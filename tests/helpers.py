@@ -79,3 +79,28 @@ def add_tiny_vcodec(directory: Path, name: str = "tiny-vcodec-gray-q10", gray: b
                                   gray=gray, qualities=[quality, quality], sha256=sha256_of(path), description="test"))
     finally:
         zoo.WEIGHTS_DIR = old
+
+
+def add_tiny_weights(directory: Path, name: str, model: str, kwargs: dict, gray: bool, qualities, seed: int = 0,
+                     training: dict | None = None, init=None) -> None:
+    """Add an untrained ``model`` (registry name, ``kwargs``) to the zoo in
+    ``directory`` as ``name``, trained "for" ``qualities`` ([lo, hi]);
+    ``init(model)`` may change its fresh weights; ``training`` is the record's
+    (e.g. the recipe's ``task_kwargs``)."""
+    import carkit.zoo.registry as zoo
+
+    old = zoo.WEIGHTS_DIR
+    zoo.WEIGHTS_DIR = directory
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.manual_seed(seed)
+        net = create_model(model, **kwargs)
+        if init is not None:
+            with torch.no_grad():
+                init(net)
+        path = directory / f"{name}.safetensors"
+        save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
+        save_record(WeightsRecord(name=name, model=model, model_kwargs=kwargs, gray=gray, qualities=list(qualities),
+                                  sha256=sha256_of(path), description="test", training=training or {}))
+    finally:
+        zoo.WEIGHTS_DIR = old

@@ -264,6 +264,13 @@ def _cmd_bench_vcodec(args) -> int:
     return main_bench_vcodec(args)
 
 
+def _cmd_bench_hiding(args) -> int:
+    from .evaluation.hiding_bench import main_bench_hiding
+
+    args.data = _resolve_data(args.data)
+    return main_bench_hiding(args)
+
+
 def _cmd_bench_complexity(args) -> int:
     from .evaluation.complexity_bench import run_complexity_bench
     from .zoo.registry import list_weights, weights_record
@@ -412,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_vcodec_arguments(b)
     b.set_defaults(func=_cmd_bench_vcodec)
+    b = bsub.add_parser("hiding", help="residual hiding vs the codec alone, DnCNN and MemNet (the paper's Table 2, "
+                                        "Fix-Q and Fix-BPP), then RD curves and BD-rates")
+    from .evaluation.hiding_bench import add_bench_hiding_arguments
+
+    add_bench_hiding_arguments(b)
+    b.set_defaults(func=_cmd_bench_hiding)
     b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")

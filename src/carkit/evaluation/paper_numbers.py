@@ -9,6 +9,10 @@ on LIVE1 (25.69 here and there at QF 10).
 HR-CNN (Niu, ../shared/papers/hrcnn.txt), green channel, one model per
 quality: Table I over 14,040 128x128 DIV2K test crops, Table II on LIVE1,
 Table III's gains and trainable parameter counts (LIVE1, Q 10).
+
+Residual hiding (../shared/papers/residual-hiding.txt), Table 2 on Kodak: the
+codec alone ("Original"), MemNet, DnCNN and the two hiding strategies under
+the Fix-Q and Fix-BPP protocols of section 4.2.1.
 """
 
 from __future__ import annotations
@@ -81,3 +85,33 @@ def paper_gains(dataset: str) -> dict[str, dict[int, float]]:
 def paper_table_v_gains() -> dict[str, dict[int, float]]:
     """Table V variant -> quality -> PSNR gain over the paper's LIVE1 JPEG row."""
     return _gains(DAGN_TABLE_V, DAGN_TABLE_I["live1_color"]["JPEG"])
+
+
+#: Residual hiding paper (../shared/papers/residual-hiding.txt), Table 2, the Kodak half:
+#: codec -> protocol -> the "Quality / Bpp" header (quality None where the paper prints "-")
+#: and method -> (PSNR dB, SSIM). The paper does not say which PSNR (RGB or Y); "BPG" is
+#: HEVC intra, compared here with the ``heif`` codec. The Kinetics half is not stored (no
+#: Kinetics frames here).
+HIDING_TABLE_2_KODAK = {
+    "jpeg": {
+        "fix-q": {"quality": 50, "bpp": 0.889, "rows": {
+            "Original": (32.059, 0.918), "MemNet": (34.148, 0.925), "DnCNN": (34.258, 0.934),
+            "Strategy I": (34.958, 0.940), "Strategy II": (34.960, 0.940)}},
+        "fix-bpp": {"quality": None, "bpp": 1.0, "rows": {
+            "Original": (32.749, 0.903), "MemNet": (33.340, 0.911), "DnCNN": (33.889, 0.918),
+            "Strategy I": (34.273, 0.927), "Strategy II": (34.247, 0.927)}},
+    },
+    "bpg": {
+        "fix-q": {"quality": 30, "bpp": 0.702, "rows": {
+            "Original": (35.373, 0.951), "MemNet": (37.251, 0.951), "DnCNN": (37.758, 0.955),
+            "Strategy I": (37.842, 0.960), "Strategy II": (37.917, 0.961)}},
+        "fix-bpp": {"quality": None, "bpp": 1.0, "rows": {
+            "Original": (37.084, 0.944), "MemNet": (37.002, 0.944), "DnCNN": (37.204, 0.947),
+            "Strategy I": (37.555, 0.953), "Strategy II": (37.578, 0.955)}},
+    },
+    "jpeg2000": {
+        "fix-q/bpp": {"quality": 48, "bpp": 0.50, "rows": {
+            "Original": (28.575, 0.754), "MemNet": (28.987, 0.768), "DnCNN": (29.413, 0.778),
+            "Strategy I": (29.300, 0.795), "Strategy II": (30.108, 0.826)}},
+    },
+}

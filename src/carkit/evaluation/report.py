@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .results import read_result
 from .vcodec_bench import INTRO as VCODEC_INTRO  # a plain string; the module imports torch lazily
+from .hiding_bench import INTRO as HIDING_INTRO  # likewise
 
 HEADER = """# carkit results
 
@@ -244,6 +245,12 @@ def _vcodec_section(payload: dict) -> list[str]:
     return report_section(payload)
 
 
+def _hiding_section(payload: dict) -> list[str]:
+    from .hiding_bench import report_section
+
+    return report_section(payload)
+
+
 def blockcnn_figure(payload: dict) -> str:
     """Where a BlockCNN bench's RD plot lives, relative to docs/."""
     return f"figures/blockcnn_rd_{dataset_name(payload, 'data')}.png"
@@ -300,6 +307,7 @@ SECTIONS = (
      "JPEG, JPEG + BlockCNN artifact removal, the BlockCNN block-predictive codec, and the "
      "codec + artifact removal (paper Fig. 9-10). Rates are the real file sizes.", _blockcnn_section),
     ("vcodec_bench", "## Virtual codec (Zhao et al. 2017)", VCODEC_INTRO, _vcodec_section),
+    ("hiding_bench", "## Residual hiding (paper Table 2, then RD curves)", HIDING_INTRO, _hiding_section),
 )
 
 
@@ -343,4 +351,8 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike) -> Path
 
     for payload in by_kind.get("vcodec_bench", []):
         plot_vcodec_rd(payload, out.parent / figure_path(payload))
+    from .hiding_bench import write_figures
+
+    for payload in by_kind.get("hiding_bench", []):
+        write_figures(payload, out.parent / "figures")
     return out

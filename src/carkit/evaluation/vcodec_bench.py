@@ -83,6 +83,10 @@ INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the sa
          "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
 
 
+#: families of the reference curves (a standard codec alone, and followed by a restorer); every
+#: other curve is a learned method's ("codec" is another bench's name for a non-JPEG anchor)
+REFERENCE_FAMILIES = ("jpeg", "codec", "restored")
+
 #: suffix of the curves of gray models coding a color set's luma (luma mode)
 LUMA = " (luma)"
 
@@ -341,7 +345,7 @@ def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
     curve against the Jiang et al. curve trained at the same qualities (the
     paper's direct comparison)."""
     restored = payload["config"]["restored"]
-    learned = [n for n, e in curves_of(payload) if e["family"] not in ("jpeg", "restored")]
+    learned = [n for n, e in curves_of(payload) if e["family"] not in REFERENCE_FAMILIES]
     pairs = [(restored, "jpeg")] + [(n, a) for n in learned for a in ("jpeg", restored)]
 
     def trained(curve):
@@ -499,7 +503,8 @@ def _points_table(payload: dict) -> list[str]:
     for name, entry in curves_of(payload):
         for p in entry["points"]:
             m = p["mean"]
-            flag = " (outside the restorer's qualities)" if p.get("restorer_in_range") is False else ""
+            flag = (" (outside the restorer's qualities)" if p.get("restorer_in_range") is False else
+                    " (outside its training quality)" if p.get("in_training_quality") is False else "")
             out.append(f"| {name} | {p.get('model', '-')} | {p['quality']}{flag} | {_f(m['bpp'], '.4f')} | "
                        f"{_f(m.get(psnr_key), '.2f')} | {_f(m.get(ssim_key), '.4f')} |")
     return out
@@ -619,9 +624,10 @@ def report_section(payload: dict) -> list[str]:
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
-def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
+def plot_rd(payload: dict, out: str | os.PathLike, title: str | None = None) -> Path:
     """PSNR and SSIM against bpp for every curve (two panels), to a PNG; the
-    rate axis stops a little past the learned curves and the window."""
+    rate axis stops a little past the learned curves and the window.
+    ``title``: the figure's (default: the virtual codec bench's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -632,7 +638,7 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
 
     cfg = payload["config"]
     lo, hi = cfg["window_bpp"]
-    learned = [e for e in payload["codecs"].values() if e["family"] not in ("jpeg", "restored")]
+    learned = [e for e in payload["codecs"].values() if e["family"] not in REFERENCE_FAMILIES]
     top = max([hi] + [r for e in learned for r in _curve(e, cfg["rd_metrics"][0])[0]]) * 1.3
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, cfg["rd_metrics"]):
@@ -642,7 +648,7 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
             if not pairs:
                 continue
             rates, values = zip(*pairs)
-            big = entry["family"] not in ("jpeg", "restored")
+            big = entry["family"] not in REFERENCE_FAMILIES
             ax.plot(rates, values, marker="o" if big else ".", ms=5 if big else 3, lw=2 if big else 1.2,
                     ls="-" if big else "--", label=name)
             shown += [v for r, v in pairs if r <= top]
@@ -655,7 +661,7 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
         ax.set_ylabel(metric.upper().replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Virtual codec at very low rates on {dataset_name(payload, '?')} ({cfg['mode']}; "
+    fig.suptitle(title or f"Virtual codec at very low rates on {dataset_name(payload, '?')} ({cfg['mode']}; "
                  f"shaded: {lo}-{hi} bpp)")
     fig.tight_layout()
     from .plots import save_figure
@@ -689,14 +695,35 @@ def add_bench_vcodec_arguments(parser) -> None:
                                            "gray, dagn-small for color)")
     parser.add_argument("--jpeg-qualities", default=",".join(map(str, DEFAULT_JPEG_QUALITIES)),
                         help="full-resolution JPEG sweep")
-    parser.add_argument("--window", default=",".join(map(str, DEFAULT_WINDOW)),
+    add_run_arguments(parser, DEFAULT_WINDOW, "first N images of each folder only")
+
+
+def add_run_arguments(parser, window: tuple[float, float], limit_help: str) -> None:
+    """The options the RD benches share (this one, ``bench hiding``): --window
+    (default ``window``), --limit, --threads, --results, --figures, --no-progress."""
+    parser.add_argument("--window", default=",".join(map(str, window)),
                         help="bpp window of the target (windowed BD-rate, equal-rate verdict)")
-    parser.add_argument("--limit", type=int, help="first N images of each folder only")
+    parser.add_argument("--limit", type=int, help=limit_help)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--results", default="results", help="folder for result JSON files")
     parser.add_argument("--figures", default="docs/figures",
                         help="folder for the RD figures ('' for none; `bench report` redraws them)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def threads_and_window(args) -> tuple[float, float]:
+    """Apply ``--threads``; the ``--window`` rates (a one-line error unless 0 < low < high)."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        window = tuple(float(v) for v in args.window.split(","))
+    except ValueError:
+        window = ()
+    if len(window) != 2 or not 0 < window[0] < window[1]:
+        raise CarkitError(f"--window needs two rates low,high, got {args.window!r}")
+    return window
 
 
 def _ints(value) -> list[int] | None:
@@ -713,16 +740,7 @@ def main_bench_vcodec(args) -> int:
     (``args.data`` already resolved to folders)."""
     from .results import write_result
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        window = tuple(float(v) for v in args.window.split(","))
-    except ValueError:
-        window = ()
-    if len(window) != 2 or not 0 < window[0] < window[1]:
-        raise CarkitError(f"--window needs two rates low,high, got {args.window!r}")
+    window = threads_and_window(args)
     models = [m for m in (args.models or "").split(",") if m.strip()] if args.models is not None else None
     for d in args.data:
         gray = args.gray

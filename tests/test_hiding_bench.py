@@ -1,0 +1,319 @@
+"""``carkit bench hiding`` (the Residual hiding paper, section 4.2.1 and Table
+2; then RD curves): on a tiny zoo of untrained hiding models (Strategies I and
+II) and DnCNN/MemNet baselines at JPEG 50 and 62, and two small Kodak crops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from carkit.cli import main
+from carkit.codecs.jpeg import JpegCodec
+from carkit.evaluation import hiding_bench as hb
+from carkit.evaluation.metrics import score
+
+from .helpers import add_tiny_weights, make_tiny_zoo
+from .test_vcodec_bench import _crops
+
+HIDING_KWARGS = {"channels": [4, 8, 16], "blocks": 1}
+DNCNN_KWARGS = {"depth": 3, "features": 4}
+MEMNET_KWARGS = {"features": 4, "blocks": 1, "recursions": 2}
+SWEEP = [20, 35, 50, 65, 80]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _visible(net):
+    """A visible, deterministic effect of untrained E and D."""
+    net.encoder.tail.weight.normal_(0, 0.02)
+    net.decoder.tail.weight.normal_(0, 0.02)
+
+
+def add_hiding(zoo, name, strategy, quality=50, seed=0, gray=False, codec="jpeg"):
+    add_tiny_weights(zoo, name, "hiding-gray" if gray else "hiding-color", HIDING_KWARGS, gray, [quality, quality],
+                     seed, {"recipe": {"task_kwargs": {"strategy": strategy, "codec": codec, "quality": quality}}},
+                     _visible)
+
+
+def add_baseline(zoo, name, family, quality, seed=0, qualities=None):
+    model, kwargs, gray = (("dncnn3-color", DNCNN_KWARGS, False) if family == "DnCNN"
+                           else ("memnet-gray", MEMNET_KWARGS, True))
+    add_tiny_weights(zoo, name, model, kwargs, gray, qualities or [quality, quality], seed)
+
+
+@pytest.fixture
+def zoo(tmp_path, monkeypatch):
+    """'tiny-gray' (the RD restorer, QF 10..40) and nothing else."""
+    return make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+
+
+@pytest.fixture
+def full(zoo):
+    """Both strategies at 50 and both baselines at 50 and 62."""
+    add_hiding(zoo, "tiny-s1", "I", seed=1)
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    for i, q in enumerate((50, 62)):
+        add_baseline(zoo, f"dncnn-q{q}", "DnCNN", q, seed=3 + i)
+        add_baseline(zoo, f"memnet-q{q}", "MemNet", q, seed=5 + i)
+    return zoo
+
+
+@pytest.fixture
+def kodak(tmp_path, shared_data):
+    return _crops(shared_data / "eval" / "kodak", {"kodim01.png": (48, 64), "kodim02.png": (41, 37)},
+                  (200, 300), tmp_path / "kodak")
+
+
+def _image(folder, name):
+    return np.array(Image.open(folder / name))
+
+
+def _rows(table):
+    return [(r["method"], r["model"], r["quality"]) for r in table["rows"]]
+
+
+def test_table2_both_protocols_from_real_bytes(full, kodak):
+    from carkit.codecs import get_codec
+    from carkit.pipelines.restore import Restorer
+
+    payload = hb.bench_hiding(kodak, restorer="tiny-gray", sweep=SWEEP, fixq_quality=62, progress=False)
+    assert payload["kind"] == "hiding_bench" and list(payload["codecs"]) == ["jpeg"]
+    entry = payload["codecs"]["jpeg"]
+    fixq, fixbpp = entry["table2"]
+    assert (fixq["protocol"], fixbpp["protocol"]) == ("fix-q", "fix-bpp")
+    assert _rows(fixq) == [("Original", None, 62), ("DnCNN", "dncnn-q62", 62), ("MemNet", "memnet-q62", 62),
+                           ("Strategy I", "tiny-s1", 50), ("Strategy II", "tiny-s2", 50)]
+    assert _rows(fixbpp) == [("Original", None, 50), ("DnCNN", "dncnn-q50", 50), ("MemNet", "memnet-q50", 50),
+                             ("Strategy I", "tiny-s1", 50), ("Strategy II", "tiny-s2", 50)]
+    assert fixq["rows"][3:] == fixbpp["rows"][3:]            # read literally, one measurement
+    assert entry["models"]["memnet-q50"]["mode"] == "color-via-Y" and entry["models"]["dncnn-q50"]["mode"] == "color"
+    assert entry["models"]["tiny-s1"]["strategy"] == "I"
+
+    idx = [im["name"] for im in payload["images"]].index("kodim02.png")
+    img = _image(kodak, "kodim02.png")
+    # the hiding row: the product codec's file, marker included, and its decode; IL_enc = plain decode of that file
+    data = get_codec("hiding", model="tiny-s2").encode(img, 50)
+    s2 = fixbpp["rows"][4]
+    assert s2["per_image"]["bytes"][idx] == len(data) and b"tiny-s2" in data
+    assert s2["per_image"]["bpp"][idx] == pytest.approx(8 * len(data) / (41 * 37), abs=1e-6)
+    assert s2["per_image"]["psnr_rgb"][idx] == pytest.approx(score(get_codec("hiding").decode(data), img)["psnr_rgb"],
+                                                             abs=1e-4)
+    enc = [score(JpegCodec().decode(get_codec("hiding", model="tiny-s2").encode(_image(kodak, f), 50)),
+                 _image(kodak, f))["psnr_rgb"] for f in ("kodim01.png", "kodim02.png")]
+    assert s2["il_enc"]["psnr_rgb"] == pytest.approx(np.mean(enc), abs=1e-6)
+    # the baselines: the codec's own file at their quality, restored by the zoo model
+    jpeg = JpegCodec().encode(img, 62)
+    assert fixq["rows"][0]["per_image"]["bytes"][idx] == len(jpeg) and fixq["baseline_bpp"] > fixbpp["baseline_bpp"]
+    restorer = Restorer(model="memnet-q62")
+    out = restorer.restore_pixels(JpegCodec().decode(jpeg), restorer.plan(False, None))
+    assert fixq["rows"][2]["per_image"]["psnr_y"][idx] == pytest.approx(score(out, img)["psnr_y"], abs=1e-4)
+    assert fixbpp["target_bpp"] == pytest.approx(np.mean([r["mean"]["bpp"] for r in fixbpp["rows"][3:]]))
+    assert any("favours hiding" in n for n in fixbpp["notes"])
+    assert any("given (--fixq-quality)" in n for n in fixq["notes"])
+
+    rd = entry["rd"]
+    assert rd["config"]["curves"] == ["jpeg", "jpeg+tiny-gray", "hiding+D (tiny-s1)", "hiding+D (tiny-s2)"]
+    points = rd["codecs"]["hiding+D (tiny-s2)"]["points"]
+    assert [p["quality"] for p in points] == SWEEP and [p["in_training_quality"] for p in points] == \
+        [q == 50 for q in SWEEP]
+    assert points[2]["mean"] == s2["mean"]                   # the table's measurement, not another one
+    assert [p["restorer_in_range"] for p in rd["codecs"]["jpeg+tiny-gray"]["points"]] == [q <= 40 for q in SWEEP]
+    pairs = [(c["method"], c["against"]) for c in rd["comparisons"]]
+    assert pairs == [("jpeg+tiny-gray", "jpeg")] + [(f"hiding+D ({m})", a) for m in ("tiny-s1", "tiny-s2")
+                                                   for a in ("jpeg", "jpeg+tiny-gray")]
+    for c in rd["comparisons"]:
+        assert all(("bd_rate" in r) != ("error" in r) for t in (c["bd"], c["bd_window"]) for r in t.values())
+    assert len(hb.target_lines(rd)) == 2
+    text = hb.format_hiding_tables(payload)
+    assert "**Fix-Q**: hiding at quality 50, baselines at 62." in text and "| Strategy II | tiny-s2 | 50 |" in text
+    assert "paper PSNR" not in text                          # two crops are not the paper's Kodak
+    whole = hb.format_hiding_tables({**payload, "images": payload["images"] * 12})
+    assert "| 34.960 / 0.940 |" in whole and "the paper: 50 / 0.889 bpp" in whole and hb.PAPER_CAVEAT in whole
+    prov = payload["provenance"]
+    assert prov["dataset"]["n_files"] == 2 and "tiny-s2" in prov["model"]["name"] and prov["versions"]["torch"]
+    json.dumps(payload)
+
+
+def test_fix_q_searches_the_quality_whose_bpp_matches(full, kodak):
+    payload = hb.bench_hiding(kodak, restorer="", sweep=[30, 50, 70, 90], progress=False)
+    fixq = payload["codecs"]["jpeg"]["table2"][0]
+    target, bq = fixq["target_bpp"], fixq["baseline_quality"]
+    images = [_image(kodak, f) for f in ("kodim01.png", "kodim02.png")]
+
+    def mean_bpp(q):
+        return np.mean([8 * len(JpegCodec().encode(im, q)) / (im.shape[0] * im.shape[1]) for im in images])
+
+    assert target > mean_bpp(50)                             # the marker and E's changes cost bits
+    best = min(range(1, 101), key=lambda q: (abs(mean_bpp(q) - target), q))
+    assert bq == best and fixq["baseline_bpp"] == pytest.approx(mean_bpp(best))
+    assert fixq["search"][str(bq)] == pytest.approx(mean_bpp(bq)) and len(fixq["search"]) <= 10
+    # baselines stand in within BASELINE_MARGIN quality points, else a note says why they are missing
+    methods = [r["method"] for r in fixq["rows"]]
+    assert ("DnCNN" in methods) == (abs(bq - 62) <= hb.BASELINE_MARGIN or abs(bq - 50) <= hb.BASELINE_MARGIN)
+    assert payload["codecs"]["jpeg"]["rd"]["config"]["restored"] is None
+
+
+def test_a_codec_whose_quality_fixes_the_rate_has_one_protocol(full, kodak):
+    """JPEG 2000 plugs in through the registry and its config: Fix-Q/BPP at quality 28, no JPEG baselines."""
+    add_hiding(full, "tiny-j2k", "II", quality=28, codec="jpeg2000")
+    payload = hb.bench_hiding(kodak, ["jpeg", "jpeg2000"], models=["tiny-j2k", "tiny-s2"], restorer="",
+                              sweep=[20, 28, 40, 60], quality=None, fixq_quality=62, progress=False)
+    assert list(payload["codecs"]) == ["jpeg", "jpeg2000"]
+    j2k = payload["codecs"]["jpeg2000"]
+    (table,) = j2k["table2"]
+    assert table["protocol"] == "fix-q/bpp" and table["baseline_quality"] == 28
+    assert _rows(table) == [("Original", None, 28), ("Strategy II", "tiny-j2k", 28)]
+    assert any("JPEG only" in n for n in j2k["notes"]) and b"tiny-j2k" in hb.BenchHidingCodec(
+        "jpeg2000", "tiny-j2k", *_zoo_pair("tiny-j2k")).encode(_image(kodak, "kodim01.png"), 28)
+    assert list(j2k["rd"]["codecs"]) == ["jpeg2000", "hiding+D (tiny-j2k)"]
+    assert [r["model"] for r in payload["codecs"]["jpeg"]["table2"][1]["rows"]] == [None, "tiny-s2"]
+    assert "#### jpeg2000" in hb.format_hiding_tables(payload)
+
+
+def _zoo_pair(name):
+    from carkit.pipelines.hiding_codec import load_weights
+
+    return load_weights(name)
+
+
+def test_match_quality_bisects_a_rate_curve():
+    calls = []
+
+    def rate(q):
+        calls.append(q)
+        return 0.1 + q / 100
+
+    assert hb.match_quality(rate, 0.72)[0] == 62 and len(calls) <= 9
+    assert hb.match_quality(rate, 0.725)[0] == 62            # a tie: the lower quality
+    assert hb.match_quality(rate, 0.01)[0] == 1 and hb.match_quality(rate, 9.0)[0] == 100
+    flat = hb.match_quality(lambda q: 0.5 + 0.1 * (q >= 70), 0.54)
+    assert flat[0] == 69 and flat[1][69] == 0.5
+
+
+def test_missing_weights_are_skipped_with_notes_and_the_report_renders(zoo, kodak, tmp_path):
+    from carkit.evaluation.report import build_report
+    from carkit.evaluation.results import write_result
+
+    add_baseline(zoo, "blind-dncnn", "DnCNN", None, qualities=[10, 50])
+    payload = hb.bench_hiding(kodak, restorer="tiny-gray", sweep=SWEEP, progress=False)
+    entry = payload["codecs"]["jpeg"]
+    assert [t["protocol"] for t in entry["table2"]] == ["fix-bpp"]
+    assert _rows(entry["table2"][0]) == [("Original", None, 50)]
+    assert any("Fix-Q: skipped" in n and "--fixq-quality" in n for n in entry["notes"])
+    assert any("blind-dncnn" in n and "one quality" in n for n in payload["notes"])
+    notes = entry["table2"][0]["notes"]
+    assert any(n.startswith("DnCNN: no weights") for n in notes) and any("no hiding model" in n for n in notes)
+    assert list(entry["rd"]["codecs"]) == ["jpeg", "jpeg+tiny-gray"]
+    write_result(tmp_path / "results" / "hiding_kodak_color.json", payload)
+    text = build_report(tmp_path / "results")
+    assert "## Residual hiding (paper Table 2, then RD curves)" in text and "**Fix-BPP**" in text
+    assert "figures/hiding_rd_kodak_color_jpeg.png" in text and "Fix-Q: skipped" in text
+    assert "carkit bench hiding --data" in text and "--restorer tiny-gray" in text
+
+
+def test_training_runs_are_scored_before_anything_ships(zoo, kodak, tmp_path):
+    from safetensors.torch import save_file
+
+    from carkit.models.registry import create_model
+
+    def run(name, model, kwargs, gray, task_kwargs=None, quality=50, init=None):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        torch.manual_seed(9)
+        net = create_model(model, **kwargs)
+        if init:
+            with torch.no_grad():
+                init(net)
+        save_file({f"ema.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(folder / "last.safetensors"))
+        (folder / "recipe.json").write_text(json.dumps({
+            "name": name, "model": model, "model_kwargs": kwargs, "gray": gray, "qualities": [quality],
+            "quality_range": [], "train_dirs": ["train/x"], "task_kwargs": task_kwargs or {}}))
+        return folder
+
+    runs = [run("hid-run", "hiding-color", HIDING_KWARGS, False, {"strategy": "II", "quality": 50}, init=_visible),
+            run("dn-run", "dncnn3-color", DNCNN_KWARGS, False)]
+    payload = hb.bench_hiding(kodak, models=[], runs=runs, restorer="", sweep=[30, 50, 70, 90], fixq_quality=62,
+                              progress=False)
+    entry = payload["codecs"]["jpeg"]
+    fixbpp = entry["table2"][1]
+    assert _rows(fixbpp) == [("Original", None, 50), ("DnCNN", "dn-run", 50), ("Strategy II", "hid-run", 50)]
+    assert entry["models"]["hid-run"]["source"] == "run" and entry["models"]["dn-run"]["run"] == str(runs[1])
+    img = _image(kodak, "kodim01.png")
+    codec = hb.BenchHidingCodec("jpeg", "hid-run", *_run_pair(runs[0]))
+    data = codec.encode(img, 50)
+    assert b"hid-run" in data and fixbpp["rows"][2]["per_image"]["bytes"][0] == len(data)
+    assert "--runs " + str(runs[0]) in hb.command_line(payload)
+
+
+def _run_pair(folder):
+    from types import SimpleNamespace
+
+    from carkit.evaluation.results import sha256_file
+    from carkit.zoo.registry import load_run_model
+
+    net, recipe = load_run_model(folder)
+    return net, SimpleNamespace(gray=False, sha256=sha256_file(folder / "last.safetensors"),
+                                training={"recipe": recipe}, qualities=[50])
+
+
+def test_cli_writes_result_figure_and_report(full, kodak, tmp_path, capsys):
+    from carkit.evaluation.report import write_report
+
+    results, figures = tmp_path / "results", tmp_path / "figs"
+    assert main(["bench", "hiding", "--data", str(kodak), "--models", "tiny-s2,dncnn-q50,memnet-q62",
+                 "--restorer", "tiny-gray", "--sweep", ",".join(map(str, SWEEP)), "--fixq-quality", "62",
+                 "--results", str(results), "--figures", str(figures), "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "hiding_kodak_color.json" in out and "**Fix-Q**" in out and "BD-rate (psnr_rgb) within 0.4-1.5 bpp" in out
+    payload = json.loads((results / "hiding_kodak_color.json").read_text())
+    assert payload["config"]["models"] == ["tiny-s2", "dncnn-q50", "memnet-q62"]
+    assert _rows(payload["codecs"]["jpeg"]["table2"][0])[1:] == [("MemNet", "memnet-q62", 62),
+                                                                  ("Strategy II", "tiny-s2", 50)]
+    assert (figures / "hiding_rd_kodak_color_jpeg.png").stat().st_size > 1000
+    md = write_report(results, tmp_path / "docs" / "RESULTS.md")
+    assert (md.parent / "figures" / "hiding_rd_kodak_color_jpeg.png").exists()
+    assert "--models tiny-s2,dncnn-q50,memnet-q62" in md.read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--codecs", "webp"], "no hiding-bench configuration for webp"),
+    (["--codecs", "nope"], "unknown codec"),
+    (["--models", "ghost"], "no shipped weights named 'ghost'"),
+    (["--models", "tiny-gray"], "not a hiding model or a DnCNN/MemNet baseline"),
+    (["--models", "blind"], "trained at one quality"),
+    (["--models", "gray-hiding"], "codes gray images; this set is color"),
+    (["--window", "1.5,0.4"], "--window"),
+    (["--fixq-quality", "0"], "quality must be"),
+    (["--runs", "."], "not a training run folder"),
+])
+def test_cli_errors_are_one_line(zoo, kodak, tmp_path, capsys, args, message):
+    add_baseline(zoo, "blind", "DnCNN", None, qualities=[10, 50])
+    add_hiding(zoo, "gray-hiding", "II", gray=True)
+    code = main(["bench", "hiding", "--data", str(kodak), "--restorer", "tiny-gray", "--results", str(tmp_path / "r"),
+                 "--figures", "", "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_paper_numbers_and_codec_configs():
+    from carkit.evaluation.paper_numbers import HIDING_TABLE_2_KODAK
+
+    jpeg = HIDING_TABLE_2_KODAK["jpeg"]
+    assert (jpeg["fix-q"]["quality"], jpeg["fix-q"]["bpp"], jpeg["fix-bpp"]["bpp"]) == (50, 0.889, 1.0)
+    assert jpeg["fix-q"]["rows"]["Strategy II"] == (34.960, 0.940)
+    assert jpeg["fix-bpp"]["rows"]["DnCNN"] == (33.889, 0.918)
+    assert HIDING_TABLE_2_KODAK["jpeg2000"]["fix-q/bpp"]["rows"]["Original"] == (28.575, 0.754)
+    for cfg in hb.CODECS.values():
+        assert set(cfg.protocols) == set(HIDING_TABLE_2_KODAK[cfg.paper])
+        assert len(cfg.sweep) >= 4 and cfg.quality in cfg.sweep
