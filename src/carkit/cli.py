@@ -127,6 +127,7 @@ def _cmd_encode(args) -> int:
 def _cmd_decode(args) -> int:
     from .io import read_image_bytes, write_image
     from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
+    from .pipelines.factorized_codec import FactorizedCodec, is_ckfp
 
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
@@ -151,6 +152,10 @@ def _cmd_decode(args) -> int:
         pixels = hiding_codec.HidingCodec().decode_with_note(data)[0]
     elif is_bcnn(data):
         pixels = decode_bcnn(data, restore=args.restore)
+    elif is_ckfp(data):
+        if args.restore:
+            raise CarkitError(f"{src}: --restore applies to .bcnn files, not to learned-codec files")
+        pixels = FactorizedCodec().decode(data)
     elif read_marker(data) is not None:
         if args.restore:
             raise CarkitError(f"{src}: a virtual-codec file is decoded by its own post-processor; drop --restore")

@@ -164,3 +164,6 @@ register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec", alia
 register_codec("hiding", "carkit.pipelines.hiding_codec:HidingCodec", aliases=("residual-hiding",),
                description="residual hiding: E hides the codec's residual in the image before a standard JPEG "
                            "(marked), D recovers it after decoding")
+register_codec("factorized", "carkit.pipelines.factorized_codec:FactorizedCodec", aliases=("factorized-prior",),
+               description="learned codec: Ballé 2018 factorized prior, range-coded (constriction), .ckfp; "
+                           "quality picks the zoo's rate point")

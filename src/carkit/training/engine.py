@@ -151,7 +151,8 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
 
 
 def get_task(name: str, **kwargs) -> TrainTask:
-    from . import blockcnn_tasks, dagn_tasks, hiding_tasks, hrcnn_tasks, vcodec_tasks  # noqa: F401  (register their tasks)
+    from . import (blockcnn_tasks, dagn_tasks, hiding_tasks, hrcnn_tasks, learned_codec_tasks,  # noqa: F401
+                   vcodec_tasks)  # (register their tasks)
 
     try:
         cls = _TASKS[name]

@@ -1,0 +1,215 @@
+"""The factorized-prior learned codec (Ballé et al. 2018; model in
+carkit.models.factorized_prior) as a real codec: ``get_codec("factorized")``.
+
+Encoding: g_a on the image (padded to a multiple of 16), integer symbols
+round(y - median) per latent channel, range-coded with the learned density's
+quantized CDF tables (``entropy_coding``). Decoding: the same tables decode
+the symbols, y_hat = symbols + median, g_s, crop, clip and round to 8 bits.
+The symbols are exact; the pixels are the float synthesis network's, run the
+same way on the same symbols (identical on every run; across thread counts
+and machines as far as torch's convolutions are).
+
+Quality: each zoo entry of a factorized-prior model is one trained rate
+point (one lambda); its record's ``qualities`` range ([lo, hi], set by the
+recipe's ``data.quality_range``) says which qualities it serves. The shipped
+recipes split 1..100 into four ranges, low lambda (rate) first:
+1-25, 26-50, 51-75, 76-100 (recipes/learned/). A quality no entry covers
+uses the nearest one. ``model=`` forces an entry.
+
+Gray images are coded as RGB (three equal planes) and decoded to gray as
+the mean of the three reconstructed planes; the container records the
+channel count.
+
+Container (big-endian), version 1::
+
+    magic   4  b"CKFP"
+    version 1  1
+    height  4  uint32
+    width   4  uint32
+    planes  1  1 (gray) or 3 (RGB)
+    nlen    1  length of the zoo name
+    name    nlen  ASCII zoo name of the weights
+    sha     8  first 16 hex digits of the weights' sha256
+    tables  4  first 4 bytes of the sha256 of the CDF tables
+    plen    4  uint32 payload length
+    payload plen  the range coder's 32-bit words, little-endian
+    crc     4  CRC-32 of everything before it
+
+37 bytes plus the name; bpp counts all of it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from ..codecs.base import Codec, check_image, check_quality
+from ..errors import CodecError
+
+MAGIC = b"CKFP"
+VERSION = 1
+_HEAD = struct.Struct(">4sBIIBB")
+_TAIL = struct.Struct(">8s4sI")
+_KIND = "learned-codec"
+
+
+# -- container ---------------------------------------------------------------
+def pack(height: int, width: int, planes: int, model: str, sha256_hex: str, tables_digest: bytes,
+         payload: bytes) -> bytes:
+    name = model.encode("ascii")
+    if len(name) > 255 or not (0 < height < 2 ** 32 and 0 < width < 2 ** 32):
+        raise CodecError("factorized: model name or image size does not fit the container")
+    body = (_HEAD.pack(MAGIC, VERSION, height, width, planes, len(name)) + name
+            + _TAIL.pack(bytes.fromhex(sha256_hex[:16]), tables_digest, len(payload)) + payload)
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def is_ckfp(data: bytes) -> bool:
+    """Whether ``data`` starts like a factorized-prior file (its magic)."""
+    return bytes(data[:4]) == MAGIC
+
+
+def unpack(data: bytes) -> dict:
+    """The fields of a container; any damage is a one-line CodecError."""
+    data = bytes(data)
+    if len(data) < _HEAD.size or data[:4] != MAGIC:
+        raise CodecError("not a factorized-prior file (bad magic)")
+    magic, version, height, width, planes, nlen = _HEAD.unpack_from(data)
+    if version != VERSION:
+        raise CodecError(f"factorized-prior file version {version} is not supported (this carkit reads {VERSION})")
+    fixed = _HEAD.size + nlen + _TAIL.size
+    if len(data) < fixed + 4:
+        raise CodecError("truncated factorized-prior file")
+    sha, digest, plen = _TAIL.unpack_from(data, _HEAD.size + nlen)
+    if len(data) != fixed + plen + 4:
+        raise CodecError(f"truncated or padded factorized-prior file ({len(data)} bytes, header says "
+                         f"{fixed + plen + 4})")
+    if struct.unpack(">I", data[-4:])[0] != zlib.crc32(data[:-4]):
+        raise CodecError("corrupt factorized-prior file (CRC mismatch)")
+    if planes not in (1, 3) or height == 0 or width == 0:
+        raise CodecError(f"damaged factorized-prior header ({height}x{width}, {planes} planes)")
+    try:
+        model = data[_HEAD.size:_HEAD.size + nlen].decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecError("damaged factorized-prior header (model name)") from None
+    return {"height": height, "width": width, "planes": planes, "model": model, "sha256": sha.hex(),
+            "tables": digest, "payload": data[fixed:fixed + plen]}
+
+
+# -- zoo weights -------------------------------------------------------------
+def factorized_weights() -> list[str]:
+    """Zoo names of factorized-prior weights."""
+    from ..models.factorized_prior import FactorizedPrior
+    from ..models.registry import model_config
+    from ..zoo.registry import list_weights, weights_record
+
+    out = []
+    for n in list_weights():
+        record = weights_record(n)
+        if record.kind == _KIND and model_config(record.model).constructor is FactorizedPrior:
+            out.append(n)
+    return out
+
+
+def choose_weights(quality: int) -> str:
+    """The entry whose quality range covers ``quality``, else the nearest range."""
+    from ..zoo.registry import weights_record
+
+    names = factorized_weights()
+    if not names:
+        raise CodecError("no factorized-prior weights in the zoo "
+                         "(train them with recipes/learned/*.toml and `carkit zoo export`)")
+
+    def distance(name: str) -> int:
+        lo, hi = weights_record(name).qualities
+        return max(lo - quality, 0, quality - hi)
+
+    return min(names, key=lambda n: (distance(n), n))
+
+
+class FactorizedCodec(Codec):
+    """Ballé 2018 factorized prior + range coding (constriction), ``.ckfp`` files.
+
+    ``model`` names the zoo weights (default: by quality, :func:`choose_weights`)."""
+
+    name = "factorized"
+    extension = ".ckfp"
+
+    def __init__(self, model: str | None = None):
+        self.model = model
+        self._loaded: dict = {}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import constriction  # noqa: F401
+        except ImportError:
+            return "the constriction package is not installed (pip install constriction)"
+        if not factorized_weights():
+            return "no factorized-prior weights in the zoo"
+        return None
+
+    @classmethod
+    def library(cls) -> str | None:
+        from importlib.metadata import version
+
+        import torch
+
+        return f"constriction {version('constriction')}, torch {torch.__version__}"
+
+    def load(self, name: str, sha256: str | None = None):
+        """(network, record, tables) of zoo entry ``name``, cached per codec."""
+        from ..zoo.registry import load_codec_weights
+        from .entropy_coding import build_tables
+
+        if name not in self._loaded:
+            net, record = load_codec_weights(name, _KIND, "factorized-prior")
+            self._loaded[name] = (net, record, build_tables(net.entropy_bottleneck))
+        net, record, tables = self._loaded[name]
+        if sha256 is not None and not record.sha256.startswith(sha256):
+            raise CodecError(f"this file was coded with other {name} weights "
+                             f"(sha256 {sha256}, the zoo has {record.sha256[:16]})")
+        return net, record, tables
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        import torch
+
+        from ..io import to_tensor
+        from .entropy_coding import encode_symbols
+
+        image = check_image(image)
+        quality = check_quality(quality)
+        name = self.model or choose_weights(quality)
+        net, record, tables = self.load(name)
+        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+        with torch.inference_mode():
+            y = net.analysis(to_tensor(rgb))
+            symbols = net.entropy_bottleneck.symbols(y, torch.from_numpy(tables.medians))
+        payload = encode_symbols(symbols[0].reshape(symbols.shape[1], -1).numpy(), tables)
+        return pack(image.shape[0], image.shape[1], 1 if image.ndim == 2 else 3, name, record.sha256,
+                    tables.digest, payload)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import torch
+
+        from ..io import to_uint8
+        from ..models.factorized_prior import latent_size
+        from .entropy_coding import decode_symbols
+
+        head = unpack(data)
+        net, record, tables = self.load(head["model"], head["sha256"])
+        if head["tables"] != tables.digest:
+            raise CodecError(f"{head['model']}: this machine's CDF tables differ from the encoder's "
+                             "(same weights, different float math)")
+        size = (head["height"], head["width"])
+        h, w = latent_size(*size)
+        symbols = decode_symbols(head["payload"], tables, h * w)
+        with torch.inference_mode():
+            medians = torch.from_numpy(tables.medians)
+            y_hat = net.entropy_bottleneck.dequantize(torch.from_numpy(symbols).view(1, -1, h, w), medians)
+            x_hat = net.synthesis(y_hat, size)
+            if head["planes"] == 1:
+                x_hat = x_hat.mean(dim=1, keepdim=True)
+        return to_uint8(x_hat)
