@@ -19,3 +19,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found: {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, the count restored after. Tiny
+    networks gain nothing from threads, and on a busy machine OpenMP's
+    barriers make several threads far slower; modules of tiny-network tests
+    use it for every test (``pytestmark = pytest.mark.usefixtures("one_thread")``),
+    and a test that compares thread counts sets its own inside."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -58,14 +58,7 @@ def synthetic(h: int, w: int, color: bool = True, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack([base, base * 0.8 + 30, 255 - base], axis=-1), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches gain nothing from threads, and a busy machine makes
-    OpenMP's barriers slow; tests that compare thread counts set their own."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

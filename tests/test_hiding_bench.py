@@ -25,12 +25,7 @@ MEMNET_KWARGS = {"features": 4, "blocks": 1, "recursions": 2}
 SWEEP = [20, 35, 50, 65, 80]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _visible(net):

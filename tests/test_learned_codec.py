@@ -22,12 +22,7 @@ from carkit.pipelines import factorized_codec as fc
 TINY = {"n": 8, "m": 12}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(h=37, w=29, color=True, seed=0) -> np.ndarray:

@@ -22,14 +22,7 @@ from carkit.training import hiding_tasks as ht
 TINY = {"channels": [4, 8, 16], "blocks": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest, and on a busy machine several
-    threads contend badly (100x slower)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _count(module) -> int:
