@@ -200,25 +200,30 @@ def test_shipped_virtual_codec_beats_jpeg_at_very_low_rate(name, tmp_path, share
     assert psnr(rec, gray) > psnr(upsampled, gray) + 1.0
 
 
-def test_shipped_virtual_codec_codes_color_in_luma_mode(tmp_path, shared_data):
-    """Without a color pair in the zoo a color image is coded with the gray
-    pair on its luma: a color half-size JPEG whose marker says so, decoding to
-    full-size color that beats bicubic up-sampling of the same description on
-    luma and beats JPEG at quality 5 at a smaller size."""
+@pytest.mark.parametrize("model", [None, "vcodec-gray-q10"])
+def test_shipped_virtual_codec_codes_color(model, tmp_path, shared_data):
+    """A color image: by default with the shipped color pair (an RGB
+    description), or with a gray pair in luma mode (the gray pair on the luma,
+    chroma averaged into the description; the fallback when the zoo has no
+    color pair). Either way a color half-size JPEG whose marker says which,
+    decoding to full-size color that beats bicubic up-sampling of the same
+    description and beats JPEG at quality 5 at a smaller size."""
     import io
 
-    from carkit.pipelines.vcodec_codec import read_marker, vcodec_weights
+    from carkit.pipelines.vcodec_codec import read_marker
 
-    if vcodec_weights(False):
-        pytest.skip("the zoo has a color pair; luma mode is only the fallback")
     rgb = np.ascontiguousarray(np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png")
                                           .convert("RGB"))[40:40 + 256, 200:200 + 385])
     Image.fromarray(rgb).save(tmp_path / "in.png")
-    assert main(["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "in.png"), str(tmp_path / "v.jpg")]) == 0
+    argv = ["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "in.png"), str(tmp_path / "v.jpg")]
+    assert main(argv + (["--model", model] if model else [])) == 0
     assert main(["decode", str(tmp_path / "v.jpg"), "-o", str(tmp_path / "rec.png")]) == 0
     data = (tmp_path / "v.jpg").read_bytes()
     marker = read_marker(data)
-    assert marker["planes"] == "luma" and weights_record(marker["model"]).gray
+    if model:
+        assert marker["planes"] == "luma" and weights_record(marker["model"]).gray
+    else:
+        assert marker["model"] == "vcodec-color-q10" and "planes" not in marker
     thumb = Image.open(io.BytesIO(data))
     assert thumb.mode == "RGB" and thumb.size == (193, 128)
     rec = np.asarray(Image.open(tmp_path / "rec.png"))
@@ -228,6 +233,7 @@ def test_shipped_virtual_codec_codes_color_in_luma_mode(tmp_path, shared_data):
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "JPEG", quality=5)
     assert len(data) < len(buf.getvalue())
+    assert psnr(rec, rgb) > psnr(np.asarray(Image.open(buf)), rgb)
     assert psnr_y(rec, rgb) > psnr_y(np.asarray(Image.open(buf)), rgb)
 
 
@@ -242,3 +248,8 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
         assert name.startswith("vcodec-gray-")
         best = min(abs(weights_record(n).qualities[0] - q) for n in gray if n.startswith("vcodec-gray-"))
         assert abs(weights_record(name).qualities[0] - q) == best
+    color = vcodec_weights(False)
+    assert color and all(n.startswith("vcodec-color-") for n in color)
+    for q in (1, 5, 10, 20, 40, 90):
+        best = min(abs(weights_record(n).qualities[0] - q) for n in color)
+        assert abs(weights_record(choose_weights(False, q)).qualities[0] - q) == best
