@@ -316,6 +316,26 @@ def test_codec_registry_round_trip_and_availability(hiding_zoo, tmp_path, monkey
     assert {r["name"]: r["reason"] for r in codec_info()}["hiding"] == "no residual-hiding weights in the zoo"
 
 
+def test_gray_image_goes_through_the_color_pair_when_no_gray_pair_exists(tmp_path, monkeypatch):
+    import carkit.zoo.registry as zoo
+    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    add_tiny_hiding(tmp_path / "zoo", "tiny-hiding-color-q50", gray=False, quality=50)
+    img = _image(33, 45, color=False)
+    data = HidingCodec().encode(img, 50)
+    assert read_marker(data) == {"model": "tiny-hiding-color-q50", "sha256": read_marker(data)["sha256"],
+                                 "codec": "jpeg", "quality": 50, "gray": True}
+    with Image.open(__import__("io").BytesIO(data)) as im:
+        assert im.mode == "RGB"                                              # coded as three equal planes
+    net = zoo.load_pretrained("tiny-hiding-color-q50")
+    with torch.no_grad():
+        color = to_uint8(net.reconstruct(to_tensor(JpegCodec().decode(_strip_comment(data)))))
+    out = HidingCodec().decode(data)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out, np.round(color.astype(np.float32).mean(axis=2)).astype(np.uint8))
+
+
 @pytest.mark.parametrize("codec", ["jpeg2000", "heif"])
 def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkeypatch):
     """JPEG 2000 (a COM segment in the codestream) and HEIF (a uuid box): the

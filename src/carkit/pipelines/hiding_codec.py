@@ -28,7 +28,9 @@ top-level ``uuid`` box); the coded image data are the codec's own bytes,
 untouched. Each needs zoo weights trained with that codec
 (``task_kwargs.codec`` of their recipe). The marker is found by its
 content, whatever the file's extension; a marker naming another codec than
-the file's format is reported as damage.
+the file's format is reported as damage. A gray image for which the zoo
+holds only a color pair is coded through it as three equal planes (a color
+file; the marker's ``"gray": true`` makes decode return gray).
 """
 
 from __future__ import annotations
@@ -175,6 +177,11 @@ class HidingCodec(Codec):
         image = check_image(image)
         quality = check_quality(quality)
         gray = image.ndim == 2
+        # A gray image with only color weights for the codec is coded through the color pair
+        # (three equal planes, a color file); the marker says so and decode returns gray again.
+        via_color = gray and not self.model and not hiding_weights(self.codec, True) and bool(hiding_weights(self.codec, False))
+        if via_color:
+            image, gray = np.repeat(image[..., None], 3, axis=2), False
         name = self.model or choose_weights(self.codec, gray, quality)
         net, record = self._weights(name)
         if gray != record.gray:
@@ -187,6 +194,8 @@ class HidingCodec(Codec):
         with torch.no_grad():
             encoded = hide(net, original, residual, self.tile, self.overlap)
         marker = {"model": name, "sha256": record.sha256[:16], "codec": self.codec, "quality": quality}
+        if via_color:
+            marker["gray"] = True
         data = self._base.encode(to_uint8(encoded), quality)
         return CARRIERS[self.codec].write(data, MARKER + json.dumps(marker, separators=(",", ":")).encode())
 
@@ -207,7 +216,11 @@ class HidingCodec(Codec):
             raise CodecError(f"damaged carkit-hiding file: {'gray' if decoded.ndim == 2 else 'color'} pixels "
                              f"for the {'gray' if record.gray else 'color'} model {marker['model']}")
         with torch.no_grad():
-            return to_uint8(reconstruct(net, to_tensor(decoded), self.tile, self.overlap)), None
+            pixels = to_uint8(reconstruct(net, to_tensor(decoded), self.tile, self.overlap))
+        if marker.get("gray") and pixels.ndim == 3:
+            # a gray original coded through the color pair: its three planes were equal
+            pixels = np.round(pixels.astype(np.float32).mean(axis=2)).astype(np.uint8)
+        return pixels, None
 
     def decode(self, data: bytes) -> np.ndarray:
         import warnings
