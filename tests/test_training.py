@@ -197,3 +197,37 @@ def test_unknown_task_is_a_recipe_error(tmp_path, shared_data):
     recipe_path.write_text(recipe_path.read_text().replace("[optim]\n", '[optim]\ntask = "nope"\n'))
     with pytest.raises(RecipeError, match="unknown training task"):
         train(load_recipe(recipe_path, data_root=str(shared_data)), tmp_path / "x", progress=False)
+
+
+def test_init_from_zoo_weights_and_the_budget_they_carry(tmp_path, shared_data, monkeypatch):
+    """``init_from = "zoo:NAME"`` starts from shipped weights (a run that is
+    gone can be continued), and the exported record counts their budget."""
+    import torch
+
+    import carkit.zoo.registry as zoo
+    from carkit.models.registry import create_model
+    from carkit.training.engine import init_from_run
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=3), data_root=str(shared_data))
+    train(recipe, tmp_path / "run", resume=False, progress=False)
+    first = zoo.export_run(tmp_path / "run", "tiny-first")
+
+    model = create_model("resunet-gray", channels=[8, 16], blocks=1)
+    counts = init_from_run(model, "zoo:tiny-first")
+    assert counts["missing"] == 0 and counts["unused"] == 0
+    shipped = zoo.load_pretrained("tiny-first").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+
+    more = tmp_path / "more.toml"
+    more.write_text(TINY.format(iterations=2, bf16="false").replace("[optim]\n", '[optim]\ninit_from = "zoo:tiny-first"\n'))
+    train(load_recipe(more, data_root=str(shared_data)), tmp_path / "run2", resume=False, progress=False)
+    second = zoo.export_run(tmp_path / "run2", "tiny-second")
+    stages = second.training["stages"]
+    assert [s.get("zoo") for s in stages] == ["tiny-first", None]
+    assert stages[0]["steps"] == 3 and stages[1]["steps"] == 2
+    assert second.training["wall_seconds"] >= first.training["wall_seconds"]
+    assert len(second.training["slices"]) == 2
+
+    with pytest.raises(RecipeError, match="no shipped weights named 'nope'"):
+        init_from_run(model, "zoo:nope")

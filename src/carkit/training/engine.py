@@ -164,20 +164,43 @@ def get_task(name: str, **kwargs) -> TrainTask:
         raise RecipeError(f"bad task_kwargs for {name!r}: {exc}") from None
 
 
+#: ``init_from`` prefix naming shipped zoo weights instead of a run folder
+ZOO_PREFIX = "zoo:"
+
+
+def _init_state(source: str) -> dict:
+    """The tensors ``init_from`` names: a run folder's last checkpoint (its
+    model weights, not EMA), or ``zoo:NAME``, shipped weights (the EMA
+    weights the zoo holds, fp16 stored, sha256-checked), so training can go
+    on from a shipped model when the run that made it is gone (the optimizer
+    state is not shipped: Adam starts afresh)."""
+    from safetensors.torch import load_file
+
+    if source.startswith(ZOO_PREFIX):
+        from ..errors import ModelError, WeightsError
+        from ..zoo.registry import load_pretrained
+
+        try:
+            model = load_pretrained(source[len(ZOO_PREFIX):])
+        except (ModelError, WeightsError) as exc:
+            raise RecipeError(f"init_from {source}: {exc}") from None
+        return model.state_dict()
+    path = Path(source) / "last.safetensors"
+    if not path.exists():
+        raise RecipeError(f"init_from: {path} does not exist")
+    return {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+
+
 def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> dict:
-    """Load the model weights (not EMA) of another run's last checkpoint.
+    """Load the weights of another run's last checkpoint, or of zoo weights
+    (``zoo:NAME``, see :func:`_init_state`).
 
     Tensors are matched by name; names only one side has are left alone, so
     a variant with fewer modules (e.g. a DAGN ablation without the
     insensitive branch) starts from the modules it shares with the run. A
     shape mismatch, or no shared name at all, is an error. Returns counts of
     ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
-    from safetensors.torch import load_file
-
-    path = Path(run_dir) / "last.safetensors"
-    if not path.exists():
-        raise RecipeError(f"init_from: {path} does not exist")
-    state = {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    state = _init_state(str(run_dir))
     own = model.state_dict()
     shared = [k for k in state if k in own]
     bad = [k for k in shared if state[k].shape != own[k].shape]

@@ -57,7 +57,8 @@ class Recipe:
     # [optim]
     task: str = "restore"
     task_kwargs: dict = field(default_factory=dict)
-    #: a run folder whose model weights initialise this run (e.g. a previous stage)
+    #: a run folder whose model weights initialise this run (e.g. a previous stage), or
+    #: "zoo:NAME", shipped weights (to go on training a model whose run is gone)
     init_from: str = ""
     iterations: int = 10000
     lr: float = 2e-4

@@ -146,6 +146,9 @@ def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
     while True:
         chain.append(run_budget(current, rec))
         parent = rec.get("init_from")
+        if parent and parent.startswith("zoo:"):
+            chain.extend(_zoo_stages(parent[4:])[::-1])
+            break
         if not parent or not (Path(parent) / "recipe.json").exists() or Path(parent).resolve() in seen:
             if parent and not (Path(parent) / "recipe.json").exists():
                 chain.append({"run": str(parent), "missing": True})
@@ -154,6 +157,19 @@ def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
         current = Path(parent)
         rec = json.loads((current / "recipe.json").read_text())
     return chain[::-1]
+
+
+def _zoo_stages(name: str) -> list[dict]:
+    """The budget of shipped weights a run started from (``init_from =
+    "zoo:NAME"``): the stages their record carries, oldest first, each marked
+    with the zoo name; the record's slices ride on the last one."""
+    training = weights_record(name).training
+    stages = [dict(s, zoo=name) for s in training.get("stages") or []]
+    if not stages:
+        stages = [{"run": f"zoo:{name}", "zoo": name, "steps": training.get("steps"),
+                   "wall_seconds": training.get("wall_seconds", 0)}]
+    stages[-1]["slices"] = list(training.get("slices") or [])
+    return stages
 
 
 def run_weights(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[dict, dict, str]:
