@@ -36,14 +36,15 @@ def _visible(net):
 
 def add_hiding(zoo, name, strategy, quality=50, seed=0, gray=False, codec="jpeg"):
     add_tiny_weights(zoo, name, "hiding-gray" if gray else "hiding-color", HIDING_KWARGS, gray, [quality, quality],
-                     seed, {"recipe": {"task_kwargs": {"strategy": strategy, "codec": codec, "quality": quality}}},
-                     _visible)
+                     seed, {"recipe": {"task_kwargs": {"strategy": strategy, "codec": codec, "quality": quality}},
+                            "steps": 9000, "wall_seconds": 3480}, _visible)
 
 
 def add_baseline(zoo, name, family, quality, seed=0, qualities=None):
     model, kwargs, gray = (("dncnn3-color", DNCNN_KWARGS, False) if family == "DnCNN"
                            else ("memnet-gray", MEMNET_KWARGS, True))
-    add_tiny_weights(zoo, name, model, kwargs, gray, qualities or [quality, quality], seed)
+    add_tiny_weights(zoo, name, model, kwargs, gray, qualities or [quality, quality], seed,
+                     {"steps": 3000, "wall_seconds": 2280})
 
 
 @pytest.fixture
@@ -132,6 +133,10 @@ def test_table2_both_protocols_from_real_bytes(full, kodak):
     text = hb.format_hiding_tables(payload)
     assert "**Fix-Q**: hiding at quality 50, baselines at 62." in text and "| Strategy II | tiny-s2 | 50 |" in text
     assert "paper PSNR" not in text                          # two crops are not the paper's Kodak
+    budgets = next(line for line in text.splitlines() if line.startswith("Training budgets"))
+    for name in ("tiny-s1", "tiny-s2", "dncnn-q50", "memnet-q62"):   # every trained row says its budget
+        assert f"{name} (" in budgets
+    assert "tiny-s2 (Strategy II): 9000 steps, 58 min" in budgets and "dncnn-q50 (DnCNN): 3000 steps, 38 min" in budgets
     whole = hb.format_hiding_tables({**payload, "images": payload["images"] * 12})
     assert "| 34.960 / 0.940 |" in whole and "the paper: 50 / 0.889 bpp" in whole and hb.PAPER_CAVEAT in whole
     prov = payload["provenance"]

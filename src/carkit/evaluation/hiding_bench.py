@@ -621,6 +621,20 @@ def _table2_lines(entry: dict, gray: bool, kodak: bool) -> list[str]:
     return out
 
 
+def _budget_lines(entry: dict) -> list[str]:
+    """One line naming every trained model of the tables with its training
+    budget (steps and wall time), so unequal budgets show beside the rows."""
+    parts = []
+    for name, m in sorted(entry.get("models", {}).items()):
+        t = m.get("training") or {}
+        if t.get("steps") is None:
+            continue
+        wall = f", {t['wall_seconds'] / 60:.0f} min" if t.get("wall_seconds") else ""
+        parts.append(f"{name} ({m.get('label') or m.get('role')}): {t['steps']} steps{wall}")
+    return ["Training budgets (optimizer steps, wall time of training): "
+            + "; ".join(parts) + ".", ""] if parts else []
+
+
 #: the paper's own Table 2 does not follow from the text read literally (see the report)
 PAPER_CAVEAT = ("The paper's Table 2 does not follow from section 4.2.1 read literally: there the hiding rows of "
                 "Fix-Q and Fix-BPP are one model at one quality (so one measurement here), yet the paper prints "
@@ -664,6 +678,7 @@ def format_hiding_tables(payload: dict) -> str:
                   "marker) over the image's pixels; gains are over this protocol's Original row" +
                   ("" if kodak else "; the paper's Kodak numbers are shown only for the whole Kodak set") + ".", ""]
         lines += _table2_lines(entry, gray, kodak)
+        lines += _budget_lines(entry)
         if kodak and _paper(entry["config"], "fix-q") and _paper(entry["config"], "fix-bpp"):
             lines += [PAPER_CAVEAT, ""]
         lines += [f"Past the paper, RD curves over qualities {','.join(map(str, rd['config']['qualities']))} "
