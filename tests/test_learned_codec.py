@@ -263,6 +263,31 @@ def test_damaged_files_are_codec_errors(tiny_zoo):
         codec.decode(repack(model="nope"))
 
 
+def test_marker_chunks_ride_after_the_container_and_decoding_skips_them(tiny_zoo):
+    """The .ckfp carrier of ``codecs.markers`` (what residual hiding writes
+    into a learned-codec file): payloads round-trip, pixels stay the same,
+    damaged chunks read as no marker and make the file a one-line error."""
+    from carkit.codecs.markers import CARRIERS, find_payload
+
+    codec = fc.FactorizedCodec()
+    data = codec.encode(_image(), 50)
+    carrier = CARRIERS["factorized"]
+    assert carrier.read(data) == []
+    payload = b"carkit-test {}" + bytes(range(256))
+    marked = carrier.write(carrier.write(data, payload), b"second")
+    assert marked.startswith(data) and carrier.read(marked) == [payload, b"second"]
+    assert find_payload(marked, b"carkit-test") == ("factorized", payload)
+    assert np.array_equal(codec.decode(marked), codec.decode(data))
+    for damaged in (marked[:-1], marked[:-3] + bytes([marked[-3] ^ 1]) + marked[-2:], marked + b"x",
+                    marked[:len(data)] + b"CKMX" + marked[len(data) + 4:]):
+        assert carrier.read(damaged) == []
+        with pytest.raises(CodecError, match="truncated or padded") as info:
+            codec.decode(damaged)
+        assert "\n" not in str(info.value)
+    with pytest.raises(CodecError, match="well-formed"):
+        carrier.write(data[:-2], b"x")
+
+
 def test_quality_picks_the_rate_point_and_no_weights_is_one_line(tmp_path, monkeypatch):
     import carkit.zoo.registry as zoo
     from carkit.codecs import codec_info, get_codec

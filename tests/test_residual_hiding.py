@@ -336,20 +336,26 @@ def test_gray_image_goes_through_the_color_pair_when_no_gray_pair_exists(tmp_pat
     assert np.array_equal(out, np.round(color.astype(np.float32).mean(axis=2)).astype(np.uint8))
 
 
-@pytest.mark.parametrize("codec", ["jpeg2000", "heif"])
+@pytest.mark.parametrize("codec", ["jpeg2000", "heif", "factorized"])
 def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkeypatch):
-    """JPEG 2000 (a COM segment in the codestream) and HEIF (a uuid box): the
-    file is the codec's own file plus the marker, any reader opens it, and
-    decode finds the marker by content and applies D."""
+    """JPEG 2000 (a COM segment in the codestream), HEIF (a uuid box) and the
+    learned factorized-prior codec (a chunk after the .ckfp container): the
+    file is the codec's own file plus the marker, the codec's reader opens it,
+    and decode finds the marker by content and applies D."""
     import carkit.zoo.registry as zoo
     from carkit.codecs import available_codecs
     from carkit.codecs.markers import CARRIERS
     from carkit.pipelines.hiding_codec import HidingCodec, read_marker
     from carkit.zoo.registry import load_pretrained
 
+    from .test_learned_codec import _add_tiny
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    if codec == "factorized":
+        (tmp_path / "zoo").mkdir()
+        _add_tiny(tmp_path / "zoo")                                        # the learned codec's own weights
     if codec not in available_codecs():
         pytest.skip(f"{codec} is not available here")
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
     add_tiny_hiding(tmp_path / "zoo", f"tiny-hiding-{codec}", quality=40, codec=codec)
     add_tiny_hiding(tmp_path / "zoo", "tiny-hiding-jpeg", quality=40, seed=3)
     img, base = _image(37, 50), get_codec(codec)

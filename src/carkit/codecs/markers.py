@@ -14,6 +14,9 @@ format allows private data and leaves the coded image data untouched:
   not know, and an appended box moves no byte that the ``iloc`` offsets
   point at.
 
+- carkit's factorized-prior container (.ckfp, ``pipelines/factorized_codec``):
+  CRC-checked ``CKMK`` chunks after the container, which its decoder skips.
+
 ``read`` returns every payload a file carries in that kind of segment (a
 list, possibly empty), or an empty list for bytes of another format; it
 never raises on foreign or damaged input, so callers can probe any file.
@@ -164,11 +167,29 @@ def isobmff_read(data: bytes) -> list[bytes]:
             if kind == b"uuid" and data[s:s + 16] == CARKIT_UUID]
 
 
+# ------------------------------------------------------------------ carkit's factorized-prior container
+
+
+def ckfp_write(data: bytes, payload: bytes) -> bytes:
+    """``data`` (a .ckfp file) with a marker chunk holding ``payload`` appended."""
+    from ..pipelines.factorized_codec import append_marker
+
+    return append_marker(data, payload)
+
+
+def ckfp_read(data: bytes) -> list[bytes]:
+    """Marker-chunk payloads of a .ckfp file, [] for anything else."""
+    from ..pipelines.factorized_codec import read_markers
+
+    return read_markers(data)
+
+
 #: carriers by registered codec name
 CARRIERS = {
     "jpeg": Carrier("jpeg", jpeg_write, jpeg_read),
     "jpeg2000": Carrier("j2k", j2k_write, j2k_read),
     "heif": Carrier("heif", isobmff_write, isobmff_read),
+    "factorized": Carrier("ckfp", ckfp_write, ckfp_read),
 }
 
 

@@ -36,6 +36,18 @@ Container (big-endian), version 1::
     crc     4  CRC-32 of everything before it
 
 37 bytes plus the name; bpp counts all of it.
+
+Marker chunks (optional, after the CRC): wrappers such as residual hiding
+leave a payload the way a JPEG COM segment does (``codecs.markers``); each
+chunk is::
+
+    magic   4  b"CKMK"
+    len     4  uint32 payload length
+    payload len
+    crc     4  CRC-32 of the payload
+
+Decoding ignores them; a file whose trailing bytes are not well-formed
+chunks is damaged. bpp counts them too (they are in the file).
 """
 
 from __future__ import annotations
@@ -53,6 +65,8 @@ VERSION = 1
 _HEAD = struct.Struct(">4sBIIBB")
 _TAIL = struct.Struct(">8s4sI")
 _KIND = "learned-codec"
+MARKER_MAGIC = b"CKMK"
+_CHUNK = struct.Struct(">4sI")
 
 
 # -- container ---------------------------------------------------------------
@@ -71,8 +85,60 @@ def is_ckfp(data: bytes) -> bool:
     return bytes(data[:4]) == MAGIC
 
 
+def core_length(data: bytes) -> int | None:
+    """Bytes of the container proper (up to its CRC, before any marker
+    chunk) by its header, or None where there is no whole header."""
+    if len(data) < _HEAD.size or bytes(data[:4]) != MAGIC:
+        return None
+    nlen = data[_HEAD.size - 1]
+    fixed = _HEAD.size + nlen + _TAIL.size
+    if len(data) < fixed:
+        return None
+    return fixed + _TAIL.unpack_from(data, _HEAD.size + nlen)[2] + 4
+
+
+def marker_chunks(data: bytes, start: int) -> list[bytes] | None:
+    """The payloads of the marker chunks from ``start`` to the end, or None
+    if those bytes are not well-formed chunks."""
+    out, pos = [], start
+    while pos < len(data):
+        if pos + _CHUNK.size > len(data):
+            return None
+        magic, size = _CHUNK.unpack_from(data, pos)
+        end = pos + _CHUNK.size + size
+        if magic != MARKER_MAGIC or end + 4 > len(data):
+            return None
+        payload = bytes(data[pos + _CHUNK.size:end])
+        if struct.unpack(">I", data[end:end + 4])[0] != zlib.crc32(payload):
+            return None
+        out.append(payload)
+        pos = end + 4
+    return out
+
+
+def append_marker(data: bytes, payload: bytes) -> bytes:
+    """``data`` (a whole factorized-prior file) with one more marker chunk."""
+    core = core_length(data)
+    if core is None or core > len(data) or marker_chunks(data, core) is None:
+        raise CodecError("marker: the factorized-prior encoder did not return a well-formed file")
+    if len(payload) >= 2 ** 32:
+        raise CodecError(f"marker of {len(payload)} bytes is too long for a factorized-prior chunk")
+    return bytes(data) + _CHUNK.pack(MARKER_MAGIC, len(payload)) + payload + struct.pack(">I", zlib.crc32(payload))
+
+
+def read_markers(data: bytes) -> list[bytes]:
+    """The marker payloads of a factorized-prior file; [] for anything else
+    (or damaged chunks): never raises, so any file can be probed."""
+    data = bytes(data)
+    core = core_length(data)
+    if core is None or core > len(data):
+        return []
+    return marker_chunks(data, core) or []
+
+
 def unpack(data: bytes) -> dict:
-    """The fields of a container; any damage is a one-line CodecError."""
+    """The fields of a container; any damage is a one-line CodecError.
+    Marker chunks after it are checked and skipped."""
     data = bytes(data)
     if len(data) < _HEAD.size or data[:4] != MAGIC:
         raise CodecError("not a factorized-prior file (bad magic)")
@@ -83,10 +149,11 @@ def unpack(data: bytes) -> dict:
     if len(data) < fixed + 4:
         raise CodecError("truncated factorized-prior file")
     sha, digest, plen = _TAIL.unpack_from(data, _HEAD.size + nlen)
-    if len(data) != fixed + plen + 4:
+    end = fixed + plen + 4
+    if len(data) < end or (len(data) > end and marker_chunks(data, end) is None):
         raise CodecError(f"truncated or padded factorized-prior file ({len(data)} bytes, header says "
-                         f"{fixed + plen + 4})")
-    if struct.unpack(">I", data[-4:])[0] != zlib.crc32(data[:-4]):
+                         f"{end} plus marker chunks)")
+    if struct.unpack(">I", data[end - 4:end])[0] != zlib.crc32(data[:end - 4]):
         raise CodecError("corrupt factorized-prior file (CRC mismatch)")
     if planes not in (1, 3) or height == 0 or width == 0:
         raise CodecError(f"damaged factorized-prior header ({height}x{width}, {planes} planes)")

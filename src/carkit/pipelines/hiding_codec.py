@@ -23,8 +23,9 @@ and the result equals the untiled one.
 
 Codecs: a codec is supported when its files can carry the marker
 (``codecs.markers.CARRIERS``): JPEG (a COM segment after the APPn headers),
-a JPEG 2000 codestream (a COM segment in the main header) and HEIF (a
-top-level ``uuid`` box); the coded image data are the codec's own bytes,
+a JPEG 2000 codestream (a COM segment in the main header), HEIF (a
+top-level ``uuid`` box) and carkit's factorized-prior learned codec (a
+``CKMK`` chunk after the .ckfp container, which its decoder skips); the coded image data are the codec's own bytes,
 untouched. Each needs zoo weights trained with that codec
 (``task_kwargs.codec`` of their recipe). The marker is found by its
 content, whatever the file's extension; a marker naming another codec than
@@ -130,7 +131,7 @@ def fallback_note(plan) -> str:
 class HidingCodec(Codec):
     """E -> standard codec -> D behind the one codec interface.
 
-    ``codec`` is the standard codec (registered name; only ``jpeg`` now),
+    ``codec`` is the codec underneath (registered name with a marker carrier),
     ``model`` names the zoo weights (default: chosen by the image's mode and
     the quality, :func:`choose_weights`)."""
 
