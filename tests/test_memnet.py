@@ -72,3 +72,20 @@ def test_output_is_global_residual_and_multi_supervision_averages():
 def test_any_size_and_channels(shape):
     net = MemNet(shape[1], features=4, blocks=2, recursions=2)
     assert net(torch.rand(*shape)).shape == shape
+
+
+@pytest.mark.parametrize("name, kwargs, planes", [("memnet-gray", {"features": 8, "blocks": 2, "recursions": 2}, 1),
+                                                  ("dncnn3-color", {"depth": 4, "features": 8}, 3)])
+def test_zero_tail_starts_as_the_identity_and_still_learns(name, kwargs, planes):
+    """The baselines' ``zero_tail``: the output equals the input at
+    initialisation (not a large random residual), and one step moves it."""
+    torch.manual_seed(0)
+    net = create_model(name, zero_tail=True, **kwargs)
+    x = torch.rand(2, planes, 24, 20)
+    assert torch.equal(net.eval()(x), x)
+    assert not torch.equal(create_model(name, **kwargs).eval()(x), x)   # the default is not the identity
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    torch.nn.functional.mse_loss(net(x), x.flip(-1)).backward()
+    opt.step()
+    assert not torch.equal(net.eval()(x), x)

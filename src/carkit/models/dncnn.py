@@ -5,6 +5,14 @@ JPEG-deblocking baseline of residual hiding and DAGN.
 Conv+ReLU, (depth-2) x (Conv+BN+ReLU), Conv; the network predicts the residual
 (artifact) and the output is input minus it. 20 layers of 64 channels for
 DnCNN-3 (the paper's blind model); same padding keeps size.
+
+``zero_tail`` (not the paper's; it initialises orthogonally and trains with
+SGD for 50 epochs) starts the last convolution at zero, so the network
+starts as the identity instead of subtracting a large random residual. On a
+short CPU budget at a high JPEG quality this is what lets it learn: with
+Adam at 1e-4, 250 steps of 8 x 64 px RGB patches at quality 50 reached
+1.6e-5 below JPEG's MSE with it, while the default initialisation was still
+4e-5 above (and at Adam 1e-3 both stalled at JPEG's MSE for 2500 steps).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from .registry import register_model
 
 class DnCNN(nn.Module):
     def __init__(self, in_channels: int = 1, depth: int = 20, features: int = 64,
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, zero_tail: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, features, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
@@ -27,6 +35,9 @@ class DnCNN(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         layers.append(nn.Conv2d(features, in_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
+        if zero_tail:  # residual learning starts at the identity (see the module docstring)
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)

@@ -113,7 +113,7 @@ class MemNet(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, features: int = 64, blocks: int = 6, recursions: int = 6,
-                 multi_supervision: bool = False, shared: bool = True):
+                 multi_supervision: bool = False, shared: bool = True, zero_tail: bool = False):
         super().__init__()
         if blocks < 1:
             raise ValueError("blocks must be at least 1")
@@ -122,6 +122,9 @@ class MemNet(nn.Module):
         self.head = nn.Conv2d(in_channels, features, 3, padding=1)
         self.blocks = nn.ModuleList(MemoryBlock(features, recursions, m + 1, shared) for m in range(blocks))
         self.tail = bn_relu_conv(features, in_channels)
+        if zero_tail:  # start as the identity (not the paper's; see models/dncnn.py's zero_tail)
+            nn.init.zeros_(self.tail[-1].weight)
+            nn.init.zeros_(self.tail[-1].bias)
         if self.multi_supervision:
             self.weights = nn.Parameter(torch.full((blocks,), 1.0 / blocks))
 
