@@ -221,6 +221,16 @@ def test_missing_weights_are_skipped_with_notes_and_the_report_renders(zoo, koda
     assert "carkit bench hiding --data" in text and "--restorer tiny-gray" in text
 
 
+
+def test_each_codec_set_has_its_own_result_file():
+    def payload(codecs):
+        return {"config": {"codecs": codecs, "mode": "color", "data": "eval/kodak"},
+                "provenance": {"dataset": {"name": "kodak"}}, "codecs": {c: {} for c in codecs}}
+
+    paths = {hb.result_path("r", payload(c)).name for c in (["jpeg"], ["jpeg2000"], ["jpeg", "heif"])}
+    assert len(paths) == 3 and "hiding_kodak_color.json" in paths
+    assert all(p.startswith("hiding_") and p.endswith(".json") for p in paths)
+
 def test_training_runs_are_scored_before_anything_ships(zoo, kodak, tmp_path):
     from safetensors.torch import save_file
 

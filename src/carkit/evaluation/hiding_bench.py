@@ -703,7 +703,12 @@ def figure_path(payload: dict, codec: str) -> str:
 
 
 def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
-    return Path(results_dir) / f"hiding_{_stem(payload)}.json"
+    """JPEG's file keeps the plain name; any other codec set gets its own file
+    (``hiding_kodak_color_jpeg2000.json``), so a codec benched later (its pair
+    trained later) does not overwrite the others' tables and provenance."""
+    codecs = list(payload["config"]["codecs"])
+    suffix = "" if codecs == ["jpeg"] else "_" + "-".join(codecs)
+    return Path(results_dir) / f"hiding_{_stem(payload)}{suffix}.json"
 
 
 def plot_rd(payload: dict, codec: str, out: str | os.PathLike) -> Path:
@@ -751,7 +756,8 @@ def report_section(payload: dict) -> list[str]:
 
     cfg = payload["config"]
     figures = [f"![RD curves, {c}]({figure_path(payload, c)})" for c in payload["codecs"]]
-    return [f"### {dataset_name(payload, '?')} ({cfg['mode']}, {len(payload['images'])} images)", "",
+    return [f"### {', '.join(payload['codecs'])} on {dataset_name(payload, '?')} ({cfg['mode']}, "
+            f"{len(payload['images'])} images)", "",
             f"Command: `{command_line(payload)}`", "", *figures, "",
             *format_hiding_tables(payload).splitlines(), "",
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
