@@ -253,3 +253,14 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
     for q in (1, 5, 10, 20, 40, 90):
         best = min(abs(weights_record(n).qualities[0] - q) for n in color)
         assert abs(weights_record(choose_weights(False, q)).qualities[0] - q) == best
+
+
+def test_residual_hiding_default_for_color_jpeg_is_the_strategy_i_pair():
+    """Both JPEG Q50 pairs ship; Strategy I measures better on Kodak, and the
+    name order makes it the default (pipelines/hiding_codec.choose_weights)."""
+    from carkit.pipelines.hiding_codec import choose_weights, hiding_weights, trained_for
+
+    names = hiding_weights("jpeg", False)
+    assert {"hiding-jpeg-q50-s1", "hiding-jpeg-q50-s2"} <= set(names)
+    assert all(trained_for(weights_record(n)) == ("jpeg", 50) for n in ("hiding-jpeg-q50-s1", "hiding-jpeg-q50-s2"))
+    assert [choose_weights("jpeg", False, q) for q in (10, 50, 90)] == ["hiding-jpeg-q50-s1"] * 3

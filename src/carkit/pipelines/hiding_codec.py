@@ -90,7 +90,10 @@ def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[s
 
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
-    or, failing that, at the nearest quality."""
+    or, failing that, at the nearest quality. Equally near pairs go by name, so
+    a codec's Strategy I pair (``-s1``) comes before its Strategy II one: for
+    JPEG at quality 50 Strategy I measures better on Kodak (docs/RESULTS.md,
+    Table 2 and the RD curves); ``--model`` picks another."""
     from ..zoo.registry import weights_record
 
     names = hiding_weights(codec, gray)
