@@ -114,6 +114,23 @@ def test_task_arguments_are_checked():
     assert ht.ResidualHidingTask(strategy="I", codec="webp").simulator == "autoencoder"
 
 
+
+def test_validation_baseline_is_the_tasks_own_codec(tmp_path):
+    """The log's baseline column: JPEG for JPEG tasks (the default), the task's
+    codec at its quality otherwise (JPEG 2000 at 28 is not JPEG at 28)."""
+    from carkit.training.validate import ValidationSet
+
+    rng = np.random.default_rng(3)
+    img = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    assert ht.ResidualHidingTask(codec="jpeg", quality=50).val_degradation() is None
+    task = ht.ResidualHidingTask(codec="jpeg2000", quality=28)
+    vs = ValidationSet.build(tmp_path, [28], False, 32, degrade=task.val_degradation())
+    lq, gt = vs.pairs[28][0]
+    assert np.array_equal(lq, get_codec("jpeg2000").roundtrip(gt, 28).decoded)
+    jpeg = ValidationSet.build(tmp_path, [28], False, 32).pairs[28][0][0]
+    assert not np.array_equal(lq, jpeg)
+
 def test_loss_is_lambda_rec_plus_con():
     """An untrained pair: IH_enc = IH (L_con = 0) and I'H = JPEG(IH), so the
     loss is 5 * MSE(JPEG(IH), IH); a changed encoder adds L_con."""

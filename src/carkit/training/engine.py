@@ -135,6 +135,11 @@ class TrainTask:
     def loss(self, optimizer: str, model, extras: dict, batch: dict, recipe: Recipe) -> torch.Tensor:
         return pixel_loss(recipe.loss, model(batch["lq"]), batch["gt"])
 
+    def val_degradation(self):
+        """Validation's baseline ``(gt uint8, quality) -> uint8 image``, also the
+        ``lq`` that ``infer`` gets; None: JPEG at that quality (the log's "jpeg")."""
+        return None
+
     def infer(self, model, lq: torch.Tensor, gt: torch.Tensor, quality: int) -> torch.Tensor:
         """Validation: the restored image of one (JPEG, original) pair. Models
         that read something other than decoded pixels derive their input here."""
@@ -269,7 +274,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     if info.main and recipe.val_dir and recipe.val_every:
         val_set = ValidationSet.build(root / recipe.val_dir, recipe.val_qualities, recipe.gray,
                                       recipe.val_crop, recipe.val_limit, recipe.subsampling,
-                                      plane=recipe.gray_plane)
+                                      plane=recipe.gray_plane, degrade=task.val_degradation())
 
     log_path = out_dir / "log.jsonl"
     if info.main:

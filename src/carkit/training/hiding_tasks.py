@@ -193,6 +193,14 @@ class ResidualHidingTask(TrainTask):
         restored = net.reconstruct(self.compress(encoded, extras))
         return self.rec_weight * mse(restored, gt) + mse(encoded, gt)
 
+    def val_degradation(self):
+        """The log's baseline is the task's own codec at its quality (for JPEG
+        the same as the default); before this, JPEG 2000 and HEIF runs were
+        logged against JPEG at their quality number, another rate."""
+        if self.codec_name == "jpeg":
+            return None
+        return lambda gt, q: self.codec.roundtrip(gt, self.quality).decoded
+
     def infer(self, model, lq, gt, quality):
         """Validation: the real pipeline, E -> codec -> D, at the task's quality."""
         net = unwrap(model)

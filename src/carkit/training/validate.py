@@ -28,14 +28,17 @@ class ValidationSet:
 
     @classmethod
     def build(cls, directory, qualities, gray: bool, crop: int, limit: int = 0,
-              subsampling: str = "4:2:0", plane: str = "y") -> "ValidationSet":
+              subsampling: str = "4:2:0", plane: str = "y", degrade=None) -> "ValidationSet":
+        """``degrade(gt, q)``: the baseline image the log's "jpeg" column
+        scores (default: JPEG at ``q``; a task coding with another codec gives
+        that codec, see ``TrainTask.val_degradation``)."""
         images = load_images(directory, gray=gray, plane=plane)
         if limit:
             images = images[:limit]
         images = [center_crop(im, crop) for im in images]
         pairs = {}
         for q in qualities:
-            deg = JpegDegradation(qualities=(q,), subsampling=subsampling)
+            deg = degrade or JpegDegradation(qualities=(q,), subsampling=subsampling)
             pairs[q] = [(deg(gt, q), gt) for gt in images]
         return cls(pairs)
 
