@@ -180,6 +180,27 @@ def test_a_codec_whose_quality_fixes_the_rate_has_one_protocol(full, kodak):
     assert "#### jpeg2000" in hb.format_hiding_tables(payload)
 
 
+def test_learned_codec_sweeps_one_point_per_trained_rate_point(zoo, kodak):
+    """The factorized codec: quality picks a zoo entry, so the sweep keeps one
+    quality per entry present (two here, out of the config's four) and the
+    table is one protocol at quality 50, IL_enc's bpp beside IL's."""
+    from .test_learned_codec import _add_tiny
+
+    _add_tiny(zoo, "tiny-fp-a", qualities=(26, 50), seed=0)
+    _add_tiny(zoo, "tiny-fp-b", qualities=(51, 75), seed=1)
+    add_hiding(zoo, "tiny-fp-hiding", "direct", quality=50, codec="factorized")
+    payload = hb.bench_hiding(kodak, ["factorized"], models=["tiny-fp-hiding"], restorer="", progress=False)
+    entry = payload["codecs"]["factorized"]
+    assert list(entry["config"]["sweep"]) == [50, 75]
+    (table,) = entry["table2"]
+    assert table["protocol"] == "fix-q/bpp" and table["baseline_quality"] == 50
+    assert _rows(table) == [("Original", None, 50), ("Ours (codec as proxy)", "tiny-fp-hiding", 50)]
+    assert table["rows"][1]["il_enc"]["bpp"] > 0
+    points = entry["rd"]["codecs"]["factorized"]["points"]
+    assert [p["quality"] for p in points] == [50, 75] and points[0]["mean"] != points[1]["mean"]  # two entries
+    assert "#### factorized" in hb.format_hiding_tables(payload)
+
+
 def _zoo_pair(name):
     from carkit.pipelines.hiding_codec import load_weights
 
@@ -325,5 +346,8 @@ def test_paper_numbers_and_codec_configs():
     assert jpeg["fix-bpp"]["rows"]["DnCNN"] == (33.889, 0.918)
     assert HIDING_TABLE_2_KODAK["jpeg2000"]["fix-q/bpp"]["rows"]["Original"] == (28.575, 0.754)
     for cfg in hb.CODECS.values():
+        if cfg.paper is None:  # carkit's learned codec: the paper's deep codecs are others
+            assert cfg.codec == "factorized" and cfg.protocols == ("fix-q/bpp",)
+            continue
         assert set(cfg.protocols) == set(HIDING_TABLE_2_KODAK[cfg.paper])
         assert len(cfg.sweep) >= 4 and cfg.quality in cfg.sweep

@@ -200,6 +200,28 @@ def test_decoded_image_is_the_models_rounded_latent_reconstruction(tiny_zoo, h, 
     assert 8 * header + 0.98 * estimated <= 8 * len(rt.data) <= 8 * header + 1.02 * estimated + 64
 
 
+def test_differentiable_form_is_the_decoder_in_value_and_passes_gradients(tiny_zoo):
+    """Residual hiding's deep-codec proxy: the frozen codec with straight-through
+    rounding gives what decode gives (before 8-bit rounding), and gradients
+    reach the input; gray goes through three equal planes; JPEG has none."""
+    from carkit.codecs import get_codec
+    from carkit.io import to_tensor, to_uint8
+
+    codec = get_codec("factorized")
+    image = _image(37, 29)
+    code = codec.differentiable(50)
+    x = to_tensor(image).requires_grad_(True)
+    out = code(x)
+    assert np.array_equal(to_uint8(out.detach()), codec.roundtrip(image, 50).decoded)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in codec.load("tiny-fp")[0].parameters())   # the codec stays frozen
+    gray = _image(37, 29, color=False)
+    assert np.array_equal(to_uint8(code(to_tensor(gray)).detach()), codec.roundtrip(gray, 50).decoded)
+    with pytest.raises(CodecError, match="not differentiable"):
+        get_codec("jpeg").differentiable(50)
+
+
 def test_decoding_is_repeatable_and_needs_no_encoder_state(tiny_zoo):
     from carkit.codecs import get_codec
 

@@ -184,6 +184,37 @@ def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_direct_strategy_trains_through_the_learned_codec_itself(tmp_path, shared_data, monkeypatch):
+    """The paper's deep-codec route (Fig. 2): forward the real codec's IL_enc,
+    gradients through the frozen learned codec to E; a standard codec is a
+    one-line recipe error before any step."""
+    import carkit.zoo.registry as zoo
+    from carkit.training.engine import train
+    from carkit.training.recipe import RecipeError
+
+    from .test_learned_codec import _add_tiny
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    (tmp_path / "zoo").mkdir()
+    _add_tiny(tmp_path / "zoo")
+    task = ht.ResidualHidingTask(strategy="direct", codec="factorized", quality=50)
+    task.prepare(None, {}, _tiny_recipe(shared_data, "direct", 1, codec="factorized"))
+    enc = to_tensor(_image(32, 32)).requires_grad_(True)
+    out = task.compress(enc, {})
+    assert torch.equal(out, ht.codec_batch(task.codec, enc, 50))          # the real codec's output
+    out.sum().backward()
+    assert enc.grad.abs().sum() > 0 and not torch.allclose(enc.grad, torch.ones_like(enc.grad))  # not Strategy II's
+
+    recipe = _tiny_recipe(shared_data, "direct", 3, codec="factorized")
+    train(recipe, tmp_path / "run", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "q50" in log[-1]["val"]
+    with pytest.raises(RecipeError, match="not differentiable"):
+        train(_tiny_recipe(shared_data, "direct", 3), tmp_path / "jpeg", progress=False)
+    with pytest.raises(RecipeError, match="leave out simulator"):
+        ht.ResidualHidingTask(strategy="direct", codec="factorized", simulator="autoencoder")
+
+
 def test_simulator_pretrains_alone_on_ih_il_pairs_first(tmp_path, shared_data):
     """Strategy I with the autoencoder (the paper's section 4.2): during
     ``sim_pretrain`` steps only the simulator learns, on (IH, IL); E and D wait."""

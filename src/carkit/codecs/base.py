@@ -81,6 +81,13 @@ class Codec:
     def decode(self, data: bytes) -> np.ndarray:
         raise NotImplementedError
 
+    def differentiable(self, quality: int):
+        """A torch callable (N, C, H, W) in [0, 1] -> the codec's decode,
+        differentiable, for learned codecs (the Residual hiding paper's Fig. 2:
+        a deep codec is its own compression proxy); standard codecs have none."""
+        raise CodecError(f"{self.name} is not differentiable; train through it with a compression proxy "
+                         "(Strategy I or II)")
+
     def roundtrip(self, image: np.ndarray, quality: int) -> RoundTrip:
         image = check_image(image)
         t0 = time.perf_counter()

@@ -3,8 +3,9 @@ artifact-removal baselines (the Residual hiding paper,
 ../shared/papers/residual-hiding.txt, section 4.2.1 and Table 2; issue 6),
 then rate-distortion curves past the paper.
 
-For each codec (``CODECS``: JPEG, JPEG 2000 and HEIF are configured; each
-needs hiding weights trained with it, only JPEG recipes exist now), on
+For each codec (``CODECS``: JPEG, JPEG 2000, HEIF and carkit's learned
+factorized-prior codec are configured; each needs hiding weights trained
+with it, recipes/hiding/), on
 ``eval/kodak`` by default:
 
 **Table 2** (section 4.2.1, implemented as the text describes):
@@ -76,7 +77,8 @@ TARGET_BD_RATE = -30.0
 BASELINE_MARGIN = 4
 #: restorer families of the paper's baselines: row label -> registry-name prefix of the architecture
 BASELINE_FAMILIES = {"DnCNN": "dncnn", "MemNet": "memnet"}
-STRATEGY_LABEL = {"I": "Strategy I", "II": "Strategy II"}
+#: "direct": a learned codec as its own proxy (the paper's Table 1 row "Ours")
+STRATEGY_LABEL = {"I": "Strategy I", "II": "Strategy II", "direct": "Ours (codec as proxy)"}
 PROTOCOL_LABEL = {"fix-q": "Fix-Q", "fix-bpp": "Fix-BPP", "fix-q/bpp": "Fix-Q/BPP"}
 ORIGINAL = "Original"
 
@@ -112,6 +114,14 @@ CODECS = {
                             "quality 28 here gives the paper's 0.50 bpp (its '48' is another quality scale)"),
     "heif": CodecConfig("heif", 39, ("fix-q", "fix-bpp"), (15, 20, 25, 30, 39, 45, 50, 60), 1.0, "bpg",
                         "HEVC intra through pillow-heif against the paper's BPG; quality 39 is about its 0.702 bpp"),
+    # carkit's learned codec (the paper's deep-codec group, Table 1): a quality picks a zoo
+    # entry (one trained lambda per range, recipes/learned/), so quality cannot steer the
+    # rate inside a range and Fix-Q has nothing to match: one protocol, IL_enc's bpp beside
+    # IL's (the paper, CAE-P: 2.527 against 2.535 bpp). The sweep keeps one quality per entry
+    # the zoo holds (served_qualities). No paper column: its deep codecs are not ours.
+    "factorized": CodecConfig("factorized", 50, ("fix-q/bpp",), (25, 50, 75, 100), None, None,
+                              "quality 50 is factorized-small-l0130 (range 26-50); the sweep has one point per "
+                              "trained rate point in the zoo"),
 }
 
 
@@ -502,6 +512,11 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         fixq_quality = checked(fixq_quality)
     data_dir = Path(data_dir)
     files, images, gray = _load_images(data_dir, None, limit)
+    if any(c.codec == "factorized" for c in configs):  # one sweep point per trained rate point
+        from ..pipelines.factorized_codec import served_qualities
+
+        configs = [replace(c, sweep=served_qualities(c.sweep) or (c.quality,)) if c.codec == "factorized" else c
+                   for c in configs]
     coders = {c.codec: get_codec(c.codec) for c in configs}
     baseline_restorer = Restorer()
     general_notes: list[str] = []

@@ -196,6 +196,22 @@ def choose_weights(quality: int) -> str:
     return min(names, key=lambda n: (distance(n), n))
 
 
+def served_qualities(qualities) -> tuple[int, ...]:
+    """Of ``qualities``, those inside a zoo entry's quality range, the first
+    per entry: one point per trained rate point (qualities of the same entry
+    give the same file), for RD sweeps."""
+    from ..zoo.registry import weights_record
+
+    out, seen = [], set()
+    for q in qualities:
+        name = next((n for n in factorized_weights()
+                     if weights_record(n).qualities[0] <= q <= weights_record(n).qualities[1]), None)
+        if name is not None and name not in seen:
+            seen.add(name)
+            out.append(int(q))
+    return tuple(out)
+
+
 class FactorizedCodec(Codec):
     """Ballé 2018 factorized prior + range coding (constriction), ``.ckfp`` files.
 
@@ -239,6 +255,30 @@ class FactorizedCodec(Codec):
             raise CodecError(f"this file was coded with other {name} weights "
                              f"(sha256 {sha256}, the zoo has {record.sha256[:16]})")
         return net, record, tables
+
+    def differentiable(self, quality: int):
+        """The frozen network of the entry serving ``quality`` as a torch
+        callable: g_s(dequantize(symbols(g_a(x)))) with straight-through
+        rounding, i.e. in value exactly what ``decode`` computes from the
+        file's symbols (before clipping and 8-bit rounding), with gradients
+        through g_a and g_s to the input (residual hiding's deep-codec proxy).
+        Gray (N, 1, H, W) input is coded as three equal planes and returned as
+        their mean, as the file does."""
+        import torch
+
+        net, _, tables = self.load(self.model or choose_weights(check_quality(quality)))
+        net.requires_grad_(False)
+        medians = torch.from_numpy(tables.medians)
+
+        def code(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(x.device.type, enabled=False):
+                rgb = x.float().expand(-1, 3, -1, -1) if x.shape[1] == 1 else x.float()
+                y = net.to(x.device).analysis(rgb)
+                y_hat = net.entropy_bottleneck.dequantize(net.entropy_bottleneck.symbols(y, medians), medians)
+                out = net.synthesis(y + (y_hat - y).detach(), tuple(x.shape[-2:]))
+                return out.mean(dim=1, keepdim=True) if x.shape[1] == 1 else out
+
+        return code
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch

@@ -27,6 +27,12 @@ One step, for a batch of originals IH (``batch["gt"]``):
      the paper, the autoencoder is first pretrained alone on (IH, IL) pairs
      (the codec's input and output) for ``sim_pretrain`` steps, then
      fine-tuned jointly on (IH_enc, IL_enc).
+   - ``"direct"``, for a learned codec (Fig. 2, Table 1's deep-codec group):
+     the codec is differentiable, so it is its own proxy: the frozen codec
+     network with straight-through rounding (``Codec.differentiable``) in
+     the skip component, forward the real codec's IL_enc (from the coded
+     file; the same values before 8-bit rounding), gradients through its
+     synthesis and analysis transforms to E.
 
 4. I'H = IL_enc' + D(IL_enc') with IL_enc' the proxy's output, and the
    objective (eqs. 4-6) L = lambda * L_rec + L_con, L_rec = ||I'H - IH||^2,
@@ -50,7 +56,7 @@ from ..models.residual_hiding import CodecSimulator
 from .engine import TrainTask, register_task, unwrap
 from .recipe import RecipeError
 
-STRATEGIES = ("I", "II")
+STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
 
 
@@ -79,8 +85,9 @@ class ResidualHidingTask(TrainTask):
     """E and D of a ``hiding-*`` model trained through a compression proxy.
 
     Args:
-        strategy: ``"II"`` (skip component only) or ``"I"`` (simulation network
-            with the skip component).
+        strategy: ``"II"`` (skip component only), ``"I"`` (simulation network
+            with the skip component), or ``"direct"`` (a learned codec as its
+            own proxy).
         codec: registered codec name (``carkit.codecs``), ``codec_options`` its options.
         quality: the codec's quality 1..100.
         simulator: Strategy I's network: ``"proxy"`` (differentiable JPEG; JPEG
@@ -104,11 +111,14 @@ class ResidualHidingTask(TrainTask):
             raise RecipeError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.strategy = strategy
         self.codec_name = canonical_name(codec)
+        if strategy == "direct" and simulator is not None:
+            raise RecipeError("strategy 'direct' trains through the learned codec itself; leave out simulator")
         self.codec_options = dict(codec_options or {})
         try:
             self.quality = check_quality(quality)
         except ValueError as exc:
             raise RecipeError(str(exc)) from None
+        self._direct = None
         if simulator is None:
             simulator = "proxy" if self.codec_name == "jpeg" else "autoencoder"
         if simulator not in SIMULATORS:
@@ -141,6 +151,13 @@ class ResidualHidingTask(TrainTask):
         return {"sim": CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)}
 
     def prepare(self, model, extras, recipe):
+        if self.strategy == "direct":  # a standard codec fails here, before any step
+            from ..errors import CodecError
+
+            try:
+                self._direct = self.codec.differentiable(self.quality)
+            except CodecError as exc:
+                raise RecipeError(f"{recipe.name}: strategy 'direct': {exc}") from None
         if self.codec_name == "jpeg" and any(q != self.quality for q in recipe.val_qualities):
             raise RecipeError(f"{recipe.name}: validation compares with JPEG at the task's quality "
                               f"{self.quality}; set val.qualities = [{self.quality}]")
@@ -172,6 +189,15 @@ class ResidualHidingTask(TrainTask):
         real = codec_batch(self.codec, encoded, self.quality)
         if self.strategy == "II":
             return skip_component(real, encoded.float())
+        if self.strategy == "direct":
+            if self._direct is None:
+                from ..errors import CodecError
+
+                try:
+                    self._direct = self.codec.differentiable(self.quality)
+                except CodecError as exc:
+                    raise RecipeError(f"strategy 'direct': {exc}") from None
+            return skip_component(real, self._direct(encoded).float())
         if self.simulator == "autoencoder":
             self._pair = (encoded.detach().float(), real)
         return skip_component(real, self.simulate(encoded, extras).float())
