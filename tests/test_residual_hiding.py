@@ -176,7 +176,16 @@ def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwa
     if kwargs:
         assert {"main", "sim"} <= set(log[0]["losses"]) and "sim.out.weight" in a
         assert a["sim.out.weight"].abs().sum() > 0                         # L_sim trained the simulator
-    assert "q50" in log[-1]["val"]
+    val = log[-1]["val"]["q50"]
+    # the rates beside the gain: IL_enc's real bits and the codec's alone on the same crop
+    from carkit.data.folders import load_images
+    from carkit.training.validate import center_crop
+
+    crop = load_images(shared_data / "val" / "cid22", gray=False)[0]
+
+    plain = get_codec("jpeg").roundtrip(center_crop(crop, 48), 50)
+    assert val["codec_bpp"] == pytest.approx(8 * plain.nbytes / plain.decoded.shape[0] / plain.decoded.shape[1])
+    assert val["bpp"] > 0 and set(val) == {"psnr", "jpeg", "gain", "bpp", "codec_bpp"}
 
     train(recipe, tmp_path / "b", progress=False, max_steps=3)
     train(recipe, tmp_path / "b", progress=False)

@@ -145,6 +145,11 @@ class TrainTask:
         that read something other than decoded pixels derive their input here."""
         return model(lq)
 
+    def val_extra(self, quality: int) -> dict | None:
+        """Entries added to the log's validation row of ``quality`` after its
+        images went through ``infer`` (a task that changes the rate reports it)."""
+        return None
+
 
 _TASKS: dict[str, type[TrainTask]] = {"restore": TrainTask}
 
@@ -347,10 +352,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
             running = dict.fromkeys(running, 0.0)
             counts = dict.fromkeys(counts, 0)
         if val_set is not None and (step % recipe.val_every == 0 or step == stop):
-            last_val = val_set.evaluate(ema if ema is not None else model, device, task.infer)
+            last_val = val_set.evaluate(ema if ema is not None else model, device, task.infer, task.val_extra)
             write_log({"step": step, "val": last_val, "time": round(time.time(), 1)})
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB ({v['gain']:+.2f})"
-                                                   for k, v in last_val.items()))
+            bar.write(f"step {step}: " + ", ".join(
+                f"{k} {v['psnr']:.2f} dB ({v['gain']:+.2f})"
+                + (f" at {v['bpp']:.3f} bpp (codec alone {v['codec_bpp']:.3f})" if "codec_bpp" in v else "")
+                for k, v in last_val.items()))
         if step % recipe.checkpoint_every == 0 or step == stop:
             checkpoint(step)
     bar.close()

@@ -43,9 +43,10 @@ class ValidationSet:
         return cls(pairs)
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, device: torch.device, infer=None) -> dict:
+    def evaluate(self, model: torch.nn.Module, device: torch.device, infer=None, extra=None) -> dict:
         """Mean PSNR per quality; ``infer(model, lq, gt, quality)`` makes the
-        restored tensor (default ``model(lq)``)."""
+        restored tensor (default ``model(lq)``); ``extra(quality)``, called
+        after a quality's images, adds its entries (e.g. rates) to the row."""
         was_training = model.training
         model.eval()
         out: dict = {}
@@ -58,5 +59,7 @@ class ValidationSet:
                 base.append(psnr(lq, gt))
             out[f"q{q}"] = {"psnr": float(np.mean(ours)), "jpeg": float(np.mean(base)),
                             "gain": float(np.mean(ours) - np.mean(base))}
+            if extra is not None:
+                out[f"q{q}"].update(extra(q) or {})
         model.train(was_training)
         return out
