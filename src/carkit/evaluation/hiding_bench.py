@@ -12,8 +12,8 @@ with it, recipes/hiding/), on
 
 * The hiding models are the zoo's ``kind == "hiding"`` weights (and
   ``--runs``) trained for the codec at the table's quality (``quality`` of the
-  codec's config, 50 for JPEG); their strategy (I or II) comes from their
-  recipe. They are tested at that quality: the product codec
+  codec's config, 50 for JPEG); their strategy (I, II, or "direct" for a
+  learned codec trained through itself) comes from their recipe. They are tested at that quality: the product codec
   (``pipelines/hiding_codec.py``: E, the real codec, D, the COM marker)
   codes every image to real bytes and decodes it from them.
 * The baselines are the codec alone ("Original") and the zoo restorers (or
