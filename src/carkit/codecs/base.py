@@ -88,6 +88,11 @@ class Codec:
         raise CodecError(f"{self.name} is not differentiable; train through it with a compression proxy "
                          "(Strategy I or II)")
 
+    def distinct_qualities(self, qualities) -> tuple[int, ...]:
+        """Of ``qualities``, those that give different files (RD sweeps):
+        all of them for a codec whose rate every quality steers."""
+        return tuple(int(q) for q in qualities)
+
     def roundtrip(self, image: np.ndarray, quality: int) -> RoundTrip:
         image = check_image(image)
         t0 = time.perf_counter()

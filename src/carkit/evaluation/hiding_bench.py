@@ -118,7 +118,7 @@ CODECS = {
     # entry (one trained lambda per range, recipes/learned/), so quality cannot steer the
     # rate inside a range and Fix-Q has nothing to match: one protocol, IL_enc's bpp beside
     # IL's (the paper, CAE-P: 2.527 against 2.535 bpp). The sweep keeps one quality per entry
-    # the zoo holds (served_qualities). No paper column: its deep codecs are not ours.
+    # the zoo holds (Codec.distinct_qualities). No paper column: its deep codecs are not ours.
     "factorized": CodecConfig("factorized", 50, ("fix-q/bpp",), (25, 50, 75, 100), None, None,
                               "quality 50 is factorized-small-l0130 (range 26-50); the sweep has one point per "
                               "trained rate point in the zoo"),
@@ -512,12 +512,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         fixq_quality = checked(fixq_quality)
     data_dir = Path(data_dir)
     files, images, gray = _load_images(data_dir, None, limit)
-    if any(c.codec == "factorized" for c in configs):  # one sweep point per trained rate point
-        from ..pipelines.factorized_codec import served_qualities
-
-        configs = [replace(c, sweep=served_qualities(c.sweep) or (c.quality,)) if c.codec == "factorized" else c
-                   for c in configs]
     coders = {c.codec: get_codec(c.codec) for c in configs}
+    # sweep only qualities that give different files (the learned codec: one per trained rate point)
+    configs = [replace(c, sweep=coders[c.codec].distinct_qualities(c.sweep) or (c.quality,)) for c in configs]
     baseline_restorer = Restorer()
     general_notes: list[str] = []
     methods = find_methods(models, runs, gray, baseline_restorer, general_notes)

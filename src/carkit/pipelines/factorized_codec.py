@@ -196,22 +196,6 @@ def choose_weights(quality: int) -> str:
     return min(names, key=lambda n: (distance(n), n))
 
 
-def served_qualities(qualities) -> tuple[int, ...]:
-    """Of ``qualities``, those inside a zoo entry's quality range, the first
-    per entry: one point per trained rate point (qualities of the same entry
-    give the same file), for RD sweeps."""
-    from ..zoo.registry import weights_record
-
-    out, seen = [], set()
-    for q in qualities:
-        name = next((n for n in factorized_weights()
-                     if weights_record(n).qualities[0] <= q <= weights_record(n).qualities[1]), None)
-        if name is not None and name not in seen:
-            seen.add(name)
-            out.append(int(q))
-    return tuple(out)
-
-
 class FactorizedCodec(Codec):
     """Ballé 2018 factorized prior + range coding (constriction), ``.ckfp`` files.
 
@@ -255,6 +239,24 @@ class FactorizedCodec(Codec):
             raise CodecError(f"this file was coded with other {name} weights "
                              f"(sha256 {sha256}, the zoo has {record.sha256[:16]})")
         return net, record, tables
+
+    def distinct_qualities(self, qualities) -> tuple[int, ...]:
+        """Of ``qualities``, those inside a zoo entry's quality range, the
+        first per entry: one point per trained rate point (qualities of one
+        entry give the same file). A fixed ``model`` gives one file whatever
+        the quality: the first quality only."""
+        from ..zoo.registry import weights_record
+
+        if self.model:
+            return tuple(int(q) for q in qualities)[:1]
+        ranges = {n: weights_record(n).qualities for n in factorized_weights()}
+        out, seen = [], set()
+        for q in qualities:
+            name = next((n for n, (lo, hi) in ranges.items() if lo <= q <= hi), None)
+            if name is not None and name not in seen:
+                seen.add(name)
+                out.append(int(q))
+        return tuple(out)
 
     def differentiable(self, quality: int):
         """The frozen network of the entry serving ``quality`` as a torch

@@ -60,11 +60,17 @@ STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
 
 
-def codec_batch(codec, images: torch.Tensor, quality: int) -> torch.Tensor:
+def codec_roundtrips(codec, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, list[int]]:
     """The real codec's decode of every image of a (N, C, H, W) batch in [0, 1],
-    each rounded to 8 bits first (what a file holds); float32 on the batch's device."""
-    out = [to_tensor(codec.roundtrip(to_uint8(x), quality).decoded) for x in images.detach()]
-    return torch.cat(out).to(images.device)
+    each rounded to 8 bits first (what a file holds), float32 on the batch's
+    device, and the byte count of each file."""
+    rts = [codec.roundtrip(to_uint8(x), quality) for x in images.detach()]
+    return torch.cat([to_tensor(rt.decoded) for rt in rts]).to(images.device), [rt.nbytes for rt in rts]
+
+
+def codec_batch(codec, images: torch.Tensor, quality: int) -> torch.Tensor:
+    """The decoded batch of :func:`codec_roundtrips`."""
+    return codec_roundtrips(codec, images, quality)[0]
 
 
 def skip_component(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
@@ -151,14 +157,20 @@ class ResidualHidingTask(TrainTask):
             return {}
         return {"sim": CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)}
 
-    def prepare(self, model, extras, recipe):
-        if self.strategy == "direct":  # a standard codec fails here, before any step
+    def differentiable_codec(self):
+        """Strategy "direct"'s proxy, the codec's ``differentiable`` form (once)."""
+        if self._direct is None:
             from ..errors import CodecError
 
             try:
                 self._direct = self.codec.differentiable(self.quality)
             except CodecError as exc:
-                raise RecipeError(f"{recipe.name}: strategy 'direct': {exc}") from None
+                raise RecipeError(f"strategy 'direct': {exc}") from None
+        return self._direct
+
+    def prepare(self, model, extras, recipe):
+        if self.strategy == "direct":  # a standard codec fails here, before any step
+            self.differentiable_codec()
         if self.codec_name == "jpeg" and any(q != self.quality for q in recipe.val_qualities):
             raise RecipeError(f"{recipe.name}: validation compares with JPEG at the task's quality "
                               f"{self.quality}; set val.qualities = [{self.quality}]")
@@ -191,14 +203,7 @@ class ResidualHidingTask(TrainTask):
         if self.strategy == "II":
             return skip_component(real, encoded.float())
         if self.strategy == "direct":
-            if self._direct is None:
-                from ..errors import CodecError
-
-                try:
-                    self._direct = self.codec.differentiable(self.quality)
-                except CodecError as exc:
-                    raise RecipeError(f"strategy 'direct': {exc}") from None
-            return skip_component(real, self._direct(encoded).float())
+            return skip_component(real, self.differentiable_codec()(encoded).float())
         if self.simulator == "autoencoder":
             self._pair = (encoded.detach().float(), real)
         return skip_component(real, self.simulate(encoded, extras).float())
@@ -232,13 +237,13 @@ class ResidualHidingTask(TrainTask):
         """Validation: the real pipeline, E -> codec -> D, at the task's quality;
         the bits of IL and IL_enc are counted for ``val_extra``."""
         net = unwrap(model)
-        plain = [self.codec.roundtrip(to_uint8(x), self.quality) for x in gt]
-        encoded = net.hide(gt, gt - torch.cat([to_tensor(rt.decoded) for rt in plain]).to(gt.device))
-        coded = [self.codec.roundtrip(to_uint8(x), self.quality) for x in encoded]
+        plain, plain_bytes = codec_roundtrips(self.codec, gt, self.quality)
+        encoded = net.hide(gt, gt - plain)
+        coded, coded_bytes = codec_roundtrips(self.codec, encoded, self.quality)
         pixels = gt.shape[-1] * gt.shape[-2]
-        for key, rts in (("bpp", coded), ("codec_bpp", plain)):
-            self._val_bits.setdefault(key, []).extend(8 * rt.nbytes / pixels for rt in rts)
-        return net.reconstruct(torch.cat([to_tensor(rt.decoded) for rt in coded]).to(gt.device))
+        for key, sizes in (("bpp", coded_bytes), ("codec_bpp", plain_bytes)):
+            self._val_bits.setdefault(key, []).extend(8 * n / pixels for n in sizes)
+        return net.reconstruct(coded)
 
     def val_extra(self, quality):
         """The mean bpp of IL_enc (``bpp``) and of the codec alone on the
