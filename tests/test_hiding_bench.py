@@ -40,11 +40,11 @@ def add_hiding(zoo, name, strategy, quality=50, seed=0, gray=False, codec="jpeg"
                             "steps": 9000, "wall_seconds": 3480}, _visible)
 
 
-def add_baseline(zoo, name, family, quality, seed=0, qualities=None):
+def add_baseline(zoo, name, family, quality, seed=0, qualities=None, codec=None):
     model, kwargs, gray = (("dncnn3-color", DNCNN_KWARGS, False) if family == "DnCNN"
                            else ("memnet-gray", MEMNET_KWARGS, True))
     add_tiny_weights(zoo, name, model, kwargs, gray, qualities or [quality, quality], seed,
-                     {"steps": 3000, "wall_seconds": 2280})
+                     {"steps": 3000, "wall_seconds": 2280, **({"recipe": {"codec": codec}} if codec else {})})
 
 
 @pytest.fixture
@@ -164,20 +164,29 @@ def test_fix_q_searches_the_quality_whose_bpp_matches(full, kodak):
 
 
 def test_a_codec_whose_quality_fixes_the_rate_has_one_protocol(full, kodak):
-    """JPEG 2000 plugs in through the registry and its config: Fix-Q/BPP at quality 28, no JPEG baselines."""
+    """JPEG 2000 plugs in through the registry and its config: Fix-Q/BPP at
+    quality 28; its baselines are those trained behind JPEG 2000 (data.codec),
+    never the JPEG ones, and a codec without any gets a note."""
     add_hiding(full, "tiny-j2k", "II", quality=28, codec="jpeg2000")
-    payload = hb.bench_hiding(kodak, ["jpeg", "jpeg2000"], models=["tiny-j2k", "tiny-s2"], restorer="",
+    add_baseline(full, "dncnn-j2k-q28", "DnCNN", 28, seed=9, codec="jpeg2000")
+    payload = hb.bench_hiding(kodak, ["jpeg", "jpeg2000"], models=["tiny-j2k", "tiny-s2", "dncnn-j2k-q28",
+                                                                   "dncnn-q62"], restorer="",
                               sweep=[20, 28, 40, 60], quality=None, fixq_quality=62, progress=False)
     assert list(payload["codecs"]) == ["jpeg", "jpeg2000"]
     j2k = payload["codecs"]["jpeg2000"]
     (table,) = j2k["table2"]
     assert table["protocol"] == "fix-q/bpp" and table["baseline_quality"] == 28
-    assert _rows(table) == [("Original", None, 28), ("Strategy II", "tiny-j2k", 28)]
-    assert any("JPEG only" in n for n in j2k["notes"]) and b"tiny-j2k" in hb.BenchHidingCodec(
+    assert _rows(table) == [("Original", None, 28), ("DnCNN", "dncnn-j2k-q28", 28), ("Strategy II", "tiny-j2k", 28)]
+    assert any("MemNet: no weights" in n for n in table["notes"])
+    assert b"tiny-j2k" in hb.BenchHidingCodec(
         "jpeg2000", "tiny-j2k", *_zoo_pair("tiny-j2k")).encode(_image(kodak, "kodim01.png"), 28)
+    fixq = payload["codecs"]["jpeg"]["table2"][0]
+    assert [r["model"] for r in fixq["rows"]] == [None, "dncnn-q62", "tiny-s2"]    # not the J2K DnCNN
     assert list(j2k["rd"]["codecs"]) == ["jpeg2000", "hiding+D (tiny-j2k)"]
     assert [r["model"] for r in payload["codecs"]["jpeg"]["table2"][1]["rows"]] == [None, "tiny-s2"]
     assert "#### jpeg2000" in hb.format_hiding_tables(payload)
+    heif = hb.bench_hiding(kodak, ["heif"], models=[], restorer="", sweep=[39], progress=False)["codecs"]["heif"]
+    assert any("no DnCNN/MemNet trained behind heif" in n for n in heif["notes"])
 
 
 def test_learned_codec_sweeps_one_point_per_trained_rate_point(zoo, kodak):

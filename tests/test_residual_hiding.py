@@ -255,6 +255,35 @@ def test_simulator_pretrains_alone_on_ih_il_pairs_first(tmp_path, shared_data):
     assert set(log[0]["losses"]) == {"sim"}
 
 
+def test_simulator_ships_to_the_zoo_as_its_own_model(tmp_path, shared_data, monkeypatch, capsys):
+    """`carkit zoo export --part sim`: the zoo holds Strategy I's simulation
+    network as a registered ``hiding-sim-*`` model; a run without one says so."""
+    from safetensors.torch import load_file
+
+    import carkit.zoo.registry as zoo
+    from carkit.cli import main
+    from carkit.training.engine import train
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    recipe = _tiny_recipe(shared_data, "I", 2, simulator="autoencoder", sim_features=4, sim_blocks=2,
+                          codec="webp")
+    train(recipe, tmp_path / "s1", progress=False)
+    assert main(["zoo", "export", str(tmp_path / "s1"), "tiny-sim", "--part", "sim"]) == 0
+    record = zoo.weights_record("tiny-sim")
+    assert record.model == "hiding-sim-color" and record.model_kwargs == {"features": 4, "blocks": 2}
+    assert record.training["weights"] == "raw" and record.training["steps"] == 2
+    sim = zoo.load_pretrained("tiny-sim")
+    assert isinstance(sim, CodecSimulator)
+    saved = {k[4:]: v for k, v in load_file(str(tmp_path / "s1" / "last.safetensors")).items() if k.startswith("sim.")}
+    assert saved and all(torch.allclose(v, saved[k].float(), rtol=1e-3, atol=1e-4) for k, v in sim.state_dict().items())
+
+    train(_tiny_recipe(shared_data, "II", 1), tmp_path / "s2", progress=False)
+    capsys.readouterr()
+    assert main(["zoo", "export", str(tmp_path / "s2"), "no-sim", "--part", "sim"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no exportable part 'sim'" in err and "\n" not in err and not (tmp_path / "zoo" / "no-sim.json").exists()
+
+
 def test_recipes_name_the_papers_settings():
     from pathlib import Path
 

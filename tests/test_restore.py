@@ -158,6 +158,11 @@ def test_model_choice_prefers_covering_and_measured_best():
     green = WeightsRecord(name="a", model="resunet-gray", model_kwargs={}, gray=True, qualities=[10, 40],
                           sha256="", results={"set_green": {"q10": {"gain_psnr": 5.0}}})
     assert choose_model(True, 10, [green, records[1]]).model == "b"
+    # a restorer trained on another codec's output (a residual hiding baseline) never restores JPEGs
+    j2k = WeightsRecord(name="j", model="resunet-gray", model_kwargs={}, gray=True, qualities=[10, 40], sha256="",
+                        results={"set": {"q10": {"gain_psnr": 9.0}}}, training={"recipe": {"codec": "jpeg2000"}})
+    assert j2k.trained_codec == "jpeg2000" and records[1].trained_codec == "jpeg"
+    assert choose_model(True, 10, [j2k, records[1]]).model == "b"
     assert choose_model(True, 48, records[:2]).model == "b"  # within the margin
     assert choose_model(True, 90, records[:2]).mode == "passthrough"
     # a codec's block predictor is never an artifact remover, however it measures

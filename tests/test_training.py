@@ -59,6 +59,42 @@ def test_train_resume_is_exact(tmp_path, shared_data):
     assert [s["until_step"] for s in budget["slices"]] == [3, 6]
 
 
+def test_a_recipe_can_train_on_another_codecs_output(tmp_path, shared_data):
+    """data.codec: the residual hiding paper's baselines behind JPEG 2000 learn
+    from JPEG 2000's output, and validation scores against it too; a gray
+    model learns the Y of the color image's decoding, as it is used (coded
+    alone, the gray plane would get a third of the bits)."""
+    import numpy as np
+
+    from carkit.codecs import get_codec
+    from carkit.data.degrade import JpegDegradation, make_degradation
+    from carkit.data.folders import as_mode, load_images
+    from carkit.evaluation.metrics import psnr
+    from carkit.training.validate import center_crop
+
+    gt = load_images(shared_data / "val" / "cid22", gray=False)[0][:64, :64]
+    j2k = make_degradation("JPEG2000", qualities=(28,))
+    decoded = get_codec("jpeg2000").roundtrip(gt, 28).decoded
+    assert np.array_equal(j2k(gt, 28), decoded) and not j2k.color_input
+    y_gt, y_lq = make_degradation("jpeg2000", qualities=(28,), gray=True).pair(gt, 28)
+    assert np.array_equal(y_gt, as_mode(gt, True)) and np.array_equal(y_lq, as_mode(decoded, True))
+    alone = get_codec("jpeg2000").roundtrip(y_gt, 28)
+    assert psnr(alone.decoded, y_gt) < psnr(y_lq, y_gt) - 1                   # why: the rate is the image's
+    assert type(make_degradation("jpeg", quality_range=(10, 40), gray=True)) is JpegDegradation
+    with pytest.raises(RecipeError, match="data.codec"):
+        Recipe(name="x", qualities=[28], codec="bpg")
+
+    recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=2), data_root=str(shared_data),
+                         codec="jpeg2000", quality_range=[], qualities=[28], val_qualities=[28], val_every=2)
+    train(recipe, tmp_path / "run", resume=False, progress=False)
+    val = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()][-1]["val"]
+    crops = [center_crop(im, 64) for im in load_images(shared_data / "val" / "cid22", gray=False)[:2]]
+    want = np.mean([psnr(as_mode(get_codec("jpeg2000").roundtrip(c, 28).decoded, True), as_mode(c, True))
+                    for c in crops])
+    assert val["q28"]["jpeg"] == pytest.approx(want)
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["codec"] == "jpeg2000"
+
+
 def test_checkpoints_are_safetensors_and_json(tmp_path, shared_data):
     recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=3), data_root=str(shared_data))
     train(recipe, tmp_path / "run", resume=False, progress=False)

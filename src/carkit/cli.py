@@ -299,7 +299,7 @@ def _cmd_bench_report(args) -> int:
 def _cmd_zoo_export(args) -> int:
     from .zoo.registry import export_run
 
-    record = export_run(args.run, args.name, description=args.description or "")
+    record = export_run(args.run, args.name, description=args.description or "", part=args.part)
     print(f"exported {args.run} as {record.name} (sha256 {record.sha256[:12]}, {record.training['steps']} steps)")
     return 0
 
@@ -443,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("run", help="run folder (holds last.safetensors, recipe.json, budget.json)")
     z.add_argument("name", help="zoo name for the weights")
     z.add_argument("--description", help="one line shown by `carkit zoo list`")
+    z.add_argument("--part", help="ship one of the run's extra networks instead of its model "
+                                  "(e.g. 'sim', a Strategy I codec simulator)")
     z.set_defaults(func=_cmd_zoo_export)
     return parser
 

@@ -1,5 +1,7 @@
 """On-the-fly degradation through the real codec (PROTOCOL.md: Pillow's
-libjpeg-turbo, baseline, 4:2:0 for color, gray as a 1-component JPEG)."""
+libjpeg-turbo, baseline, 4:2:0 for color, gray as a 1-component JPEG), or
+through another codec of the registry (JPEG 2000, HEIF, ...) for restorers
+trained as the baselines of that codec."""
 
 from __future__ import annotations
 
@@ -29,5 +31,61 @@ class JpegDegradation:
             return int(rng.integers(lo, hi + 1))
         return int(self.qualities[rng.integers(len(self.qualities))])
 
+    #: whether ``pair`` wants color images even for a gray model (see PlaneOfColor)
+    color_input = False
+
     def __call__(self, gt: np.ndarray, quality: int) -> np.ndarray:
         return jpeg_roundtrip(gt, quality, self.subsampling)
+
+    def pair(self, gt: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training pair (target, degraded input) of one patch."""
+        return gt, self(gt, quality)
+
+
+@dataclass(frozen=True)
+class CodecDegradation(JpegDegradation):
+    """Another codec of the registry (``carkit.codecs``) at its own quality
+    scale: the residual hiding paper's DnCNN/MemNet baselines for JPEG 2000
+    or HEVC are trained on that codec's output, as for JPEG."""
+
+    codec: str = "jpeg2000"
+
+    def __call__(self, gt: np.ndarray, quality: int) -> np.ndarray:
+        from ..codecs import get_codec
+
+        return get_codec(self.codec).roundtrip(gt, quality).decoded
+
+
+@dataclass(frozen=True)
+class PlaneOfColor:
+    """A gray model behind a codec other than JPEG learns from one plane of
+    the *color* image's decoding, as it is used (restoring the Y of a decoded
+    color file). Coding the gray plane alone would not match: JPEG 2000's
+    rate control gives a 1-component image a third of a color image's bits
+    at the same ratio. (JPEG keeps its 1-component coding, whose luma is the
+    color file's: the same tables, no chroma in the rate control.)"""
+
+    inner: CodecDegradation
+    plane: str = "y"
+    color_input = True
+
+    def sample_quality(self, rng: np.random.Generator) -> int:
+        return self.inner.sample_quality(rng)
+
+    def pair(self, gt: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+        from .folders import as_mode
+
+        return as_mode(gt, True, self.plane), as_mode(self.inner(gt, quality), True, self.plane)
+
+
+def make_degradation(codec: str = "jpeg", qualities=(), quality_range=None, subsampling: str = "4:2:0",
+                     gray: bool = False, plane: str = "y"):
+    """The degradation of a recipe's ``data.codec`` (JPEG keeps its
+    subsampling; a gray model behind another codec gets PlaneOfColor)."""
+    from ..codecs import canonical_name
+
+    kwargs = {"qualities": tuple(qualities), "quality_range": tuple(quality_range) if quality_range else None}
+    if canonical_name(codec) == "jpeg":
+        return JpegDegradation(subsampling=subsampling, **kwargs)
+    other = CodecDegradation(codec=canonical_name(codec), **kwargs)
+    return PlaneOfColor(other, plane) if gray else other

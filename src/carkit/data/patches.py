@@ -78,8 +78,9 @@ class JpegPatchBatches(Dataset):
             img = self.images[int(rng.integers(len(self.images)))]
             gt = augment(random_patch(img, self.patch_size, rng, self.aligned), rng)
             q = self.degradation.sample_quality(rng)
+            gt, lq = self.degradation.pair(gt, q)
             gts.append(gt)
-            lqs.append(self.degradation(gt, q))
+            lqs.append(lq)
             qs.append(q)
         return {"lq": _to_chw(lqs), "gt": _to_chw(gts), "quality": torch.tensor(qs)}
 

@@ -17,8 +17,9 @@ with it, recipes/hiding/), on
   (``pipelines/hiding_codec.py``: E, the real codec, D, the COM marker)
   codes every image to real bytes and decodes it from them.
 * The baselines are the codec alone ("Original") and the zoo restorers (or
-  runs) of the DnCNN and MemNet families trained at one JPEG quality
-  (recipes/hiding/baselines/); a gray MemNet restores the Y channel of color
+  runs) of the DnCNN and MemNet families trained at one quality of the same
+  codec (recipes/hiding/baselines/; a restore recipe's ``data.codec`` names
+  the codec, JPEG by default); a gray MemNet restores the Y channel of color
   images (``pipelines/restore.py``'s ``color-via-Y``), as in the paper.
 * **Fix-Q**: the baselines are trained and tested at the higher quality whose
   mean bpp on the set matches the mean bpp of the hiding output IL_enc (the
@@ -222,7 +223,8 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
             notes.append(why)
         return None
     plan = Restorer(model=name).plan(gray, None)
-    return Method(name, family, "jpeg", int(rec.qualities[0]), {**info, "mode": plan.mode}, plan)
+    return Method(name, family, rec.trained_codec, int(rec.qualities[0]),
+                  {**info, "mode": plan.mode}, plan)
 
 
 def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
@@ -262,7 +264,8 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
             raise CarkitError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
         (name, (plan, info)), = _add_runs(restorer, [run], gray).items()
-        out.append(Method(name, family, "jpeg", int(quals[0]), {"source": "run", **info, "mode": plan.mode}, plan))
+        out.append(Method(name, family, recipe.get("codec", "jpeg"), int(quals[0]),
+                          {"source": "run", **info, "mode": plan.mode}, plan))
     return out
 
 
@@ -543,9 +546,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                     notes.append(f"{m.name}: trained at quality {m.trained_quality}, not at the table's "
                                  f"{cfg.quality}: RD curve only")
             baselines = [m for m in methods if m.role in BASELINE_FAMILIES and m.codec == cfg.codec]
-            if cfg.codec != "jpeg":
-                notes.append("baselines: the restore task degrades with JPEG only, so DnCNN/MemNet rows exist "
-                             "for JPEG alone")
+            if not baselines and cfg.codec != "jpeg":
+                notes.append(f"baselines: no DnCNN/MemNet trained behind {cfg.codec} (a restore recipe with "
+                             f"data.codec = \"{cfg.codec}\", as recipes/hiding/baselines/*-{cfg.codec}-*.toml)")
             table2 = _table2(cfg, scorer, at_q, baselines, baseline_restorer, fixq_quality, notes)
             rd = _rd(cfg, scorer, hiding, rst, gray, window)
             used = {r["model"] for t in table2 for r in t["rows"] if r.get("model")} | {m.name for m in hiding}

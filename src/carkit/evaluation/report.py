@@ -281,7 +281,8 @@ def _zoo_section() -> list[str]:
             steps = " + ".join(f"{s['run']} {s['steps']} x {s['batch_size']} x {s['patch_size']}px" for s in stages)
         else:
             steps = f"{t.get('steps')} x {rec.get('batch_size')} x {rec.get('patch_size')}px"
-        job = f"{'gray' if r.gray else 'color'} QF {r.qualities[0]}..{r.qualities[1]}"
+        codec = "" if r.trained_codec == "jpeg" else f"{r.trained_codec} "
+        job = f"{'gray' if r.gray else 'color'} {codec}QF {r.qualities[0]}..{r.qualities[1]}"
         job = f"restores {job}" if r.kind == "restorer" else f"{r.kind}, trained on {job}"
         out.append(f"| {name} | {r.model} | {job} | "
                    f"{', '.join(t.get('data', []))} | {steps} | {(t.get('wall_seconds') or 0) / 3600:.2f} h | {where} |")

@@ -106,7 +106,8 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
     else the decoded JPEG is passed through."""
     if records is None:
         records = [weights_record(n) for n in list_weights()]
-    records = [r for r in records if r.kind == "restorer"]
+    # JPEG restorers only: a DnCNN trained on JPEG 2000 (a residual hiding baseline) is not one
+    records = [r for r in records if r.kind == "restorer" and r.trained_codec == "jpeg"]
     q = 10 if quality is None else quality
     if gray:
         candidates = [("gray", r) for r in records if r.gray]

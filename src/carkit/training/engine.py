@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.degrade import JpegDegradation
+from ..data.degrade import make_degradation
 from ..data.folders import load_images
 from ..data.patches import JpegPatchBatches, StepSampler
 from ..models.registry import create_model
@@ -150,6 +150,11 @@ class TrainTask:
         images went through ``infer`` (a task that changes the rate reports it)."""
         return None
 
+    def extra_models(self, gray: bool) -> dict[str, tuple[str, dict]]:
+        """Extras that are registered models of their own, which ``carkit zoo
+        export --part`` can ship: part name -> (model name, model kwargs)."""
+        return {}
+
 
 _TASKS: dict[str, type[TrainTask]] = {"restore": TrainTask}
 
@@ -265,11 +270,10 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
             find_unused_parameters=task.find_unused_parameters)
 
     root = recipe.root
-    images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray,
+    degradation = make_degradation(recipe.codec, recipe.qualities, recipe.quality_range, recipe.subsampling,
+                                   recipe.gray, recipe.gray_plane)
+    images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray and not degradation.color_input,
                          min_size=recipe.patch_size, plane=recipe.gray_plane)
-    degradation = JpegDegradation(qualities=tuple(recipe.qualities),
-                                  quality_range=tuple(recipe.quality_range) or None,
-                                  subsampling=recipe.subsampling)
     batches = JpegPatchBatches(images, degradation, recipe.patch_size, recipe.batch_size,
                                seed=recipe.seed, rank=info.rank, aligned=recipe.aligned)
     stop = recipe.iterations if max_steps is None else min(recipe.iterations, start + max_steps)
@@ -279,7 +283,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     if info.main and recipe.val_dir and recipe.val_every:
         val_set = ValidationSet.build(root / recipe.val_dir, recipe.val_qualities, recipe.gray,
                                       recipe.val_crop, recipe.val_limit, recipe.subsampling,
-                                      plane=recipe.gray_plane, degrade=task.val_degradation())
+                                      plane=recipe.gray_plane, degrade=task.val_degradation() or (
+                                          None if recipe.codec == "jpeg" else degradation))
 
     log_path = out_dir / "log.jsonl"
     if info.main:

@@ -157,6 +157,14 @@ class ResidualHidingTask(TrainTask):
             return {}
         return {"sim": CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)}
 
+    def extra_models(self, gray):
+        """The autoencoder simulator ships too (the issue: the zoo holds the
+        simulation networks), as the registered ``hiding-sim-*`` model."""
+        if self.simulator != "autoencoder":
+            return {}
+        return {"sim": (f"hiding-sim-{'gray' if gray else 'color'}",
+                        {"features": self.sim_features, "blocks": self.sim_blocks})}
+
     def differentiable_codec(self):
         """Strategy "direct"'s proxy, the codec's ``differentiable`` form (once)."""
         if self._direct is None:

@@ -46,6 +46,9 @@ class Recipe:
     qualities: list[int] = field(default_factory=list)
     quality_range: list[int] = field(default_factory=list)
     subsampling: str = "4:2:0"
+    #: the codec that makes the training and validation inputs (carkit.codecs name; the
+    #: residual hiding baselines of JPEG 2000 or HEIF); quality is on that codec's scale
+    codec: str = "jpeg"
     aligned: bool = False
     workers: int = 0
     # [val]
@@ -85,6 +88,13 @@ class Recipe:
             raise RecipeError(f"{self.name}: gray_plane must be 'y' or 'green'")
         if self.loss not in ("l1", "l2"):
             raise RecipeError(f"{self.name}: loss must be 'l1' or 'l2'")
+        from ..codecs import canonical_name
+        from ..errors import CodecError
+
+        try:
+            self.codec = canonical_name(self.codec)
+        except CodecError as exc:
+            raise RecipeError(f"{self.name}: data.codec: {exc}") from None
 
     @property
     def root(self) -> Path:

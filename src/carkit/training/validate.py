@@ -32,14 +32,16 @@ class ValidationSet:
         """``degrade(gt, q)``: the baseline image the log's "jpeg" column
         scores (default: JPEG at ``q``; a task coding with another codec gives
         that codec, see ``TrainTask.val_degradation``)."""
-        images = load_images(directory, gray=gray, plane=plane)
+        color_input = getattr(degrade, "color_input", False)  # a gray model's plane of a color decoding
+        images = load_images(directory, gray=gray and not color_input, plane=plane)
         if limit:
             images = images[:limit]
         images = [center_crop(im, crop) for im in images]
         pairs = {}
         for q in qualities:
             deg = degrade or JpegDegradation(qualities=(q,), subsampling=subsampling)
-            pairs[q] = [(deg(gt, q), gt) for gt in images]
+            pair = getattr(deg, "pair", None) or (lambda gt, q: (gt, deg(gt, q)))
+            pairs[q] = [pair(gt, q)[::-1] for gt in images]
         return cls(pairs)
 
     @torch.no_grad()

@@ -49,6 +49,12 @@ class WeightsRecord:
     def covers(self, quality: int) -> bool:
         return self.qualities[0] <= quality <= self.qualities[1]
 
+    @property
+    def trained_codec(self) -> str:
+        """The codec whose output the model learned to restore (its recipe's
+        ``data.codec``; JPEG for records from before that key)."""
+        return (self.training.get("recipe") or {}).get("codec", "jpeg")
+
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
@@ -197,9 +203,29 @@ def load_run_model(run_dir: str | os.PathLike, device: str = "cpu", use_ema: boo
     return model.to(device).eval(), recipe
 
 
-def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True) -> WeightsRecord:
+def _run_part(run_dir: Path, recipe: dict, part: str) -> tuple[dict, str, dict]:
+    """A training extra that is a registered model of its own (a codec
+    simulator, say): its final weights, model name and kwargs."""
+    from safetensors.torch import load_file
+
+    from ..training.engine import get_task
+
+    parts = get_task(recipe["task"], **recipe["task_kwargs"]).extra_models(recipe["gray"])
+    if part not in parts:
+        known = ", ".join(sorted(parts)) or "none"
+        raise WeightsError(f"{run_dir}: no exportable part {part!r} in this run (it has: {known})")
+    tensors = load_file(str(run_dir / "last.safetensors"))
+    state = {k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")}
+    model, kwargs = parts[part]
+    return state, model, kwargs
+
+
+def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True,
+               part: str | None = None) -> WeightsRecord:
     """Copy a training run's final (EMA) weights into the zoo with a fresh record.
 
+    ``part`` ships one of the run's extras instead of its model (the task's
+    ``extra_models``; extras keep no EMA, so their last weights ship).
     The record's training budget comes from the run's budget.json and
     recipe.json; measured results are added later by ``carkit bench``.
     """
@@ -208,16 +234,20 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
 
     run_dir = Path(run_dir)
     raw, recipe, kind = run_weights(run_dir, use_ema)
+    model, model_kwargs = recipe["model"], recipe["model_kwargs"]
+    if part is not None:
+        raw, model, model_kwargs = _run_part(run_dir, recipe, part)
+        kind = "raw"
     meta = json.loads((run_dir / "last.json").read_text())
     # A run started from earlier stages (init_from) carries their budget too.
     stages = _stage_chain(run_dir, recipe)
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in raw.items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / f"{name}.safetensors"
-    save_file(state, str(path), metadata={"name": name, "model": recipe["model"]})
+    save_file(state, str(path), metadata={"name": name, "model": model})
     qualities = recipe["quality_range"] or [min(recipe["qualities"]), max(recipe["qualities"])]
     record = WeightsRecord(
-        name=name, model=recipe["model"], model_kwargs=recipe["model_kwargs"], gray=recipe["gray"],
+        name=name, model=model, model_kwargs=model_kwargs, gray=recipe["gray"],
         qualities=list(qualities), sha256=sha256_of(path), description=description,
         training={"recipe": recipe, "steps": meta["step"], "weights": kind,
                   "wall_seconds": sum(s.get("wall_seconds", 0) for s in stages),
