@@ -6,6 +6,7 @@ trained as the baselines of that codec."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -13,13 +14,16 @@ from ..codecs.jpeg import jpeg_roundtrip
 
 
 @dataclass(frozen=True)
-class JpegDegradation:
-    """JPEG at a fixed quality (``qualities=(q,)``) or a quality drawn uniformly
-    from an inclusive range (``quality_range=(lo, hi)``)."""
+class Degradation:
+    """A codec at a fixed quality (``qualities=(q,)``) or a quality drawn
+    uniformly from an inclusive range (``quality_range=(lo, hi)``); a
+    subclass says which codec (``__call__``)."""
 
     qualities: tuple[int, ...] = ()
     quality_range: tuple[int, int] | None = None
-    subsampling: str = "4:2:0"
+
+    #: whether ``pair`` wants color images even for a gray model (see PlaneOfColor)
+    color_input = False
 
     def __post_init__(self):
         if not self.qualities and self.quality_range is None:
@@ -31,11 +35,8 @@ class JpegDegradation:
             return int(rng.integers(lo, hi + 1))
         return int(self.qualities[rng.integers(len(self.qualities))])
 
-    #: whether ``pair`` wants color images even for a gray model (see PlaneOfColor)
-    color_input = False
-
     def __call__(self, gt: np.ndarray, quality: int) -> np.ndarray:
-        return jpeg_roundtrip(gt, quality, self.subsampling)
+        raise NotImplementedError
 
     def pair(self, gt: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
         """The training pair (target, degraded input) of one patch."""
@@ -43,7 +44,25 @@ class JpegDegradation:
 
 
 @dataclass(frozen=True)
-class CodecDegradation(JpegDegradation):
+class JpegDegradation(Degradation):
+    """JPEG through libjpeg-turbo (PROTOCOL.md)."""
+
+    subsampling: str = "4:2:0"
+
+    def __call__(self, gt: np.ndarray, quality: int) -> np.ndarray:
+        return jpeg_roundtrip(gt, quality, self.subsampling)
+
+
+@lru_cache(maxsize=None)
+def _registry_codec(name: str):
+    """One codec instance per name: degradation runs once a patch."""
+    from ..codecs import get_codec
+
+    return get_codec(name)
+
+
+@dataclass(frozen=True)
+class CodecDegradation(Degradation):
     """Another codec of the registry (``carkit.codecs``) at its own quality
     scale: the residual hiding paper's DnCNN/MemNet baselines for JPEG 2000
     or HEVC are trained on that codec's output, as for JPEG."""
@@ -51,9 +70,7 @@ class CodecDegradation(JpegDegradation):
     codec: str = "jpeg2000"
 
     def __call__(self, gt: np.ndarray, quality: int) -> np.ndarray:
-        from ..codecs import get_codec
-
-        return get_codec(self.codec).roundtrip(gt, quality).decoded
+        return _registry_codec(self.codec).roundtrip(gt, quality).decoded
 
 
 @dataclass(frozen=True)
@@ -79,7 +96,7 @@ class PlaneOfColor:
 
 
 def make_degradation(codec: str = "jpeg", qualities=(), quality_range=None, subsampling: str = "4:2:0",
-                     gray: bool = False, plane: str = "y"):
+                     gray: bool = False, plane: str = "y") -> Degradation | PlaneOfColor:
     """The degradation of a recipe's ``data.codec`` (JPEG keeps its
     subsampling; a gray model behind another codec gets PlaneOfColor)."""
     from ..codecs import canonical_name

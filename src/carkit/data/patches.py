@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .degrade import JpegDegradation
+from .degrade import Degradation
 
 
 def random_patch(img: np.ndarray, size: int, rng: np.random.Generator, aligned: bool) -> np.ndarray:
@@ -54,7 +54,7 @@ class JpegPatchBatches(Dataset):
     only controls the crop's position in the source image.
     """
 
-    def __init__(self, images: list[np.ndarray], degradation: JpegDegradation, patch_size: int,
+    def __init__(self, images: list[np.ndarray], degradation: Degradation, patch_size: int,
                  batch_size: int, seed: int = 0, rank: int = 0, aligned: bool = False,
                  length: int = 10**9):
         self.images = [im for im in images if min(im.shape[:2]) >= patch_size]

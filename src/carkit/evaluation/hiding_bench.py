@@ -13,7 +13,8 @@ with it, recipes/hiding/), on
 * The hiding models are the zoo's ``kind == "hiding"`` weights (and
   ``--runs``) trained for the codec at the table's quality (``quality`` of the
   codec's config, 50 for JPEG); their strategy (I, II, or "direct" for a
-  learned codec trained through itself) comes from their recipe. They are tested at that quality: the product codec
+  learned codec trained through itself) comes from their recipe. They are
+  tested at that quality: the product codec
   (``pipelines/hiding_codec.py``: E, the real codec, D, the COM marker)
   codes every image to real bytes and decodes it from them.
 * The baselines are the codec alone ("Original") and the zoo restorers (or
@@ -231,7 +232,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
     """Training-run folders as methods: hiding models (the product codec with
     the run's E/D) and DnCNN/MemNet restorers (loaded into ``restorer``)."""
     from ..models.registry import model_config
-    from ..zoo.registry import load_run_model, run_budget
+    from ..zoo.registry import load_run_model, recipe_codec, run_budget
     from .restore_bench import _add_runs
     from .results import sha256_file
 
@@ -264,7 +265,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
             raise CarkitError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
         (name, (plan, info)), = _add_runs(restorer, [run], gray).items()
-        out.append(Method(name, family, recipe.get("codec", "jpeg"), int(quals[0]),
+        out.append(Method(name, family, recipe_codec(recipe), int(quals[0]),
                           {"source": "run", **info, "mode": plan.mode}, plan))
     return out
 

@@ -283,8 +283,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     if info.main and recipe.val_dir and recipe.val_every:
         val_set = ValidationSet.build(root / recipe.val_dir, recipe.val_qualities, recipe.gray,
                                       recipe.val_crop, recipe.val_limit, recipe.subsampling,
-                                      plane=recipe.gray_plane, degrade=task.val_degradation() or (
-                                          None if recipe.codec == "jpeg" else degradation))
+                                      plane=recipe.gray_plane, degrade=task.val_degradation() or degradation)
 
     log_path = out_dir / "log.jsonl"
     if info.main:

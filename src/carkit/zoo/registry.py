@@ -51,12 +51,17 @@ class WeightsRecord:
 
     @property
     def trained_codec(self) -> str:
-        """The codec whose output the model learned to restore (its recipe's
-        ``data.codec``; JPEG for records from before that key)."""
-        return (self.training.get("recipe") or {}).get("codec", "jpeg")
+        """The codec whose output the model learned to restore (:func:`recipe_codec`)."""
+        return recipe_codec(self.training.get("recipe"))
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def recipe_codec(recipe: dict | None) -> str:
+    """The codec a run's inputs came from (its recipe's ``data.codec``; JPEG
+    for recipes from before that key)."""
+    return (recipe or {}).get("codec", "jpeg")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -178,8 +183,9 @@ def _zoo_stages(name: str) -> list[dict]:
     return stages
 
 
-def run_weights(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[dict, dict, str]:
-    """A training run's final weights: (state dict, recipe, "EMA" or "raw")."""
+def run_weights(run_dir: str | os.PathLike, use_ema: bool = True, part: str | None = None) -> tuple[dict, dict, str]:
+    """A training run's final weights: (state dict, recipe, "EMA" or "raw");
+    ``part``: one of its extras (a checkpointed module beside the model; no EMA)."""
     from safetensors.torch import load_file
 
     run_dir = Path(run_dir)
@@ -187,7 +193,10 @@ def run_weights(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[dict,
         raise WeightsError(f"{run_dir}: no checkpoint (last.safetensors) in this run folder")
     recipe = json.loads((run_dir / "recipe.json").read_text())
     tensors = load_file(str(run_dir / "last.safetensors"))
-    prefix = "ema." if use_ema and any(k.startswith("ema.") for k in tensors) else "model."
+    if part is not None:
+        prefix = f"{part}."
+    else:
+        prefix = "ema." if use_ema and any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     return state, recipe, "EMA" if prefix == "ema." else "raw"
 
@@ -203,21 +212,16 @@ def load_run_model(run_dir: str | os.PathLike, device: str = "cpu", use_ema: boo
     return model.to(device).eval(), recipe
 
 
-def _run_part(run_dir: Path, recipe: dict, part: str) -> tuple[dict, str, dict]:
-    """A training extra that is a registered model of its own (a codec
-    simulator, say): its final weights, model name and kwargs."""
-    from safetensors.torch import load_file
-
+def _part_model(run_dir: Path, recipe: dict, part: str) -> tuple[str, dict]:
+    """The registered model (name, kwargs) of a training extra that ships on
+    its own (a codec simulator, say): the run's task says (``extra_models``)."""
     from ..training.engine import get_task
 
     parts = get_task(recipe["task"], **recipe["task_kwargs"]).extra_models(recipe["gray"])
     if part not in parts:
         known = ", ".join(sorted(parts)) or "none"
         raise WeightsError(f"{run_dir}: no exportable part {part!r} in this run (it has: {known})")
-    tensors = load_file(str(run_dir / "last.safetensors"))
-    state = {k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")}
-    model, kwargs = parts[part]
-    return state, model, kwargs
+    return parts[part]
 
 
 def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True,
@@ -233,11 +237,9 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    raw, recipe, kind = run_weights(run_dir, use_ema)
-    model, model_kwargs = recipe["model"], recipe["model_kwargs"]
-    if part is not None:
-        raw, model, model_kwargs = _run_part(run_dir, recipe, part)
-        kind = "raw"
+    raw, recipe, kind = run_weights(run_dir, use_ema, part)
+    model, model_kwargs = ((recipe["model"], recipe["model_kwargs"]) if part is None
+                           else _part_model(run_dir, recipe, part))
     meta = json.loads((run_dir / "last.json").read_text())
     # A run started from earlier stages (init_from) carries their budget too.
     stages = _stage_chain(run_dir, recipe)
