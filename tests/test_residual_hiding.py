@@ -58,6 +58,37 @@ def test_networks_shapes_parameters_and_identity_start():
     assert torch.allclose(net.reconstruct(il_enc), il_enc + net.reveal(il_enc))      # I'H = IL_enc + I'R
 
 
+def test_decoder_can_be_a_registered_restorer_started_from_its_weights(monkeypatch):
+    """hiding-color-dagn: D is the dagn-small restorer (awareness encoders
+    frozen, as DAGN's stage two), and ``init_from`` + ``init_into`` load a
+    restorer's weights into D alone, so the untrained pair is codec + that
+    restorer."""
+    import carkit.training.engine as engine
+
+    torch.manual_seed(0)
+    restorer = create_model("dagn-small").eval()
+    source = {k: v.clone() for k, v in restorer.state_dict().items()}
+    net = create_model("hiding-color-dagn")
+    assert _count(net.encoder) == 1_007_587 and _count(net.decoder) == _count(restorer)
+    assert all(not p.requires_grad for p in net.decoder.ci_encoder.parameters())
+    net.train()
+    assert not net.decoder.ci_encoder.training and net.decoder.base_encoder.training
+    net.eval()
+
+    # the zoo's weights stand in for shipped dagn-small here (a run folder works the same way)
+    monkeypatch.setattr(engine, "_init_state", lambda name: source)
+    counts = engine.init_from_run(net, "zoo:dagn-small", into="decoder")
+    assert counts["missing"] == sum(1 for k in net.state_dict() if k.startswith("encoder."))
+    assert counts["unused"] == 0
+    x = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        assert torch.equal(net.hide(x, torch.rand_like(x)), x)                  # untrained E: identity
+        assert torch.equal(net.reconstruct(x), restorer(x))                     # D: the restorer
+        assert torch.allclose(net.reveal(x), restorer(x) - x)                   # I'R = D(IL_enc) - IL_enc
+    with pytest.raises(Exception, match="not a restorer"):
+        ResidualHiding(decoder="hiding-sim-color")
+
+
 def test_simulator_is_eight_conv_relu_blocks_without_downsampling():
     sim = create_model("hiding-sim-color")
     assert isinstance(sim, CodecSimulator) and model_config("hiding-sim-color").kind == "codec-sim"

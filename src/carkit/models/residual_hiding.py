@@ -74,11 +74,26 @@ class ResidualHiding(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (32, 64, 128),
-                 blocks: int | tuple[int, ...] = (1, 2, 2)):
+                 blocks: int | tuple[int, ...] = (1, 2, 2), decoder: str = ""):
         super().__init__()
         self.in_channels = in_channels
         self.encoder = ResUNet(2 * in_channels, channels, blocks, out_channels=in_channels)
-        self.decoder = ResUNet(in_channels, channels, blocks)
+        # D is the encoder's twin, or a registered restorer (``decoder``, e.g. "dagn-small"), so a
+        # pair can start from a trained restorer's weights (a recipe's init_from + init_into)
+        self.decoder = ResUNet(in_channels, channels, blocks) if not decoder else self._restorer(decoder, in_channels)
+
+    @staticmethod
+    def _restorer(name: str, in_channels: int) -> nn.Module:
+        from .registry import create_model, model_config
+
+        cfg = model_config(name)
+        if cfg.kind != "restorer" or cfg.kwargs.get("in_channels", in_channels) != in_channels:
+            raise ValueError(f"decoder {name!r} is not a restorer of {in_channels}-plane images")
+        net = create_model(name)
+        if hasattr(net, "freeze_awareness_encoders"):
+            # DAGN's stage two: its awareness encoders stay as trained, only its restorer learns
+            net.freeze_awareness_encoders()
+        return net
 
     def hide(self, image: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """E: IH_enc = E(IH, IR) (section 3.1)."""
@@ -86,7 +101,9 @@ class ResidualHiding(nn.Module):
 
     def reveal(self, decoded: torch.Tensor) -> torch.Tensor:
         """D: the recovered residual I'R = D(IL_enc) (section 3.2)."""
-        return self.decoder.correction(decoded)
+        if isinstance(self.decoder, ResUNet):
+            return self.decoder.correction(decoded)
+        return self.decoder(decoded) - decoded
 
     def reconstruct(self, decoded: torch.Tensor) -> torch.Tensor:
         """I'H = IL_enc + I'R."""
@@ -127,6 +144,10 @@ register_model("hiding-color", ResidualHiding, paper=_PAPER, kind="hiding", in_c
                note=_NOTE + ", RGB (the paper's setting)")
 register_model("hiding-gray", ResidualHiding, paper=_PAPER, kind="hiding", in_channels=1,
                note=_NOTE + ", gray (beyond the paper)")
+register_model("hiding-color-dagn", ResidualHiding, paper=_PAPER, kind="hiding", in_channels=3,
+               decoder="dagn-small",
+               note="E: residual U-Net 32/64/128; D: the dagn-small restorer (beyond the paper: D can start "
+                    "from the shipped blind restorer), RGB")
 _SIM = "Strategy I codec simulator: 8 conv-ReLU blocks of 64 maps, no down-sampling, global skip"
 register_model("hiding-sim-color", CodecSimulator, paper=_PAPER, kind="codec-sim", in_channels=3, features=64,
                note=_SIM + ", RGB")

@@ -206,9 +206,10 @@ def _init_state(source: str) -> dict:
     return {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
 
 
-def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> dict:
+def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str = "") -> dict:
     """Load the weights of another run's last checkpoint, or of zoo weights
-    (``zoo:NAME``, see :func:`_init_state`).
+    (``zoo:NAME``, see :func:`_init_state`); ``into`` names the submodule
+    they are for (their names get its prefix), "" the whole model.
 
     Tensors are matched by name; names only one side has are left alone, so
     a variant with fewer modules (e.g. a DAGN ablation without the
@@ -216,6 +217,8 @@ def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike) -> dict:
     shape mismatch, or no shared name at all, is an error. Returns counts of
     ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
     state = _init_state(str(run_dir))
+    if into:
+        state = {f"{into}.{k}": v for k, v in state.items()}
     own = model.state_dict()
     shared = [k for k in state if k in own]
     bad = [k for k in shared if state[k].shape != own[k].shape]
@@ -246,7 +249,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
     model = create_model(recipe.model, **recipe.model_kwargs).to(device)
     if recipe.init_from and not (resume and (out_dir / "last.json").exists()):
-        init_from_run(model, recipe.init_from)
+        init_from_run(model, recipe.init_from, recipe.init_into)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     extras = {k: m.to(device) for k, m in task.extras(model, recipe).items()}

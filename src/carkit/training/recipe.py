@@ -63,6 +63,9 @@ class Recipe:
     #: a run folder whose model weights initialise this run (e.g. a previous stage), or
     #: "zoo:NAME", shipped weights (to go on training a model whose run is gone)
     init_from: str = ""
+    #: the submodule (dotted name) that init_from's weights go into, "" for the whole model
+    #: (e.g. "decoder": a residual-hiding pair whose D starts from a shipped restorer)
+    init_into: str = ""
     iterations: int = 10000
     lr: float = 2e-4
     min_lr: float = 1e-6
