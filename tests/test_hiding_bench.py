@@ -324,6 +324,23 @@ def test_cli_writes_result_figure_and_report(full, kodak, tmp_path, capsys):
     assert (md.parent / "figures" / "hiding_rd_kodak_color_jpeg.png").exists()
     assert "--models tiny-s2,dncnn-q50,memnet-q62" in md.read_text()
 
+    # the measured row lands in the pair's zoo record, and the encoder's default follows it
+    from carkit.pipelines.hiding_codec import choose_weights
+    from carkit.zoo.registry import weights_record
+
+    assert "stored the measured row in the zoo record of tiny-s2" in out
+    fixq = payload["codecs"]["jpeg"]["table2"][0]
+    original, s2 = fixq["rows"][0]["mean"], fixq["rows"][-1]["mean"]
+    cell = weights_record("tiny-s2").results["kodak_hiding_jpeg"]["q50"]
+    assert cell["gain_psnr"] == pytest.approx(s2["psnr_rgb"] - original["psnr_rgb"], abs=1e-4)
+    assert cell["bpp"] == pytest.approx(s2["bpp"], abs=1e-4) and cell["protocol"] == "fix-q"
+    rd = payload["codecs"]["jpeg"]["rd"]
+    window = next(c for c in rd["comparisons"]
+                  if c["method"] == hb.hiding_label("tiny-s2") and c["against"] == "jpeg")["bd_window"]["psnr_rgb"]
+    assert cell.get("bd_rate") == (round(window["bd_rate"], 2) if "bd_rate" in window else None)  # crops: > 1.5 bpp
+    assert not weights_record("tiny-s1").results                     # not benched: ranked after measured pairs
+    assert choose_weights("jpeg", False, 50) == "tiny-s2"
+
 
 @pytest.mark.parametrize("args,message", [
     (["--codecs", "webp"], "no hiding-bench configuration for webp"),

@@ -255,12 +255,18 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
         assert abs(weights_record(choose_weights(False, q)).qualities[0] - q) == best
 
 
-def test_residual_hiding_default_for_color_jpeg_is_the_strategy_i_pair():
-    """Both JPEG Q50 pairs ship; Strategy I measures better on Kodak, and the
-    name order makes it the default (pipelines/hiding_codec.choose_weights)."""
-    from carkit.pipelines.hiding_codec import choose_weights, hiding_weights, trained_for
+def test_residual_hiding_default_is_the_pair_measured_best():
+    """Every shipped pair carries its measured Kodak row (``carkit bench
+    hiding`` stores it, sha256-checked), and ``carkit encode`` picks, among
+    the pairs trained at the nearest quality, the one with the largest gain
+    over the codec at equal rate (pipelines/hiding_codec.choose_weights)."""
+    from carkit.pipelines.hiding_codec import choose_weights, hiding_weights, measured_gain, trained_for
 
+    for codec in ("jpeg", "jpeg2000", "heif", "factorized"):
+        names = hiding_weights(codec, False)
+        assert names and all(measured_gain(weights_record(n), codec) is not None for n in names), codec
     names = hiding_weights("jpeg", False)
     assert {"hiding-jpeg-q50-s1", "hiding-jpeg-q50-s2"} <= set(names)
-    assert all(trained_for(weights_record(n)) == ("jpeg", 50) for n in ("hiding-jpeg-q50-s1", "hiding-jpeg-q50-s2"))
-    assert [choose_weights("jpeg", False, q) for q in (10, 50, 90)] == ["hiding-jpeg-q50-s1"] * 3
+    assert all(trained_for(weights_record(n)) == ("jpeg", 50) for n in names)
+    best = max(names, key=lambda n: measured_gain(weights_record(n), "jpeg"))
+    assert [choose_weights("jpeg", False, q) for q in (10, 50, 90)] == [best] * 3

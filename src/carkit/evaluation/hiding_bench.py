@@ -462,7 +462,7 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
             extra = {"restorer_in_range": lo <= q <= hi} if anchor == "jpeg" else {}
             curves[restored]["points"].append(_point(q, per[restored], **extra))
     for m in hiding:
-        name = f"hiding+D ({m.name})"
+        name = hiding_label(m.name)
         curves[name] = {"family": "hiding", "settings": {**m.runner.settings(), "models": [m.name]}, "points": [
             _point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
                    in_training_quality=q == m.trained_quality) for q in cfg.sweep]}
@@ -798,9 +798,60 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--fixq-quality", type=int, help="Fix-Q baselines' quality instead of the bpp-matched one "
                                                          "(e.g. the paper's 62 before hiding models exist)")
     parser.add_argument("--sweep", help="RD curves' qualities for every codec (default: the codec's config)")
+    parser.add_argument("--no-update-zoo", action="store_true",
+                        help="do not store the hiding pairs' measured rows in their zoo records")
     from .vcodec_bench import add_run_arguments
 
     add_run_arguments(parser, DEFAULT_WINDOW, "first N images only")
+
+
+def hiding_label(name: str) -> str:
+    """The RD curve (and comparison) name of a hiding model."""
+    return f"hiding+D ({name})"
+
+
+def zoo_results_key(dataset: str, codec: str) -> str:
+    """The key of a hiding pair's measured row in its zoo record's ``results``."""
+    return f"{dataset}_hiding_{codec}"
+
+
+def update_zoo_hiding(payload: dict) -> list[str]:
+    """Store each zoo hiding pair's measured Table 2 row in its zoo record
+    (``results[zoo_results_key(...)]``, at its trained quality): PSNR / SSIM,
+    the gain over the codec alone at the matched rate (the Fix-Q table, or
+    Fix-Q/BPP for rate-fixed codecs) and the windowed BD-rate of its RD curve
+    against the codec. ``carkit encode`` ranks equally near pairs by that gain
+    (pipelines/hiding_codec.choose_weights), and ``carkit zoo list`` shows it.
+    Returns the updated names."""
+    from ..zoo.registry import save_record, weights_record
+
+    dataset = Path(payload["config"]["data"]).name
+    updated = []
+    for codec, entry in payload["codecs"].items():
+        table = next((t for t in entry["table2"] if t["protocol"].startswith("fix-q") and t.get("rows")), None)
+        if table is None:
+            continue
+        psnr_key, ssim_key = entry["rd"]["config"]["rd_metrics"][:2]
+        original = next(r for r in table["rows"] if r["method"] == ORIGINAL)["mean"]
+        bd = {c["method"]: c["bd_window"][psnr_key].get("bd_rate") for c in entry["rd"]["comparisons"]
+              if c["against"] == entry["rd"]["config"]["anchor"]}  # None where the curve is too short
+        for row in table["rows"]:
+            info = entry["models"].get(row["model"] or "", {})
+            if info.get("role") != "hiding" or info.get("source") != "zoo":
+                continue
+            rec = weights_record(row["model"])
+            if rec.sha256 != info.get("weights_sha256"):  # the zoo's weights changed since this measurement
+                continue
+            mean = row["mean"]
+            cell = {"psnr": round(mean[psnr_key], 4), "ssim": round(mean[ssim_key], 5), "bpp": round(mean["bpp"], 4),
+                    "gain_psnr": round(mean[psnr_key] - original[psnr_key], 4),
+                    "against_bpp": round(original["bpp"], 4), "protocol": table["protocol"]}
+            if bd.get(hiding_label(row["model"])) is not None:
+                cell["bd_rate"] = round(bd[hiding_label(row["model"])], 2)
+            rec.results[zoo_results_key(dataset, codec)] = {f"q{row['trained_quality']}": cell}
+            save_record(rec)
+            updated.append(rec.name)
+    return updated
 
 
 def main_bench_hiding(args) -> int:
@@ -816,6 +867,9 @@ def main_bench_hiding(args) -> int:
                            window, args.limit, progress=not args.no_progress)
     path = write_result(result_path(args.results, payload), payload)
     print(format_hiding_tables(payload))
+    if not args.no_update_zoo and not args.limit:
+        for name in update_zoo_hiding(payload):
+            print(f"stored the measured row in the zoo record of {name}")
     if args.figures:
         for fig in write_figures(payload, args.figures):
             print(f"wrote {fig}")
@@ -825,4 +879,5 @@ def main_bench_hiding(args) -> int:
 
 __all__ = ["CODECS", "CodecConfig", "DEFAULT_WINDOW", "TARGET_BD_RATE", "bench_hiding", "match_quality",
            "find_methods", "format_hiding_tables", "report_section", "figure_path", "result_path", "plot_rd",
-           "write_figures", "add_bench_hiding_arguments", "main_bench_hiding", "command_line", "INTRO"]
+           "write_figures", "add_bench_hiding_arguments", "main_bench_hiding", "command_line", "INTRO",
+           "update_zoo_hiding", "zoo_results_key", "hiding_label"]

@@ -88,19 +88,34 @@ def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[s
     return names
 
 
+def measured_gain(record, codec: str) -> float | None:
+    """The gain over the codec alone at the matched rate that ``carkit bench
+    hiding`` measured for a pair and stored in its zoo record (the best over
+    the datasets it was benched on), or None."""
+    cells = [cell for key, per_q in record.results.items() if key.endswith(f"_hiding_{codec}")
+             for cell in per_q.values() if "gain_psnr" in cell]
+    return max((c["gain_psnr"] for c in cells), default=None)
+
+
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
-    or, failing that, at the nearest quality. Equally near pairs go by name, so
-    a codec's Strategy I pair (``-s1``) comes before its Strategy II one: for
-    JPEG at quality 50 Strategy I measures better on Kodak (docs/RESULTS.md,
-    Table 2 and the RD curves); ``--model`` picks another."""
+    or, failing that, at the nearest quality. Equally near pairs go by the gain
+    ``carkit bench hiding`` measured over the codec at equal rate (stored in
+    their zoo records, :func:`measured_gain`), unmeasured ones last, then by
+    name; ``--model`` picks another."""
     from ..zoo.registry import weights_record
 
     names = hiding_weights(codec, gray)
     if not names:
         raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
                          "(train one with recipes/hiding/*.toml and `carkit zoo export`)")
-    return min(names, key=lambda n: (abs(trained_for(weights_record(n))[1] - quality), n))
+
+    def rank(name: str):
+        record = weights_record(name)
+        gain = measured_gain(record, codec)
+        return abs(trained_for(record)[1] - quality), gain is None, -(gain or 0.0), name
+
+    return min(names, key=rank)
 
 
 def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
