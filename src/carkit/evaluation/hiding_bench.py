@@ -70,7 +70,7 @@ from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from ..errors import CarkitError, CodecError
-from ..pipelines.hiding_codec import HidingCodec
+from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
 
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
@@ -808,11 +808,6 @@ def add_bench_hiding_arguments(parser) -> None:
 def hiding_label(name: str) -> str:
     """The RD curve (and comparison) name of a hiding model."""
     return f"hiding+D ({name})"
-
-
-def zoo_results_key(dataset: str, codec: str) -> str:
-    """The key of a hiding pair's measured row in its zoo record's ``results``."""
-    return f"{dataset}_hiding_{codec}"
 
 
 def update_zoo_hiding(payload: dict) -> list[str]:

@@ -37,6 +37,11 @@ is chosen here, for CPU training:
   moderate quality) before it is fitted to the codec (eq. 2).
 - ``in_channels=1`` runs the same networks on gray images (the paper
   codes color).
+- ``decoder=NAME`` (beyond the paper) makes D a registered restorer, e.g.
+  ``hiding-color-dagn`` (D = dagn-small, 6.9M parameters, its awareness
+  encoders frozen): a recipe's ``init_from`` + ``init_into = "decoder"``
+  starts D from the shipped restorer, so the untrained pair is codec +
+  restorer and training adds what hiding brings on top of it.
 
 ``ResidualHiding.forward`` connects E to D directly, with no codec between
 them and a zero residual (the shape contract of every registered model);

@@ -88,11 +88,17 @@ def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[s
     return names
 
 
+def zoo_results_key(dataset: str, codec: str) -> str:
+    """The key of a pair's measured Kodak (or other) row in its zoo record's
+    ``results``, written by ``carkit bench hiding``."""
+    return f"{dataset}_hiding_{codec}"
+
+
 def measured_gain(record, codec: str) -> float | None:
     """The gain over the codec alone at the matched rate that ``carkit bench
     hiding`` measured for a pair and stored in its zoo record (the best over
     the datasets it was benched on), or None."""
-    cells = [cell for key, per_q in record.results.items() if key.endswith(f"_hiding_{codec}")
+    cells = [cell for key, per_q in record.results.items() if key.endswith(zoo_results_key("", codec))
              for cell in per_q.values() if "gain_psnr" in cell]
     return max((c["gain_psnr"] for c in cells), default=None)
 
