@@ -35,7 +35,9 @@ def _visible(net):
 
 
 def add_hiding(zoo, name, strategy, quality=50, seed=0, gray=False, codec="jpeg"):
-    add_tiny_weights(zoo, name, "hiding-gray" if gray else "hiding-color", HIDING_KWARGS, gray, [quality, quality],
+    """A tiny pair trained at ``quality``, one or ``[lo, hi]``."""
+    bounds = [quality, quality] if isinstance(quality, int) else quality
+    add_tiny_weights(zoo, name, "hiding-gray" if gray else "hiding-color", HIDING_KWARGS, gray, bounds,
                      seed, {"recipe": {"task_kwargs": {"strategy": strategy, "codec": codec, "quality": quality}},
                             "steps": 9000, "wall_seconds": 3480}, _visible)
 
@@ -142,6 +144,30 @@ def test_table2_both_protocols_from_real_bytes(full, kodak):
     prov = payload["provenance"]
     assert prov["dataset"]["n_files"] == 2 and "tiny-s2" in prov["model"]["name"] and prov["versions"]["torch"]
     json.dumps(payload)
+
+
+def test_a_pair_trained_over_a_quality_range_counts_as_trained_across_it(zoo, kodak):
+    """A range pair (task quality [lo, hi]) has a Table 2 row when the range
+    holds the table's quality, its RD points inside the range are in its
+    training quality, and the encoder prefers it wherever it is nearer."""
+    from carkit.pipelines.hiding_codec import choose_weights
+    from carkit.zoo.registry import save_record, weights_record
+
+    add_hiding(zoo, "tiny-range", "II", quality=[45, 70], seed=4)
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    payload = hb.bench_hiding(kodak, models=["tiny-range"], restorer="", sweep=SWEEP, fixq_quality=62, progress=False)
+    entry = payload["codecs"]["jpeg"]
+    row = entry["table2"][0]["rows"][-1]
+    assert (row["method"], row["model"], row["quality"], row["trained_quality"]) == \
+        ("Strategy II", "tiny-range", 50, "45-70")
+    points = entry["rd"]["codecs"]["hiding+D (tiny-range)"]["points"]
+    assert [p["in_training_quality"] for p in points] == [45 <= q <= 70 for q in SWEEP]
+    assert "| Strategy II | tiny-range | 50 (45-70) |" in hb.format_hiding_tables(payload)
+    assert [choose_weights("jpeg", False, q) for q in (10, 44, 60, 90)] == ["tiny-range"] * 4
+    s2 = weights_record("tiny-s2")             # equally near (both hold 50): the measured gain decides
+    s2.results["kodak_hiding_jpeg"] = {"q50": {"gain_psnr": 0.5}}
+    save_record(s2)
+    assert [choose_weights("jpeg", False, q) for q in (44, 50)] == ["tiny-range", "tiny-s2"]
 
 
 def test_fix_q_searches_the_quality_whose_bpp_matches(full, kodak):

@@ -143,6 +143,42 @@ def test_task_arguments_are_checked():
     with pytest.raises(RecipeError, match="quality"):
         ht.ResidualHidingTask(quality=0)
     assert ht.ResidualHidingTask(strategy="I", codec="webp").simulator == "autoencoder"
+    with pytest.raises(RecipeError, match="Strategy II only"):
+        ht.ResidualHidingTask(strategy="I", quality=[30, 70])
+    with pytest.raises(RecipeError, match="lo <= hi"):
+        ht.ResidualHidingTask(quality=[70, 30])
+    with pytest.raises(RecipeError, match="quality"):
+        ht.ResidualHidingTask(quality=[30, 101])
+    assert ht.ResidualHidingTask(quality=[30, 70]).qualities == (30, 70)
+
+
+def test_quality_range_draws_per_image_qualities_by_step_and_checks_validation():
+    """A range task gives every image of a step its own quality, the same for
+    its residual and for IL_enc (an untrained pair's loss is then
+    5 * MSE of each image's own JPEG), the same draws for the same step (so a
+    resumed run repeats them), and refuses validation outside the range."""
+    from types import SimpleNamespace
+
+    from carkit.training.recipe import RecipeError
+
+    task = ht.ResidualHidingTask(strategy="II", quality=[20, 80])
+    task.prepare(None, {}, SimpleNamespace(name="r", val_qualities=[20, 50, 80], seed=0))
+    task.begin_step(5, None, {})
+    draws = task.draw_qualities(16)
+    assert all(20 <= q <= 80 for q in draws) and len(set(draws)) > 1
+    assert task.draw_qualities(16) == draws
+    task.begin_step(6, None, {})
+    assert task.draw_qualities(16) != draws
+    task.begin_step(5, None, {})
+    gt = torch.cat([to_tensor(_image()), to_tensor(_image()[::-1].copy())])
+    qualities = task.draw_qualities(2)
+    net = ResidualHiding(3, **TINY)
+    plain = torch.cat([ht.codec_batch(task.codec, gt[i:i + 1], q) for i, q in enumerate(qualities)])
+    assert torch.allclose(task.loss("main", net, {}, {"gt": gt}, None), 5.0 * ((plain - gt) ** 2).mean())
+    with pytest.raises(RecipeError, match="range 20..80"):
+        task.prepare(None, {}, SimpleNamespace(name="r", val_qualities=[90], seed=0))
+    with pytest.raises(RecipeError, match=r"val.qualities = \[50\]"):
+        ht.ResidualHidingTask(quality=50).prepare(None, {}, SimpleNamespace(name="r", val_qualities=[40], seed=0))
 
 
 
@@ -189,8 +225,8 @@ def _tiny_recipe(shared_data, strategy, iterations, **task_kwargs):
                   log_every=1, threads=1)
 
 
-@pytest.mark.parametrize("strategy,kwargs", [("II", {}), ("I", {"simulator": "autoencoder", "sim_features": 4,
-                                                                 "sim_blocks": 2})])
+@pytest.mark.parametrize("strategy,kwargs", [("II", {}), ("II", {"quality": [40, 60]}),
+                                             ("I", {"simulator": "autoencoder", "sim_features": 4, "sim_blocks": 2})])
 def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwargs, tmp_path, shared_data):
     from safetensors.torch import load_file
 
@@ -204,7 +240,7 @@ def test_task_trains_e_d_and_simulator_and_resumes_bit_identically(strategy, kwa
     for part in ("encoder", "decoder"):
         assert not torch.equal(a[f"model.{part}.tail.weight"], init[f"{part}.tail.weight"])
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
-    if kwargs:
+    if "simulator" in kwargs:
         assert {"main", "sim"} <= set(log[0]["losses"]) and "sim.out.weight" in a
         assert a["sim.out.weight"].abs().sum() > 0                         # L_sim trained the simulator
     val = log[-1]["val"]["q50"]

@@ -146,9 +146,15 @@ class Method:
     name: str
     role: str  # "hiding", or a BASELINE_FAMILIES label
     codec: str  # the codec it was trained behind
-    trained_quality: int
+    trained_quality: int | str  # a hiding pair trained over a range: "lo-hi"
     info: dict
     runner: object  # hiding: a BenchHidingCodec; baselines: a RestorePlan
+    trained_range: tuple[int, int] | None = None  # hiding pairs: (lo, hi), lo == hi for one quality
+
+    def covers(self, quality: int) -> bool:
+        """Whether the model was trained at ``quality`` (within its range)."""
+        lo, hi = self.trained_range or (self.trained_quality, self.trained_quality)
+        return lo <= quality <= hi
 
     @property
     def label(self) -> str:
@@ -179,14 +185,15 @@ def _family(architecture: str) -> str | None:
 def _hiding_method(name: str, net, record, info: dict) -> Method:
     from ..pipelines.hiding_codec import trained_for
 
-    codec, quality = trained_for(record)
+    codec, (lo, hi) = trained_for(record)
+    quality = lo if lo == hi else f"{lo}-{hi}"
     kwargs = (record.training.get("recipe") or {}).get("task_kwargs") or {}
     info = {**info, "strategy": kwargs.get("strategy", "II"), "codec": codec, "trained_quality": quality}
     try:  # a codec this machine lacks, or whose files cannot carry the marker: a note, not a failure
         runner = BenchHidingCodec(codec, name, net, record)
     except CodecError as exc:
         runner, info["unavailable"] = None, str(exc)
-    return Method(name, "hiding", codec, quality, info, runner)
+    return Method(name, "hiding", codec, quality, info, runner, (lo, hi))
 
 
 def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Method | None:
@@ -465,7 +472,7 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
         name = hiding_label(m.name)
         curves[name] = {"family": "hiding", "settings": {**m.runner.settings(), "models": [m.name]}, "points": [
             _point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
-                   in_training_quality=q == m.trained_quality) for q in cfg.sweep]}
+                   in_training_quality=m.covers(q)) for q in cfg.sweep]}
     metric_keys = [k for k in curves[anchor]["points"][0]["mean"] if k not in ("bytes", "bpp")]
     rd = {"config": {"metrics": metric_keys, "rd_metrics": list(RD_METRICS[gray]), "anchor": anchor,
                      "restored": restored, "window_bpp": [float(window[0]), float(window[1])],
@@ -541,9 +548,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
             for m in [m for m in hiding if m.runner is None]:
                 notes.append(f"{m.name}: left out: {m.info['unavailable']}")
             hiding = [m for m in hiding if m.runner is not None]
-            at_q = [m for m in hiding if m.trained_quality == cfg.quality]
+            at_q = [m for m in hiding if m.covers(cfg.quality)]
             for m in hiding:
-                if m.trained_quality != cfg.quality:
+                if not m.covers(cfg.quality):
                     notes.append(f"{m.name}: trained at quality {m.trained_quality}, not at the table's "
                                  f"{cfg.quality}: RD curve only")
             baselines = [m for m in methods if m.role in BASELINE_FAMILIES and m.codec == cfg.codec]
@@ -812,7 +819,7 @@ def hiding_label(name: str) -> str:
 
 def update_zoo_hiding(payload: dict) -> list[str]:
     """Store each zoo hiding pair's measured Table 2 row in its zoo record
-    (``results[zoo_results_key(...)]``, at its trained quality): PSNR / SSIM,
+    (``results[zoo_results_key(...)]``, at Table 2's quality): PSNR / SSIM,
     the gain over the codec alone at the matched rate (the Fix-Q table, or
     Fix-Q/BPP for rate-fixed codecs) and the windowed BD-rate of its RD curve
     against the codec. ``carkit encode`` ranks equally near pairs by that gain
@@ -843,7 +850,7 @@ def update_zoo_hiding(payload: dict) -> list[str]:
                     "against_bpp": round(original["bpp"], 4), "protocol": table["protocol"]}
             if bd.get(hiding_label(row["model"])) is not None:
                 cell["bd_rate"] = round(bd[hiding_label(row["model"])], 2)
-            rec.results[zoo_results_key(dataset, codec)] = {f"q{row['trained_quality']}": cell}
+            rec.results[zoo_results_key(dataset, codec)] = {f"q{row['quality']}": cell}
             save_record(rec)
             updated.append(rec.name)
     return updated

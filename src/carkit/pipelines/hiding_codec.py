@@ -66,14 +66,22 @@ def read_marker(data: bytes) -> dict | None:
     return marker
 
 
-def trained_for(record) -> tuple[str, int]:
-    """(codec, quality) a zoo entry of residual-hiding weights was trained with
-    (its recipe's ``task_kwargs``; the task's defaults, JPEG at 50, otherwise)."""
+def trained_for(record) -> tuple[str, tuple[int, int]]:
+    """(codec, (lo, hi)) a zoo entry of residual-hiding weights was trained
+    with: its recipe's ``task_kwargs`` (one quality is ``(q, q)``; the task's
+    defaults, JPEG, otherwise), else the record's quality range."""
     from ..codecs import canonical_name
 
     recipe = (record.training or {}).get("recipe", {})
     kwargs = recipe.get("task_kwargs", {}) or {}
-    return canonical_name(kwargs.get("codec", "jpeg")), int(kwargs.get("quality", record.qualities[0]))
+    quality = kwargs.get("quality", record.qualities)
+    lo, hi = (quality, quality) if isinstance(quality, int) else (min(quality), max(quality))
+    return canonical_name(kwargs.get("codec", "jpeg")), (int(lo), int(hi))
+
+
+def quality_distance(trained: tuple[int, int], quality: int) -> int:
+    """How far ``quality`` lies outside a pair's trained range (0 inside)."""
+    return max(trained[0] - quality, quality - trained[1], 0)
 
 
 def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[str]:
@@ -105,7 +113,8 @@ def measured_gain(record, codec: str) -> float | None:
 
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
-    or, failing that, at the nearest quality. Equally near pairs go by the gain
+    (one quality, or a range holding it) or, failing that, at the nearest
+    quality (:func:`quality_distance`). Equally near pairs go by the gain
     ``carkit bench hiding`` measured over the codec at equal rate (stored in
     their zoo records, :func:`measured_gain`), unmeasured ones last, then by
     name; ``--model`` picks another."""
@@ -119,7 +128,7 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
     def rank(name: str):
         record = weights_record(name)
         gain = measured_gain(record, codec)
-        return abs(trained_for(record)[1] - quality), gain is None, -(gain or 0.0), name
+        return quality_distance(trained_for(record)[1], quality), gain is None, -(gain or 0.0), name
 
     return min(names, key=rank)
 

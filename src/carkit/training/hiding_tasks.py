@@ -49,6 +49,7 @@ The real codec and the JPEG proxy run in float32 outside bf16 autocast.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..io import to_tensor, to_uint8
@@ -58,17 +59,20 @@ from .recipe import RecipeError
 
 STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
+QUALITY_STREAM = 7  # keeps the quality draws apart from the data pipeline's per-step streams
 
 
-def codec_roundtrips(codec, images: torch.Tensor, quality: int) -> tuple[torch.Tensor, list[int]]:
+def codec_roundtrips(codec, images: torch.Tensor, quality) -> tuple[torch.Tensor, list[int]]:
     """The real codec's decode of every image of a (N, C, H, W) batch in [0, 1],
     each rounded to 8 bits first (what a file holds), float32 on the batch's
-    device, and the byte count of each file."""
-    rts = [codec.roundtrip(to_uint8(x), quality) for x in images.detach()]
+    device, and the byte count of each file. ``quality``: one for the batch,
+    or a sequence of one per image."""
+    per_image = [quality] * len(images) if isinstance(quality, int) else list(quality)
+    rts = [codec.roundtrip(to_uint8(x), q) for x, q in zip(images.detach(), per_image, strict=True)]
     return torch.cat([to_tensor(rt.decoded) for rt in rts]).to(images.device), [rt.nbytes for rt in rts]
 
 
-def codec_batch(codec, images: torch.Tensor, quality: int) -> torch.Tensor:
+def codec_batch(codec, images: torch.Tensor, quality) -> torch.Tensor:
     """The decoded batch of :func:`codec_roundtrips`."""
     return codec_roundtrips(codec, images, quality)[0]
 
@@ -95,7 +99,13 @@ class ResidualHidingTask(TrainTask):
             with the skip component), or ``"direct"`` (a learned codec as its
             own proxy).
         codec: registered codec name (``carkit.codecs``), ``codec_options`` its options.
-        quality: the codec's quality 1..100.
+        quality: the codec's quality 1..100, or ``[lo, hi]`` (Strategy II
+            only): every image of a step draws its own quality in that range,
+            the same for its residual IL and for IL_enc, so one E/D pair
+            serves a codec's whole quality scale (beyond the paper, whose
+            pairs are trained at one quality; ``carkit encode`` then uses the
+            pair at any quality in the range). Validation runs at the
+            recipe's ``val.qualities``, each within the range.
         simulator: Strategy I's network: ``"proxy"`` (differentiable JPEG; JPEG
             only) or ``"autoencoder"`` (:class:`CodecSimulator`); default
             ``"proxy"`` for JPEG, ``"autoencoder"`` otherwise.
@@ -121,9 +131,20 @@ class ResidualHidingTask(TrainTask):
             raise RecipeError("strategy 'direct' trains through the learned codec itself; leave out simulator")
         self.codec_options = dict(codec_options or {})
         try:
-            self.quality = check_quality(quality)
-        except ValueError as exc:
+            bounds = [quality, quality] if isinstance(quality, int) else list(quality)
+            if len(bounds) != 2 or bounds[0] > bounds[1]:
+                raise ValueError(f"quality must be an int or [lo, hi] with lo <= hi, got {quality!r}")
+            self.qualities = (check_quality(bounds[0]), check_quality(bounds[1]))
+        except (TypeError, ValueError) as exc:
             raise RecipeError(str(exc)) from None
+        if self.qualities[0] != self.qualities[1] and strategy != "II":
+            raise RecipeError(f"a quality range trains Strategy II only (Strategy {strategy}'s proxy is built "
+                              "for one quality)")
+        # the fixed quality, or the range's low end for what needs one number (the proxies, which
+        # a range never reaches); a range's per-image draws are in self._step_qualities
+        self.quality = self.qualities[0]
+        self._step_qualities: list[int] | None = None
+        self._seed, self._step = 0, 0
         self._direct = None
         if simulator is None:
             simulator = "proxy" if self.codec_name == "jpeg" else "autoencoder"
@@ -179,11 +200,27 @@ class ResidualHidingTask(TrainTask):
     def prepare(self, model, extras, recipe):
         if self.strategy == "direct":  # a standard codec fails here, before any step
             self.differentiable_codec()
-        if self.codec_name == "jpeg" and any(q != self.quality for q in recipe.val_qualities):
-            raise RecipeError(f"{recipe.name}: validation compares with JPEG at the task's quality "
-                              f"{self.quality}; set val.qualities = [{self.quality}]")
+        lo, hi = self.qualities
+        if any(not lo <= q <= hi for q in recipe.val_qualities):
+            raise RecipeError(f"{recipe.name}: validation compares with the codec at the task's quality "
+                              + (f"{lo}; set val.qualities = [{lo}]" if lo == hi else
+                                 f"range {lo}..{hi}; set val.qualities within it"))
+
+        self._seed = recipe.seed
+
+    def draw_qualities(self, n: int) -> list[int] | int:
+        """This step's qualities: the fixed one, or one per image drawn
+        uniformly from the range by a generator seeded with the recipe's seed
+        and the step (as the engine's batches), so a resumed run draws the
+        same ones."""
+        lo, hi = self.qualities
+        if lo == hi:
+            return lo
+        rng = np.random.default_rng([self._seed, QUALITY_STREAM, self._step])
+        return [int(q) for q in rng.integers(lo, hi + 1, n)]
 
     def begin_step(self, step, model, extras):
+        self._step = step
         self._pretraining = step < self.sim_pretrain
 
     def optimizers_at(self, step):
@@ -207,7 +244,7 @@ class ResidualHidingTask(TrainTask):
     def compress(self, encoded: torch.Tensor, extras: dict) -> torch.Tensor:
         """The compression proxy's output: the real codec's IL_enc in value,
         with the strategy's gradient."""
-        real = codec_batch(self.codec, encoded, self.quality)
+        real = codec_batch(self.codec, encoded, self._step_qualities or self.quality)
         if self.strategy == "II":
             return skip_component(real, encoded.float())
         if self.strategy == "direct":
@@ -228,7 +265,9 @@ class ResidualHidingTask(TrainTask):
             extras["sim"].requires_grad_(False)
         net = unwrap(model)
         gt = batch["gt"]
-        residual = gt - codec_batch(self.codec, gt, self.quality)
+        qualities = self.draw_qualities(len(gt))
+        self._step_qualities = qualities if isinstance(qualities, list) else None
+        residual = gt - codec_batch(self.codec, gt, qualities)
         encoded = net.hide(gt, residual)
         restored = net.reconstruct(self.compress(encoded, extras))
         return self.rec_weight * mse(restored, gt) + mse(encoded, gt)
@@ -239,15 +278,16 @@ class ResidualHidingTask(TrainTask):
         logged against JPEG at their quality number, another rate."""
         if self.codec_name == "jpeg":
             return None
-        return lambda gt, q: self.codec.roundtrip(gt, self.quality).decoded
+        return lambda gt, q: self.codec.roundtrip(gt, q).decoded
 
     def infer(self, model, lq, gt, quality):
-        """Validation: the real pipeline, E -> codec -> D, at the task's quality;
-        the bits of IL and IL_enc are counted for ``val_extra``."""
+        """Validation: the real pipeline, E -> codec -> D, at the validation
+        quality (``prepare`` keeps it within the task's); the bits of IL and
+        IL_enc are counted for ``val_extra``."""
         net = unwrap(model)
-        plain, plain_bytes = codec_roundtrips(self.codec, gt, self.quality)
+        plain, plain_bytes = codec_roundtrips(self.codec, gt, quality)
         encoded = net.hide(gt, gt - plain)
-        coded, coded_bytes = codec_roundtrips(self.codec, encoded, self.quality)
+        coded, coded_bytes = codec_roundtrips(self.codec, encoded, quality)
         pixels = gt.shape[-1] * gt.shape[-2]
         for key, sizes in (("bpp", coded_bytes), ("codec_bpp", plain_bytes)):
             self._val_bits.setdefault(key, []).extend(8 * n / pixels for n in sizes)
