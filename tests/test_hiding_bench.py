@@ -155,7 +155,11 @@ def test_a_pair_trained_over_a_quality_range_counts_as_trained_across_it(zoo, ko
 
     add_hiding(zoo, "tiny-range", "II", quality=[45, 70], seed=4)
     add_hiding(zoo, "tiny-s2", "II", seed=2)
-    payload = hb.bench_hiding(kodak, models=["tiny-range"], restorer="", sweep=SWEEP, fixq_quality=62, progress=False)
+    payload = hb.bench_hiding(kodak, models=["tiny-range"], restorer="", sweep=SWEEP, fixq_quality=62, progress=False,
+                              tag="range")
+    assert hb.command_line(payload).endswith("--models tiny-range --restorer '' --fixq-quality 62 --sweep "
+                                             "20,35,50,65,80 --tag range")
+    assert "images, range)" in hb.report_section(payload)[0]
     entry = payload["codecs"]["jpeg"]
     row = entry["table2"][0]["rows"][-1]
     assert (row["method"], row["model"], row["quality"], row["trained_quality"]) == \
@@ -285,6 +289,10 @@ def test_each_codec_set_has_its_own_result_file():
 
     paths = {hb.result_path("r", payload(c)).name for c in (["jpeg"], ["jpeg2000"], ["jpeg", "heif"])}
     assert len(paths) == 3 and "hiding_kodak_color.json" in paths
+    tagged = payload(["jpeg"])                 # a later pair measured on its own: its own file and figure
+    tagged["config"]["tag"] = "range"
+    assert hb.result_path("r", tagged).name == "hiding_kodak_color_range.json"
+    assert hb.figure_path(tagged, "jpeg") == "figures/hiding_rd_kodak_color_jpeg_range.png"
     assert all(p.startswith("hiding_") and p.endswith(".json") for p in paths)
 
 def test_training_runs_are_scored_before_anything_ships(zoo, kodak, tmp_path):
@@ -376,6 +384,7 @@ def test_cli_writes_result_figure_and_report(full, kodak, tmp_path, capsys):
     (["--models", "blind"], "trained at one quality"),
     (["--models", "gray-hiding"], "codes gray images; this set is color"),
     (["--window", "1.5,0.4"], "--window"),
+    (["--tag", "My Tag"], "--tag must be"),
     (["--fixq-quality", "0"], "quality must be"),
     (["--runs", "."], "not a training run folder"),
 ])

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -488,13 +489,14 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                  runs: Sequence = (), restorer: str | None = None, sweep: Sequence[int] | None = None,
                  quality: int | None = None, fixq_quality: int | None = None,
                  window: tuple[float, float] = DEFAULT_WINDOW, limit: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, tag: str | None = None) -> dict:
     """Table 2 and the RD curves on one image folder, for each codec; return
     the payload (module doc). ``models``: zoo names (None: every hiding model
     and fixed-quality DnCNN/MemNet in the zoo); ``restorer``: the RD curves'
     artifact remover (None: ``bench vcodec``'s default, left out with a note
     when the zoo lacks it; "": none); ``sweep``/``quality``: override every
-    codec's config."""
+    codec's config; ``tag``: this measurement's own result file and figures
+    (:func:`result_path`)."""
     from ..codecs import get_codec
     from ..codecs.base import check_quality
     from ..pipelines.restore import Restorer
@@ -512,6 +514,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
 
     if not (len(window) == 2 and 0 < window[0] < window[1]):
         raise CarkitError(f"the rate window needs two rates 0 < low < high, got {window}")
+    if tag is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", tag):
+        raise CarkitError(f"--tag must be lower-case letters, digits and '-', got {tag!r}")
     configs = [codec_config(c) for c in dict.fromkeys(codecs)]
     if not configs:
         raise CarkitError("no codec to benchmark")
@@ -577,7 +581,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                    "models": list(models) if models is not None else None, "runs": [str(r) for r in runs],
                    "restorer": rst[2]["name"] if rst else None, "quality": quality,
                    "sweep": list(sweep) if sweep else None, "fixq_quality": fixq_quality,
-                   "window_bpp": [float(window[0]), float(window[1])]},
+                   "window_bpp": [float(window[0]), float(window[1])], "tag": tag},
         "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
                    for f, im in zip(files, images)],
         "codecs": out,
@@ -720,18 +724,26 @@ def _stem(payload: dict) -> str:
     return f"{dataset_name(payload, 'data')}_{payload['config']['mode']}"
 
 
+def _tag(payload: dict) -> str:
+    tag = payload["config"].get("tag")
+    return f"_{tag}" if tag else ""
+
+
 def figure_path(payload: dict, codec: str) -> str:
     """Where one codec's RD figure lives, relative to docs/."""
-    return f"figures/hiding_rd_{_stem(payload)}_{codec}.png"
+    return f"figures/hiding_rd_{_stem(payload)}_{codec}{_tag(payload)}.png"
 
 
 def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
     """JPEG's file keeps the plain name; any other codec set gets its own file
     (``hiding_kodak_color_jpeg2000.json``), so a codec benched later (its pair
-    trained later) does not overwrite the others' tables and provenance."""
+    trained later) does not overwrite the others' tables and provenance. A
+    tagged measurement (``--tag``) has its own file too: a pair trained later
+    is measured against the codec and the codec + restorer without
+    re-running every older pair (a full JPEG bench takes hours on CPU)."""
     codecs = list(payload["config"]["codecs"])
     suffix = "" if codecs == ["jpeg"] else "_" + "-".join(codecs)
-    return Path(results_dir) / f"hiding_{_stem(payload)}{suffix}.json"
+    return Path(results_dir) / f"hiding_{_stem(payload)}{suffix}{_tag(payload)}.json"
 
 
 def plot_rd(payload: dict, codec: str, out: str | os.PathLike) -> Path:
@@ -762,6 +774,7 @@ def command_line(payload: dict) -> str:
     cmd += f" --sweep {','.join(map(str, cfg['sweep']))}" if cfg.get("sweep") else ""
     if list(cfg["window_bpp"]) != list(DEFAULT_WINDOW):
         cmd += f" --window {cfg['window_bpp'][0]},{cfg['window_bpp'][1]}"
+    cmd += f" --tag {cfg['tag']}" if cfg.get("tag") else ""
     return cmd
 
 
@@ -779,8 +792,9 @@ def report_section(payload: dict) -> list[str]:
 
     cfg = payload["config"]
     figures = [f"![RD curves, {c}]({figure_path(payload, c)})" for c in payload["codecs"]]
+    tag = f", {cfg['tag']}" if cfg.get("tag") else ""
     return [f"### {', '.join(payload['codecs'])} on {dataset_name(payload, '?')} ({cfg['mode']}, "
-            f"{len(payload['images'])} images)", "",
+            f"{len(payload['images'])} images{tag})", "",
             f"Command: `{command_line(payload)}`", "", *figures, "",
             *format_hiding_tables(payload).splitlines(), "",
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
@@ -805,6 +819,8 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--fixq-quality", type=int, help="Fix-Q baselines' quality instead of the bpp-matched one "
                                                          "(e.g. the paper's 62 before hiding models exist)")
     parser.add_argument("--sweep", help="RD curves' qualities for every codec (default: the codec's config)")
+    parser.add_argument("--tag", help="a name for this measurement's own result file and figures (e.g. a new "
+                                      "pair with --models, beside the codec's full table)")
     parser.add_argument("--no-update-zoo", action="store_true",
                         help="do not store the hiding pairs' measured rows in their zoo records")
     from .vcodec_bench import add_run_arguments
@@ -866,7 +882,7 @@ def main_bench_hiding(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     payload = bench_hiding(args.data, [c.strip() for c in args.codecs.split(",") if c.strip()], models,
                            args.runs or (), args.restorer, _ints(args.sweep), args.quality, args.fixq_quality,
-                           window, args.limit, progress=not args.no_progress)
+                           window, args.limit, progress=not args.no_progress, tag=args.tag)
     path = write_result(result_path(args.results, payload), payload)
     print(format_hiding_tables(payload))
     if not args.no_update_zoo and not args.limit:
