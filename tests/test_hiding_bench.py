@@ -412,3 +412,14 @@ def test_paper_numbers_and_codec_configs():
             continue
         assert set(cfg.protocols) == set(HIDING_TABLE_2_KODAK[cfg.paper])
         assert len(cfg.sweep) >= 4 and cfg.quality in cfg.sweep
+
+
+def test_budget_line_separates_a_models_own_training_from_the_stages_it_started_from():
+    stages = [{"run": "dagn-stage2", "steps": 12000, "wall_seconds": 3000},
+              {"run": "pair", "steps": 8000, "wall_seconds": 1800}]
+    entry = {"models": {"pair": {"label": "Strategy II", "training": {"steps": 8000, "wall_seconds": 4800,
+                                                                      "stages": stages}},
+                        "old": {"label": "Strategy I", "training": {"steps": 9000, "wall_seconds": 4080}}}}
+    line = hb._budget_lines(entry)[0]
+    assert "old (Strategy I): 9000 steps, 68 min;" in line
+    assert "pair (Strategy II): 8000 steps, 30 min, after 1 earlier stages (dagn-stage2: 50 min)." in line

@@ -208,7 +208,9 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
 
     rec = weights_record(name)
     info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256,
-            "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
+            "training": {**{k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")},
+                         "stages": [{k: st.get(k) for k in ("run", "steps", "wall_seconds")}
+                                    for st in rec.training.get("stages") or []]}}
     if rec.kind == "hiding":
         if rec.gray != gray:
             why = f"{name} codes {'gray' if rec.gray else 'color'} images; this set is {'gray' if gray else 'color'}"
@@ -650,16 +652,23 @@ def _table2_lines(entry: dict, gray: bool, kodak: bool) -> list[str]:
 
 def _budget_lines(entry: dict) -> list[str]:
     """One line naming every trained model of the tables with its training
-    budget (steps and wall time), so unequal budgets show beside the rows."""
+    budget (steps and wall time), so unequal budgets show beside the rows. A
+    model started from other trained weights (its zoo record's stages) has
+    its own stage's steps and time, then the earlier stages' time."""
     parts = []
     for name, m in sorted(entry.get("models", {}).items()):
         t = m.get("training") or {}
         if t.get("steps") is None:
             continue
         wall = f", {t['wall_seconds'] / 60:.0f} min" if t.get("wall_seconds") else ""
+        stages = t.get("stages") or []
+        if len(stages) > 1 and stages[-1].get("wall_seconds") and t.get("wall_seconds"):
+            earlier = (t["wall_seconds"] - stages[-1]["wall_seconds"]) / 60
+            wall = (f", {stages[-1]['wall_seconds'] / 60:.0f} min, after {len(stages) - 1} earlier stages "
+                    f"({', '.join(st['run'] for st in stages[:-1])}: {earlier:.0f} min)")
         parts.append(f"{name} ({m.get('label') or m.get('role')}): {t['steps']} steps{wall}")
-    return ["Training budgets (optimizer steps, wall time of training): "
-            + "; ".join(parts) + ".", ""] if parts else []
+    return ["Training budgets (optimizer steps of the model's own training; wall time of training, including "
+            "the earlier stages a model started from): " + "; ".join(parts) + ".", ""] if parts else []
 
 
 #: the paper's own Table 2 does not follow from the text read literally (see the report)
