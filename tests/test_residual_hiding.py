@@ -214,6 +214,36 @@ def test_loss_is_lambda_rec_plus_con():
     assert torch.allclose(task.loss("main", net, {}, {"gt": gt}, None), want)
 
 
+def test_rate_term_adds_the_jpeg_rate_proxy_of_ih_enc_and_reaches_e():
+    """rate_weight > 0 adds rate_weight * R(IH_enc); R orders images as the
+    real JPEG bytes do, and its gradient reaches E."""
+    from carkit.jpeg.proxy import DiffJPEG
+    from carkit.training.recipe import RecipeError
+
+    rng = np.random.default_rng(0)
+    smooth = _image(64, 64)
+    noisy = np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+    dj = DiffJPEG()
+    for q in (20, 75):
+        real = [get_codec("jpeg").roundtrip(im, q).nbytes for im in (smooth, noisy)]
+        proxy = [float(ht.jpeg_rate_proxy(to_tensor(im), q, dj)) for im in (smooth, noisy)]
+        assert real[0] < real[1] and proxy[0] < proxy[1]
+    gt = to_tensor(_image())
+    net = ResidualHiding(3, **TINY)
+    with torch.no_grad():
+        net.encoder.tail.bias.fill_(0.01)
+    plain = ht.ResidualHidingTask(strategy="II").loss("main", net, {}, {"gt": gt}, None)
+    task = ht.ResidualHidingTask(strategy="II", rate_weight=0.5)
+    loss = task.loss("main", net, {}, {"gt": gt}, None)
+    enc = net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50))
+    assert torch.allclose(loss, plain + 0.5 * ht.jpeg_rate_proxy(enc, 50, task.jpeg_proxy()))
+    net.zero_grad()
+    ht.jpeg_rate_proxy(net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50)), 50, task.jpeg_proxy()).backward()
+    assert net.encoder.tail.weight.grad.abs().sum() > 0 and net.decoder.tail.weight.grad is None
+    with pytest.raises(RecipeError, match="JPEG only"):
+        ht.ResidualHidingTask(codec="jpeg2000", quality=28, rate_weight=0.1)
+
+
 def _tiny_recipe(shared_data, strategy, iterations, **task_kwargs):
     from carkit.training.recipe import Recipe
 
