@@ -147,15 +147,19 @@ class Method:
     name: str
     role: str  # "hiding", or a BASELINE_FAMILIES label
     codec: str  # the codec it was trained behind
-    trained_quality: int | str  # a hiding pair trained over a range: "lo-hi"
+    trained_range: tuple[int, int]  # (lo, hi); lo == hi for one quality (every baseline)
     info: dict
     runner: object  # hiding: a BenchHidingCodec; baselines: a RestorePlan
-    trained_range: tuple[int, int] | None = None  # hiding pairs: (lo, hi), lo == hi for one quality
+
+    @property
+    def trained_quality(self) -> int | str:
+        """The one trained quality, or "lo-hi" for a pair trained over a range."""
+        lo, hi = self.trained_range
+        return lo if lo == hi else f"{lo}-{hi}"
 
     def covers(self, quality: int) -> bool:
         """Whether the model was trained at ``quality`` (within its range)."""
-        lo, hi = self.trained_range or (self.trained_quality, self.trained_quality)
-        return lo <= quality <= hi
+        return self.trained_range[0] <= quality <= self.trained_range[1]
 
     @property
     def label(self) -> str:
@@ -186,15 +190,14 @@ def _family(architecture: str) -> str | None:
 def _hiding_method(name: str, net, record, info: dict) -> Method:
     from ..pipelines.hiding_codec import trained_for
 
-    codec, (lo, hi) = trained_for(record)
-    quality = lo if lo == hi else f"{lo}-{hi}"
+    codec, trained = trained_for(record)
     kwargs = (record.training.get("recipe") or {}).get("task_kwargs") or {}
-    info = {**info, "strategy": kwargs.get("strategy", "II"), "codec": codec, "trained_quality": quality}
+    info = {**info, "strategy": kwargs.get("strategy", "II"), "codec": codec}
     try:  # a codec this machine lacks, or whose files cannot carry the marker: a note, not a failure
         runner = BenchHidingCodec(codec, name, net, record)
     except CodecError as exc:
         runner, info["unavailable"] = None, str(exc)
-    return Method(name, "hiding", codec, quality, info, runner, (lo, hi))
+    return Method(name, "hiding", codec, trained, info, runner)
 
 
 def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Method | None:
@@ -234,7 +237,7 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
             notes.append(why)
         return None
     plan = Restorer(model=name).plan(gray, None)
-    return Method(name, family, rec.trained_codec, int(rec.qualities[0]),
+    return Method(name, family, rec.trained_codec, (int(rec.qualities[0]),) * 2,
                   {**info, "mode": plan.mode}, plan)
 
 
@@ -275,7 +278,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
             raise CarkitError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
         (name, (plan, info)), = _add_runs(restorer, [run], gray).items()
-        out.append(Method(name, family, recipe_codec(recipe), int(quals[0]),
+        out.append(Method(name, family, recipe_codec(recipe), (int(quals[0]),) * 2,
                           {"source": "run", **info, "mode": plan.mode}, plan))
     return out
 

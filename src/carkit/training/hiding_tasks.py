@@ -94,7 +94,7 @@ def skip_component(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
     return value.detach() + (carrier - carrier.detach())
 
 
-def jpeg_rate_proxy(images: torch.Tensor, quality, proxy) -> torch.Tensor:
+def jpeg_rate_proxy(images: torch.Tensor, quality: int | list[int], proxy) -> torch.Tensor:
     """A differentiable stand-in for a JPEG file's bits per pixel: the mean
     over images of sum(log2(1 + |c|)) over the quantized coefficients c of
     ``proxy.encode`` (carkit's DiffJPEG, straight-through rounding), over the
@@ -102,9 +102,8 @@ def jpeg_rate_proxy(images: torch.Tensor, quality, proxy) -> torch.Tensor:
     its ratio between two images tracks the real bytes' (in a check over 12
     Kodak crops of 256 px and E's outputs at JPEG 20, 50 and 75: correlation
     0.98-0.99, E's extra bits 17-21% by the proxy against 19-24% real)."""
-    n, _, h, w = images.shape
-    q = torch.tensor(quality if isinstance(quality, list) else [quality] * n)
-    code = proxy.encode(images.float(), q)
+    h, w = images.shape[-2:]
+    code = proxy.encode(images.float(), quality if isinstance(quality, int) else torch.tensor(quality))
     bits = sum(torch.log2(1 + c.abs()).flatten(1).sum(1) for c in code.coefficients)
     return bits.mean() / (h * w)
 
@@ -165,10 +164,9 @@ class ResidualHidingTask(TrainTask):
         if self.qualities[0] != self.qualities[1] and strategy != "II":
             raise RecipeError(f"a quality range trains Strategy II only (Strategy {strategy}'s proxy is built "
                               "for one quality)")
-        # the fixed quality, or the range's low end for what needs one number (the proxies, which
-        # a range never reaches); a range's per-image draws are in self._step_qualities
+        # the fixed quality, or the range's low end where one number is needed (Strategy I's
+        # proxy, which a range never reaches; validation's default)
         self.quality = self.qualities[0]
-        self._step_qualities: list[int] | None = None
         self._seed, self._step = 0, 0
         self._direct = None
         if simulator is None:
@@ -236,14 +234,14 @@ class ResidualHidingTask(TrainTask):
 
         self._seed = recipe.seed
 
-    def draw_qualities(self, n: int) -> list[int] | int:
-        """This step's qualities: the fixed one, or one per image drawn
-        uniformly from the range by a generator seeded with the recipe's seed
-        and the step (as the engine's batches), so a resumed run draws the
-        same ones."""
+    def draw_qualities(self, n: int) -> list[int]:
+        """This step's quality for each of ``n`` images: the fixed one, or one
+        drawn uniformly from the range by a generator seeded with the recipe's
+        seed and the step (as the engine's batches), so a resumed run draws
+        the same ones."""
         lo, hi = self.qualities
         if lo == hi:
-            return lo
+            return [lo] * n
         rng = np.random.default_rng([self._seed, QUALITY_STREAM, self._step])
         return [int(q) for q in rng.integers(lo, hi + 1, n)]
 
@@ -273,10 +271,11 @@ class ResidualHidingTask(TrainTask):
         with torch.autocast(encoded.device.type, enabled=False):
             return self.jpeg_proxy().to(encoded.device)(encoded.float(), self.quality)
 
-    def compress(self, encoded: torch.Tensor, extras: dict) -> torch.Tensor:
-        """The compression proxy's output: the real codec's IL_enc in value,
-        with the strategy's gradient."""
-        real = codec_batch(self.codec, encoded, self._step_qualities or self.quality)
+    def compress(self, encoded: torch.Tensor, extras: dict, qualities: list[int] | None = None) -> torch.Tensor:
+        """The compression proxy's output: the real codec's IL_enc in value
+        (at ``qualities``, one per image; default the task's quality), with
+        the strategy's gradient."""
+        real = codec_batch(self.codec, encoded, qualities or self.quality)
         if self.strategy == "II":
             return skip_component(real, encoded.float())
         if self.strategy == "direct":
@@ -298,10 +297,9 @@ class ResidualHidingTask(TrainTask):
         net = unwrap(model)
         gt = batch["gt"]
         qualities = self.draw_qualities(len(gt))
-        self._step_qualities = qualities if isinstance(qualities, list) else None
         residual = gt - codec_batch(self.codec, gt, qualities)
         encoded = net.hide(gt, residual)
-        restored = net.reconstruct(self.compress(encoded, extras))
+        restored = net.reconstruct(self.compress(encoded, extras, qualities))
         loss = self.rec_weight * mse(restored, gt) + mse(encoded, gt)
         if self.rate_weight:
             with torch.autocast(encoded.device.type, enabled=False):
