@@ -433,8 +433,10 @@ def _table2(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], baselines: l
         chosen = _nearest_baselines(baselines, bq)
         for family in BASELINE_FAMILIES:
             if not any(m.role == family for m in chosen):
-                table["notes"].append(f"{family}: no weights trained at or near quality {bq} (within "
-                                      f"{BASELINE_MARGIN}); train recipes/hiding/baselines/ or give --runs")
+                # the benched set may be narrowed by --models, so say "benched", not "trained"
+                table["notes"].append(f"{family}: no weights at or near quality {bq} (within {BASELINE_MARGIN}) "
+                                      "among the benched models; train recipes/hiding/baselines/, name them in "
+                                      "--models or give --runs")
         per = scorer.plain(bq, {m.name: plans[m.name] for m in chosen})
         rows = [_row(ORIGINAL, None, bq, None, per[""])]
         rows += [_row(m.label, m.name, bq, m.trained_quality, per[m.name]) for m in chosen]
@@ -444,7 +446,8 @@ def _table2(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], baselines: l
             if protocol == "fix-bpp":
                 table["notes"].append(f"read literally, Fix-BPP gives the hiding output {target:.3f} bpp and the "
                                       f"baselines {table['baseline_bpp']:.3f} bpp ({gap:+.1f}% for hiding, the "
-                                      "paper's 1.0 against 0.889): this favours hiding by that rate difference")
+                                      "paper's 1.0 against 0.889): this favours "
+                                      f"{'hiding' if gap > 0 else 'the baselines'} by that rate difference")
             else:
                 table["notes"].append(f"IL_enc {target:.3f} bpp (mean over the hiding models) against IL "
                                       f"{table['baseline_bpp']:.3f} bpp at quality {bq} ({gap:+.1f}%)")
