@@ -212,3 +212,18 @@ def test_bench_errors(crops_dir, tmp_path):
     p = bench_codecs(crops_dir, codecs="jpeg,j2k", qualities=[30, 60], progress=False, limit=1)
     assert "error" in p["bd"]["codecs"]["jpeg2000"]["psnr_rgb"]
     assert "n/a" in format_codec_table(p)
+
+
+def test_learned_codec_keeps_one_point_per_rate_point(crops_dir):
+    """The learned codec's qualities inside one zoo entry's range give the same
+    file: the sweep codes one quality per trained rate point, not nine copies."""
+    from carkit.codecs import get_codec
+
+    qualities = [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    expected = list(get_codec("factorized").distinct_qualities(qualities))
+    assert 2 <= len(expected) < len(qualities)
+    payload = bench_codecs(crops_dir, codecs="factorized", qualities=qualities, limit=1, progress=False)
+    points = payload["codecs"]["factorized"]["points"]
+    assert [p["quality"] for p in points] == expected
+    bpps = [p["mean"]["bpp"] for p in points]
+    assert bpps == sorted(bpps) and len(set(bpps)) == len(bpps)  # each a different rate point

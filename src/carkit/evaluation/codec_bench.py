@@ -10,8 +10,12 @@ codec against the JPEG anchor, computed on the mean curves (mean bpp, mean PSNR
 per quality). ``format_codec_table`` renders the payload as text.
 ``run_codec_bench_cli`` is the body of ``carkit bench codecs``.
 
-Defaults: every available standard codec (jpeg, jpeg2000, webp, avif, heif) at
-qualities 10, 20, ..., 90 (nine points a curve, BD needs at least four).
+Defaults: every available standard codec (jpeg, jpeg2000, webp, avif, heif)
+and carkit's learned codec (factorized) at qualities 10, 20, ..., 90 (nine
+points a curve, BD needs at least four). A codec whose qualities do not all
+give different files (the learned codec: one zoo entry per quality range)
+keeps one quality per distinct file (``Codec.distinct_qualities``): its curve
+has one point per trained rate point.
 
 Images: the files directly inside the folder (PNG, BMP, TIFF, JPEG, PPM/PGM),
 sorted by name, used whole at native size; ``limit`` keeps the first N. Alpha
@@ -37,7 +41,7 @@ import numpy as np
 
 from ..errors import CodecError, ImageReadError
 
-DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif")
+DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif", "factorized")
 DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 ANCHOR = "jpeg"
 BENCH_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".pgm")
@@ -150,13 +154,16 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
     images, mode = _load(files, gray)
     metric_keys = list(metrics.score(images[0], images[0]).keys())
 
+    # qualities that give the same file (a learned codec's quality range) are coded once
+    sweeps = {n: c.distinct_qualities(quals) or tuple(quals[:1]) for n, c in coders.items()}
     results: dict[str, dict] = {}
-    bar = _progress(len(names) * len(quals) * len(images), progress)
+    bar = _progress(sum(len(s) for s in sweeps.values()) * len(images), progress)
     try:
         for name, codec in coders.items():
-            codec.roundtrip(images[0], quals[len(quals) // 2])  # warm-up (libraries, caches)
+            sweep = sweeps[name]
+            codec.roundtrip(images[0], sweep[len(sweep) // 2])  # warm-up (libraries, caches)
             points = []
-            for q in quals:
+            for q in sweep:
                 bar.set_description(f"{name} q{q}")
                 per: dict[str, list] = {k: [] for k in ("bytes", "bpp", *metric_keys,
                                                         "encode_s", "decode_s")}
