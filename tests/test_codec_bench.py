@@ -227,3 +227,15 @@ def test_learned_codec_keeps_one_point_per_rate_point(crops_dir):
     assert [p["quality"] for p in points] == expected
     bpps = [p["mean"]["bpp"] for p in points]
     assert bpps == sorted(bpps) and len(set(bpps)) == len(bpps)  # each a different rate point
+
+
+def test_report_names_the_codecs_of_a_partial_run(crops_dir, tmp_path):
+    """A result of some codecs renders the command that made it (--codecs),
+    and a title apart from the full set's section of the same folder."""
+    from carkit.evaluation.report import build_report
+
+    payload = bench_codecs(crops_dir, codecs="jpeg,webp", qualities=[30, 60], limit=1, progress=False)
+    write_result(tmp_path / "codecs_kodak_crops_some.json", payload)
+    text = build_report(tmp_path)
+    assert "--codecs jpeg,webp`" in text
+    assert "(jpeg, webp)" in text
