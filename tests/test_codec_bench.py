@@ -234,8 +234,14 @@ def test_report_names_the_codecs_of_a_partial_run(crops_dir, tmp_path):
     and a title apart from the full set's section of the same folder."""
     from carkit.evaluation.report import build_report
 
+    from carkit.evaluation.codec_bench import DEFAULT_CODECS, default_out
+
     payload = bench_codecs(crops_dir, codecs="jpeg,webp", qualities=[30, 60], limit=1, progress=False)
-    write_result(tmp_path / "codecs_kodak_crops_some.json", payload)
+    # the partial run's default file never replaces the full set's
+    out = default_out(crops_dir, False, payload["config"]["codecs"])
+    assert out.name == f"codecs_{crops_dir.name}_jpeg-webp.json"
+    assert default_out(crops_dir, True, DEFAULT_CODECS).name == f"codecs_{crops_dir.name}_gray.json"
+    write_result(tmp_path / out.name, payload)
     text = build_report(tmp_path)
     assert "--codecs jpeg,webp`" in text
     assert "(jpeg, webp)" in text

@@ -297,9 +297,20 @@ def format_codec_table(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def default_out(data_dir: str | os.PathLike, gray: bool) -> Path:
-    """``results/codecs_<folder>[_gray].json`` (relative to the working folder)."""
-    return Path("results") / f"codecs_{Path(data_dir).resolve().name}{'_gray' if gray else ''}.json"
+def named_codecs(codecs: Sequence[str]) -> list[str]:
+    """The benched codecs when they are not the default set (a partial run
+    names them in its file name and report command), else []."""
+    codecs = list(codecs or [])
+    return codecs if codecs != list(DEFAULT_CODECS) else []
+
+
+def default_out(data_dir: str | os.PathLike, gray: bool, codecs: Sequence[str] = ()) -> Path:
+    """``results/codecs_<folder>[_gray][_<codec>-<codec>...].json`` (relative to
+    the working folder); a run of other than the default codecs gets their
+    names, so it never replaces the full set's result."""
+    named = named_codecs(codecs)
+    suffix = ("_gray" if gray else "") + ("_" + "-".join(named) if named else "")
+    return Path("results") / f"codecs_{Path(data_dir).resolve().name}{suffix}.json"
 
 
 def run_codec_bench_cli(data, codecs=None, qualities=None, gray: bool = False,
@@ -312,7 +323,7 @@ def run_codec_bench_cli(data, codecs=None, qualities=None, gray: bool = False,
 
     payload = bench_codecs(data, codecs=codecs, qualities=qualities, gray=gray, limit=limit,
                            progress=progress)
-    path = write_result(out if out is not None else default_out(data, gray), payload)
+    path = write_result(out if out is not None else default_out(data, gray, payload["config"]["codecs"]), payload)
     print(format_codec_table(payload))
     print(f"\nwrote {path}")
     return 0
@@ -344,4 +355,4 @@ def main_bench_codecs(args) -> int:
 
 __all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "bench_codecs", "bd_table", "format_codec_table",
            "run_codec_bench_cli", "add_bench_codecs_arguments", "main_bench_codecs", "bench_images",
-           "default_out"]
+           "default_out", "named_codecs"]

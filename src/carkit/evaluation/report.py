@@ -215,14 +215,13 @@ def _complexity_section(payload: dict) -> list[str]:
 
 
 def _codec_section(payload: dict) -> list[str]:
-    from .codec_bench import DEFAULT_CODECS, format_codec_table
+    from .codec_bench import format_codec_table, named_codecs
 
     name = dataset_name(payload, "?")
-    codecs = list(payload["config"].get("codecs") or [])
     # a run of some codecs (the default set grew since older results) says which
-    named = codecs and codecs != list(DEFAULT_CODECS)
-    title = f"### {name}" + (f" ({', '.join(codecs)})" if named else "")
-    cmd = f"carkit bench codecs --data eval/{name}" + (f" --codecs {','.join(codecs)}" if named else "")
+    named = named_codecs(payload["config"].get("codecs"))
+    title = f"### {name}" + (f" ({', '.join(named)})" if named else "")
+    cmd = f"carkit bench codecs --data eval/{name}" + (f" --codecs {','.join(named)}" if named else "")
     return [title, "", f"Command: `{cmd}`", "",
             "```", format_codec_table(payload), "```", "",
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
