@@ -57,6 +57,11 @@ def test_train_resume_is_exact(tmp_path, shared_data):
     assert any("val" in e for e in log) and any("loss" in e for e in log)
     budget = json.loads((tmp_path / "sliced" / "budget.json").read_text())
     assert [s["until_step"] for s in budget["slices"]] == [3, 6]
+    # a restart into the same folder discards the old run, and its time with it
+    train(recipe, tmp_path / "sliced", resume=False, max_steps=3, progress=False)
+    budget = json.loads((tmp_path / "sliced" / "budget.json").read_text())
+    assert [(s["from_step"], s["until_step"]) for s in budget["slices"]] == [(0, 3)]
+    assert budget["seconds"] == budget["slices"][0]["seconds"]
 
 
 def test_a_recipe_can_train_on_another_codecs_output(tmp_path, shared_data):

@@ -386,10 +386,15 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
 def record_budget(out_dir: Path, current: dict) -> None:
     """budget.json: the wall time of every slice (invocation) of a run, the
-    current slice replaced in place; the total is the budget a shipped weight got."""
+    current slice replaced in place; the total is the budget a shipped weight got.
+
+    Only the slices the current one continues are kept: those that started
+    before its first step. A ``--restart`` (from step 0) into an old run folder
+    thus drops the discarded run's time instead of adding it to the new one's."""
     path = out_dir / "budget.json"
     budget = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "slices": []}
-    slices = [s for s in budget["slices"] if s.get("started") != current["started"]]
+    slices = [s for s in budget["slices"]
+              if s.get("started") != current["started"] and s.get("from_step", 0) < current["from_step"]]
     slices.append(current)
     budget = {"seconds": sum(s["seconds"] for s in slices), "slices": slices}
     tmp = path.with_name(".budget.json.tmp")
