@@ -232,9 +232,8 @@ def test_learned_codec_keeps_one_point_per_rate_point(crops_dir):
 def test_report_names_the_codecs_of_a_partial_run(crops_dir, tmp_path):
     """A result of some codecs renders the command that made it (--codecs),
     and a title apart from the full set's section of the same folder."""
-    from carkit.evaluation.report import build_report
-
     from carkit.evaluation.codec_bench import DEFAULT_CODECS, default_out
+    from carkit.evaluation.report import build_report
 
     payload = bench_codecs(crops_dir, codecs="jpeg,webp", qualities=[30, 60], limit=1, progress=False)
     # the partial run's default file never replaces the full set's

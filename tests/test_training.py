@@ -62,6 +62,8 @@ def test_train_resume_is_exact(tmp_path, shared_data):
     budget = json.loads((tmp_path / "sliced" / "budget.json").read_text())
     assert [(s["from_step"], s["until_step"]) for s in budget["slices"]] == [(0, 3)]
     assert budget["seconds"] == budget["slices"][0]["seconds"]
+    restarted_log = [json.loads(line) for line in (tmp_path / "sliced" / "log.jsonl").read_text().splitlines()]
+    assert max(e["step"] for e in restarted_log) <= 3
 
 
 def test_a_recipe_can_train_on_another_codecs_output(tmp_path, shared_data):

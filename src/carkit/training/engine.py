@@ -292,7 +292,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     if info.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
-    log = open(log_path, "a") if info.main else None
+        if start == 0:
+            # A run from step 0 (a --restart into an old folder, or one that never
+            # checkpointed) owns nothing of what the folder held: its log and
+            # budget start empty, so neither mixes in a discarded run.
+            (out_dir / "budget.json").unlink(missing_ok=True)
+    log = open(log_path, "a" if start else "w") if info.main else None
 
     def write_log(entry: dict) -> None:
         if log is not None:
@@ -386,15 +391,10 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
 def record_budget(out_dir: Path, current: dict) -> None:
     """budget.json: the wall time of every slice (invocation) of a run, the
-    current slice replaced in place; the total is the budget a shipped weight got.
-
-    Only the slices the current one continues are kept: those that started
-    before its first step. A ``--restart`` (from step 0) into an old run folder
-    thus drops the discarded run's time instead of adding it to the new one's."""
+    current slice replaced in place; the total is the budget a shipped weight got."""
     path = out_dir / "budget.json"
     budget = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "slices": []}
-    slices = [s for s in budget["slices"]
-              if s.get("started") != current["started"] and s.get("from_step", 0) < current["from_step"]]
+    slices = [s for s in budget["slices"] if s.get("started") != current["started"]]
     slices.append(current)
     budget = {"seconds": sum(s["seconds"] for s in slices), "slices": slices}
     tmp = path.with_name(".budget.json.tmp")
