@@ -186,6 +186,9 @@ def test_export_run_to_zoo_and_load(tmp_path, shared_data, monkeypatch):
     assert record.gray and record.qualities == [10, 40] and record.training["steps"] == 3
     assert record.training["recipe"]["name"] == "tiny"
     model = zoo.load_pretrained("tiny-export")
+    # exporting the same run again gives the same file (a record's sha stays valid)
+    assert main(["zoo", "export", str(tmp_path / "run"), "tiny-export", "--description", "t"]) == 0
+    assert zoo.weights_record("tiny-export").sha256 == record.sha256
     from safetensors.torch import load_file
 
     ema = {k[4:]: v for k, v in load_file(str(tmp_path / "run" / "last.safetensors")).items()

@@ -246,7 +246,9 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in raw.items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / f"{name}.safetensors"
-    save_file(state, str(path), metadata={"name": name, "model": model})
+    # One metadata key: safetensors writes a metadata map in hash order, so
+    # two keys made a re-export of the same weights a file with another sha256.
+    save_file(state, str(path), metadata={"carkit": json.dumps({"model": model, "name": name})})
     qualities = recipe["quality_range"] or [min(recipe["qualities"]), max(recipe["qualities"])]
     record = WeightsRecord(
         name=name, model=model, model_kwargs=model_kwargs, gray=recipe["gray"],
