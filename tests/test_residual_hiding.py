@@ -242,6 +242,18 @@ def test_rate_term_adds_the_jpeg_rate_proxy_of_ih_enc_and_reaches_e():
     assert net.encoder.tail.weight.grad.abs().sum() > 0 and net.decoder.tail.weight.grad is None
     with pytest.raises(RecipeError, match="JPEG only"):
         ht.ResidualHidingTask(codec="jpeg2000", quality=28, rate_weight=0.1)
+    # rate_log: the mean of each image's log bits, so a cheaper image's bits weigh more
+    two = torch.cat([to_tensor(smooth), to_tensor(noisy)])
+    per = ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy(), per_image=True)
+    assert per.shape == (2,) and torch.allclose(per.mean(), ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy()))
+    log_task = ht.ResidualHidingTask(strategy="II", rate_weight=0.5, rate_log=True)
+    enc2 = net.hide(two, two - ht.codec_batch(task.codec, two, 50))
+    plain2 = ht.ResidualHidingTask(strategy="II").loss("main", net, {}, {"gt": two}, None)
+    rate2 = ht.jpeg_rate_proxy(enc2, 50, task.jpeg_proxy(), per_image=True)
+    want = plain2 + 0.5 * rate2.log().mean()
+    assert torch.allclose(log_task.loss("main", net, {}, {"gt": two}, None), want)
+    with pytest.raises(RecipeError, match="rate_weight > 0"):
+        ht.ResidualHidingTask(rate_log=True)
 
 
 def _tiny_recipe(shared_data, strategy, iterations, **task_kwargs):
