@@ -236,20 +236,21 @@ def test_rate_term_adds_the_jpeg_rate_proxy_of_ih_enc_and_reaches_e():
     task = ht.ResidualHidingTask(strategy="II", rate_weight=0.5)
     loss = task.loss("main", net, {}, {"gt": gt}, None)
     enc = net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50))
-    assert torch.allclose(loss, plain + 0.5 * ht.jpeg_rate_proxy(enc, 50, task.jpeg_proxy()))
+    assert torch.allclose(loss, plain + 0.5 * ht.jpeg_rate_proxy(enc, 50, task.jpeg_proxy()).mean())
     net.zero_grad()
-    ht.jpeg_rate_proxy(net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50)), 50, task.jpeg_proxy()).backward()
+    ht.jpeg_rate_proxy(net.hide(gt, gt - ht.codec_batch(task.codec, gt, 50)), 50, task.jpeg_proxy()).sum().backward()
     assert net.encoder.tail.weight.grad.abs().sum() > 0 and net.decoder.tail.weight.grad is None
     with pytest.raises(RecipeError, match="JPEG only"):
         ht.ResidualHidingTask(codec="jpeg2000", quality=28, rate_weight=0.1)
     # rate_log: the mean of each image's log bits, so a cheaper image's bits weigh more
     two = torch.cat([to_tensor(smooth), to_tensor(noisy)])
-    per = ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy(), per_image=True)
-    assert per.shape == (2,) and torch.allclose(per.mean(), ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy()))
+    per = ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy())
+    alone = [ht.jpeg_rate_proxy(to_tensor(im), 50, task.jpeg_proxy()) for im in (smooth, noisy)]
+    assert per.shape == (2,) and torch.allclose(per, torch.cat(alone))
     log_task = ht.ResidualHidingTask(strategy="II", rate_weight=0.5, rate_log=True)
     enc2 = net.hide(two, two - ht.codec_batch(task.codec, two, 50))
     plain2 = ht.ResidualHidingTask(strategy="II").loss("main", net, {}, {"gt": two}, None)
-    rate2 = ht.jpeg_rate_proxy(enc2, 50, task.jpeg_proxy(), per_image=True)
+    rate2 = ht.jpeg_rate_proxy(enc2, 50, task.jpeg_proxy())
     want = plain2 + 0.5 * rate2.log().mean()
     assert torch.allclose(log_task.loss("main", net, {}, {"gt": two}, None), want)
     with pytest.raises(RecipeError, match="rate_weight > 0"):
