@@ -51,6 +51,9 @@ compares log-rates, and on Kodak the rate pair's E cost +25% bits at JPEG
 10 but +8% at 80 (hiding-jpeg-q10-80-s2-dagn-rate-p128), because a bit
 weighed the same at every quality while the L2 error is largest at low
 quality; on log bits a bit weighs 1/R_i, most where the file is smallest.
+Measured: continuing that pair 3000 steps with it (recipe
+hiding-jpeg-q10-80-s2-dagn-ratelog-p128) moved it along its curve, -0.01 to
++0.06 dB val at equal rate, so no shipped pair uses it.
 
 What differs from the paper: squared errors are means over pixels, not sums
 (the same minimiser; lambda keeps its meaning because both terms are scaled
