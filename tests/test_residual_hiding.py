@@ -365,6 +365,42 @@ def test_simulator_pretrains_alone_on_ih_il_pairs_first(tmp_path, shared_data):
     assert set(log[0]["losses"]) == {"sim"}
 
 
+def test_simulator_starts_from_a_run_or_the_zoo_once(tmp_path, shared_data):
+    """``sim_init``: a Strategy I run goes on from another run's simulator or
+    the zoo's; a resume keeps its own checkpoint's simulator."""
+    from safetensors.torch import load_file
+
+    from carkit.training.engine import train
+    from carkit.training.recipe import RecipeError
+    from carkit.zoo.registry import load_pretrained
+
+    with pytest.raises(RecipeError, match="sim_init"):
+        ht.ResidualHidingTask(strategy="II", sim_init="zoo:hiding-sim-heif-q39")
+    kwargs = {"simulator": "autoencoder", "sim_features": 4, "sim_blocks": 2}
+    train(_tiny_recipe(shared_data, "I", 3, **kwargs), tmp_path / "a", progress=False)
+    a = {k[4:]: v for k, v in load_file(str(tmp_path / "a" / "last.safetensors")).items() if k.startswith("sim.")}
+    task = ht.ResidualHidingTask(strategy="I", sim_init=str(tmp_path / "a"), **kwargs)
+    model = create_model("hiding-color", **TINY)
+    recipe = _tiny_recipe(shared_data, "I", 3, **kwargs)
+    extras = task.extras(model, recipe)
+    task.prepare(model, extras, recipe)
+    assert all(torch.equal(extras["sim"].state_dict()[k], v) for k, v in a.items())
+    with torch.no_grad():                       # as a checkpoint loaded between the engine's two calls
+        extras["sim"].out.weight.add_(1.0)
+    changed = extras["sim"].out.weight.clone()
+    task.prepare(model, extras, recipe)
+    assert torch.equal(extras["sim"].out.weight, changed)
+
+    zoo = load_pretrained("hiding-sim-heif-q39")                          # the shipped HEIF simulator
+    task = ht.ResidualHidingTask(strategy="I", codec="webp", sim_init="zoo:hiding-sim-heif-q39")
+    extras = task.extras(model, recipe)
+    task.prepare(model, extras, recipe)
+    assert all(torch.equal(extras["sim"].state_dict()[k], v) for k, v in zoo.state_dict().items())
+    with pytest.raises(RecipeError, match="does not exist"):
+        ht.ResidualHidingTask(strategy="I", simulator="autoencoder",
+                              sim_init=str(tmp_path / "gone")).prepare(model, extras, recipe)
+
+
 def test_simulator_ships_to_the_zoo_as_its_own_model(tmp_path, shared_data, monkeypatch, capsys):
     """`carkit zoo export --part sim`: the zoo holds Strategy I's simulation
     network as a registered ``hiding-sim-*`` model; a run without one says so."""

@@ -183,9 +183,10 @@ def get_task(name: str, **kwargs) -> TrainTask:
 ZOO_PREFIX = "zoo:"
 
 
-def _init_state(source: str) -> dict:
+def _init_state(source: str, part: str = "model") -> dict:
     """The tensors ``init_from`` names: a run folder's last checkpoint (its
-    model weights, not EMA), or ``zoo:NAME``, shipped weights (the EMA
+    ``part``: the model's weights, not EMA, or a task's extra module such as
+    ``"sim"``), or ``zoo:NAME``, shipped weights (the EMA
     weights the zoo holds, fp16 stored, sha256-checked), so training can go
     on from a shipped model when the run that made it is gone (the optimizer
     state is not shipped: Adam starts afresh)."""
@@ -203,20 +204,23 @@ def _init_state(source: str) -> dict:
     path = Path(source) / "last.safetensors"
     if not path.exists():
         raise RecipeError(f"init_from: {path} does not exist")
-    return {k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+    prefix = f"{part}."
+    return {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
 
-def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str = "") -> dict:
+def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str = "", part: str = "model") -> dict:
     """Load the weights of another run's last checkpoint, or of zoo weights
     (``zoo:NAME``, see :func:`_init_state`); ``into`` names the submodule
-    they are for (their names get its prefix), "" the whole model.
+    they are for (their names get its prefix), "" the whole model; ``part``
+    the checkpoint's module they come from (a run folder's; zoo weights are
+    one module).
 
     Tensors are matched by name; names only one side has are left alone, so
     a variant with fewer modules (e.g. a DAGN ablation without the
     insensitive branch) starts from the modules it shares with the run. A
     shape mismatch, or no shared name at all, is an error. Returns counts of
     ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
-    state = _init_state(str(run_dir))
+    state = _init_state(str(run_dir), part)
     if into:
         state = {f"{into}.{k}": v for k, v in state.items()}
     own = model.state_dict()

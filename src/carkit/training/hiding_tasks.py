@@ -147,6 +147,11 @@ class ResidualHidingTask(TrainTask):
         rate_weight: weight of the rate term on IH_enc (module doc; JPEG
             only, 0 = the paper's loss).
         rate_log: the rate term on each image's log bits (module doc).
+        sim_init: where the autoencoder starts (Strategy I with the
+            autoencoder only): ``zoo:NAME``, shipped ``hiding-sim-*`` weights,
+            or a run folder (its checkpoint's simulator), so a Strategy I run
+            whose folder is gone goes on from the zoo (with ``init_from`` for
+            E and D); a resumed run keeps its own checkpoint's simulator.
     """
 
     name = "residual-hiding"
@@ -154,7 +159,7 @@ class ResidualHidingTask(TrainTask):
     def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
                  simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
                  sim_features: int = 64, sim_blocks: int = 8, sim_pretrain: int = 0, rate_weight: float = 0.0,
-                 rate_log: bool = False):
+                 rate_log: bool = False, sim_init: str = ""):
         from ..codecs import canonical_name, check_quality
 
         if strategy not in STRATEGIES:
@@ -192,6 +197,10 @@ class ResidualHidingTask(TrainTask):
         if sim_pretrain and self.simulator != "autoencoder":
             raise RecipeError("sim_pretrain applies to Strategy I with simulator='autoencoder'")
         self.sim_pretrain = int(sim_pretrain)
+        if sim_init and self.simulator != "autoencoder":
+            raise RecipeError("sim_init applies to Strategy I with simulator='autoencoder'")
+        self.sim_init = str(sim_init)
+        self._sim_started = False
         self.rate_weight = float(rate_weight)
         if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
@@ -246,6 +255,13 @@ class ResidualHidingTask(TrainTask):
                                  f"range {lo}..{hi}; set val.qualities within it"))
 
         self._seed = recipe.seed
+        if self.sim_init and not self._sim_started:
+            # once: the engine calls prepare again after loading a checkpoint, whose
+            # simulator then stays
+            from .engine import init_from_run
+
+            init_from_run(extras["sim"], self.sim_init, part="sim")
+            self._sim_started = True
 
     def draw_qualities(self, n: int) -> list[int]:
         """This step's quality for each of ``n`` images: the fixed one, or one
