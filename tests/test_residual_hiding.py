@@ -76,7 +76,7 @@ def test_decoder_can_be_a_registered_restorer_started_from_its_weights(monkeypat
     net.eval()
 
     # the zoo's weights stand in for shipped dagn-small here (a run folder works the same way)
-    monkeypatch.setattr(engine, "_init_state", lambda name: source)
+    monkeypatch.setattr(engine, "_init_state", lambda name, part="model": source)
     counts = engine.init_from_run(net, "zoo:dagn-small", into="decoder")
     assert counts["missing"] == sum(1 for k in net.state_dict() if k.startswith("encoder."))
     assert counts["unused"] == 0
