@@ -192,6 +192,7 @@ def _init_state(source: str, part: str = "model") -> dict:
     state is not shipped: Adam starts afresh)."""
     from safetensors.torch import load_file
 
+    what = "init_from" if part == "model" else f"{part} init"   # the recipe setting it came from
     if source.startswith(ZOO_PREFIX):
         from ..errors import ModelError, WeightsError
         from ..zoo.registry import load_pretrained
@@ -199,11 +200,11 @@ def _init_state(source: str, part: str = "model") -> dict:
         try:
             model = load_pretrained(source[len(ZOO_PREFIX):])
         except (ModelError, WeightsError) as exc:
-            raise RecipeError(f"init_from {source}: {exc}") from None
+            raise RecipeError(f"{what} {source}: {exc}") from None
         return model.state_dict()
     path = Path(source) / "last.safetensors"
     if not path.exists():
-        raise RecipeError(f"init_from: {path} does not exist")
+        raise RecipeError(f"{what}: {path} does not exist")
     prefix = f"{part}."
     return {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
