@@ -260,10 +260,10 @@ def test_residual_hiding_default_is_the_pair_measured_best():
     stores it, sha256-checked; a pair shipped since its codec's last bench has
     none yet), and ``carkit encode`` picks, among the pairs trained at the
     nearest quality (a range holding it is nearest), the one with the
-    largest gain over the codec at equal rate, unmeasured pairs last
+    best measured BD-rate against the codec, unmeasured pairs last
     (pipelines/hiding_codec.choose_weights)."""
-    from carkit.pipelines.hiding_codec import (choose_weights, hiding_weights, measured_gain, quality_distance,
-                                               trained_for)
+    from carkit.pipelines.hiding_codec import (choose_weights, hiding_weights, measured_bd_rate, measured_gain,
+                                               quality_distance, trained_for)
 
     for codec in ("jpeg", "jpeg2000", "heif", "factorized"):
         names = hiding_weights(codec, False)
@@ -274,6 +274,11 @@ def test_residual_hiding_default_is_the_pair_measured_best():
     for q in (10, 50, 90):
         distance = {n: quality_distance(trained_for(weights_record(n))[1], q) for n in names}
         nearest = [n for n in names if distance[n] == min(distance.values())]
-        measured = [n for n in nearest if measured_gain(weights_record(n), "jpeg") is not None]
-        best = max(measured, key=lambda n: measured_gain(weights_record(n), "jpeg")) if measured else min(nearest)
+        measured = [n for n in nearest if measured_bd_rate(weights_record(n), "jpeg") is not None]
+        best = min(measured, key=lambda n: measured_bd_rate(weights_record(n), "jpeg")) if measured else min(nearest)
         assert choose_weights("jpeg", False, q) == best, q
+    # HEIF: the continued Strategy I pair is best by BD-rate though its Fix-Q gain is the smaller (its
+    # matched baseline quality spends 5% more bits than it)
+    s1, long = weights_record("hiding-heif-q39-s1"), weights_record("hiding-heif-q39-s1-long")
+    assert measured_gain(long, "heif") < measured_gain(s1, "heif")
+    assert choose_weights("heif", False, 39) == "hiding-heif-q39-s1-long"

@@ -102,22 +102,37 @@ def zoo_results_key(dataset: str, codec: str) -> str:
     return f"{dataset}_hiding_{codec}"
 
 
+def _measured(record, codec: str, field: str) -> list[float]:
+    """``field`` of every measured row ``carkit bench hiding`` stored in a
+    pair's zoo record for ``codec`` (one per dataset and quality)."""
+    return [cell[field] for key, per_q in record.results.items() if key.endswith(zoo_results_key("", codec))
+            for cell in per_q.values() if cell.get(field) is not None]
+
+
 def measured_gain(record, codec: str) -> float | None:
     """The gain over the codec alone at the matched rate that ``carkit bench
     hiding`` measured for a pair and stored in its zoo record (the best over
     the datasets it was benched on), or None."""
-    cells = [cell for key, per_q in record.results.items() if key.endswith(zoo_results_key("", codec))
-             for cell in per_q.values() if "gain_psnr" in cell]
-    return max((c["gain_psnr"] for c in cells), default=None)
+    return max(_measured(record, codec, "gain_psnr"), default=None)
+
+
+def measured_bd_rate(record, codec: str) -> float | None:
+    """The pair's BD-rate (%, PSNR RGB, within the target's bpp window) against
+    the codec alone, as ``carkit bench hiding`` stored it (the best over the
+    datasets it was benched on), or None."""
+    return min(_measured(record, codec, "bd_rate"), default=None)
 
 
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
     (one quality, or a range holding it) or, failing that, at the nearest
-    quality (:func:`quality_distance`). Equally near pairs go by the gain
-    ``carkit bench hiding`` measured over the codec at equal rate (stored in
-    their zoo records, :func:`measured_gain`), unmeasured ones last, then by
-    name; ``--model`` picks another."""
+    quality (:func:`quality_distance`). Equally near pairs go by what
+    ``carkit bench hiding`` measured against the codec (stored in their zoo
+    records): the BD-rate over the RD curves (:func:`measured_bd_rate`), then
+    Table 2's Fix-Q gain (:func:`measured_gain`; one point, against the codec
+    at the quality nearest in rate, which for a codec with coarse rate steps
+    such as HEIF can differ by 5%), unmeasured ones last, then by name;
+    ``--model`` picks another."""
     from ..zoo.registry import weights_record
 
     names = hiding_weights(codec, gray)
@@ -127,8 +142,9 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
 
     def rank(name: str):
         record = weights_record(name)
-        gain = measured_gain(record, codec)
-        return quality_distance(trained_for(record)[1], quality), gain is None, -(gain or 0.0), name
+        bd_rate, gain = measured_bd_rate(record, codec), measured_gain(record, codec)
+        return (quality_distance(trained_for(record)[1], quality), bd_rate is None, bd_rate or 0.0,
+                gain is None, -(gain or 0.0), name)
 
     return min(names, key=rank)
 
