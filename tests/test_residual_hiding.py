@@ -385,7 +385,7 @@ def test_simulator_starts_from_a_run_or_the_zoo_once(tmp_path, shared_data):
     extras = task.extras(model, recipe)
     task.prepare(model, extras, recipe)
     assert all(torch.equal(extras["sim"].state_dict()[k], v) for k, v in a.items())
-    with torch.no_grad():                       # as a checkpoint loaded between the engine's two calls
+    with torch.no_grad():                       # as a checkpoint loaded before the engine's second prepare
         extras["sim"].out.weight.add_(1.0)
     changed = extras["sim"].out.weight.clone()
     task.prepare(model, extras, recipe)
@@ -398,7 +398,7 @@ def test_simulator_starts_from_a_run_or_the_zoo_once(tmp_path, shared_data):
     assert all(torch.equal(extras["sim"].state_dict()[k], v) for k, v in zoo.state_dict().items())
     with pytest.raises(RecipeError, match="sim init: .* does not exist"):
         ht.ResidualHidingTask(strategy="I", simulator="autoencoder",
-                              sim_init=str(tmp_path / "gone")).prepare(model, extras, recipe)
+                              sim_init=str(tmp_path / "gone")).extras(model, recipe)
 
 
 def test_simulator_ships_to_the_zoo_as_its_own_model(tmp_path, shared_data, monkeypatch, capsys):

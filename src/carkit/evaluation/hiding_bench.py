@@ -566,11 +566,11 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                     notes.append(f"{m.name}: trained at quality {m.trained_quality}, not at the table's "
                                  f"{cfg.quality}: RD curve only")
             baselines = [m for m in methods if m.role in BASELINE_FAMILIES and m.codec == cfg.codec]
-            if not baselines and cfg.codec != "jpeg" and models is not None:
-                # --models chose what is benched: the zoo may well hold baselines for this codec
-                notes.append(f"baselines: no DnCNN/MemNet behind {cfg.codec} among the benched models (--models)")
-            elif not baselines and cfg.codec != "jpeg":
-                notes.append(f"baselines: no DnCNN/MemNet trained behind {cfg.codec} (a restore recipe with "
+            if not baselines and cfg.codec != "jpeg":
+                # with --models the zoo may well hold baselines for this codec, unbenched
+                notes.append(f"baselines: no DnCNN/MemNet behind {cfg.codec} among the benched models (--models)"
+                             if models is not None else
+                             f"baselines: no DnCNN/MemNet trained behind {cfg.codec} (a restore recipe with "
                              f"data.codec = \"{cfg.codec}\", as recipes/hiding/baselines/*-{cfg.codec}-*.toml)")
             table2 = _table2(cfg, scorer, at_q, baselines, baseline_restorer, fixq_quality, notes)
             rd = _rd(cfg, scorer, hiding, rst, gray, window)

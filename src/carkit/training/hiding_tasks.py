@@ -200,7 +200,6 @@ class ResidualHidingTask(TrainTask):
         if sim_init and self.simulator != "autoencoder":
             raise RecipeError("sim_init applies to Strategy I with simulator='autoencoder'")
         self.sim_init = str(sim_init)
-        self._sim_started = False
         self.rate_weight = float(rate_weight)
         if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
@@ -224,7 +223,14 @@ class ResidualHidingTask(TrainTask):
     def extras(self, model, recipe):
         if self.simulator != "autoencoder":
             return {}
-        return {"sim": CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)}
+        sim = CodecSimulator(unwrap(model).in_channels, self.sim_features, self.sim_blocks)
+        if self.sim_init:
+            # here, as the engine's init_from for the model: built once, before a
+            # resumed run's checkpoint (whose simulator then wins) is loaded
+            from .engine import init_from_run
+
+            init_from_run(sim, self.sim_init, part="sim")
+        return {"sim": sim}
 
     def extra_models(self, gray):
         """The autoencoder simulator ships too (the issue: the zoo holds the
@@ -255,13 +261,6 @@ class ResidualHidingTask(TrainTask):
                                  f"range {lo}..{hi}; set val.qualities within it"))
 
         self._seed = recipe.seed
-        if self.sim_init and not self._sim_started:
-            # once: the engine calls prepare again after loading a checkpoint, whose
-            # simulator then stays
-            from .engine import init_from_run
-
-            init_from_run(extras["sim"], self.sim_init, part="sim")
-            self._sim_started = True
 
     def draw_qualities(self, n: int) -> list[int]:
         """This step's quality for each of ``n`` images: the fixed one, or one
