@@ -74,3 +74,43 @@ def test_paper_sizes():
     convs = [m for m in arcnn.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.kernel_size[0] for c in convs] == [9, 7, 1, 5]
     assert [c.out_channels for c in convs] == [64, 32, 16, 1]
+
+
+def test_a_unet_grown_by_a_scale_computes_what_the_shallower_one_did():
+    """``ResUNet.grown_state``: a trained net's weights in a net with one more
+    scale (the new one starts as a no-op), so training goes on from the same
+    function; the new scale then learns (its gradients are not all zero)."""
+    from carkit.models.unet import ResUNet
+
+    torch.manual_seed(0)
+    small = ResUNet(2, (8, 16), (1, 1), out_channels=1).eval()
+    torch.nn.init.normal_(small.tail.weight, std=0.1)     # a trained net's tail is not zero
+    big = ResUNet(2, (8, 16, 32), (1, 1, 2), out_channels=1).eval()
+    state = big.grown_state({f"e.{k}": v for k, v in small.state_dict().items()}, prefix="e.")
+    loaded = big.load_state_dict({k[2:]: v for k, v in state.items()}, strict=False)
+    assert sorted(loaded.missing_keys) == sorted(
+        k for k in big.state_dict() if k.startswith(("encoders.2.", "downs.1.")) or
+        (k.startswith("decoders.0.") and ".conv1." in k))
+    x = torch.rand(1, 2, 19, 23)
+    with torch.no_grad():
+        assert torch.equal(big(x), small(x))
+    big.train()
+    big(x).square().mean().backward()
+    assert big.ups[0].weight.grad.abs().sum() > 0 and big.decoders[0][0].conv2.weight.grad.abs().sum() > 0
+    own = big.state_dict()
+    assert big.grown_state(own) is own   # a state of its own depth comes back unchanged
+
+
+def test_a_hiding_pair_grown_by_a_scale_starts_where_the_pair_was():
+    from carkit.models.residual_hiding import ResidualHiding
+
+    torch.manual_seed(0)
+    pair = ResidualHiding(1, (8, 16), (1, 1)).eval()
+    for net in (pair.encoder, pair.decoder):
+        torch.nn.init.normal_(net.tail.weight, std=0.1)
+    grown = ResidualHiding(1, (8, 16, 32), (1, 1, 1)).eval()
+    grown.load_state_dict(grown.grown_state(pair.state_dict()), strict=False)
+    x, r = torch.rand(1, 1, 24, 20), torch.rand(1, 1, 24, 20) * 0.1
+    with torch.no_grad():
+        assert torch.equal(grown.hide(x, r), pair.hide(x, r))
+        assert torch.equal(grown.reconstruct(x), pair.reconstruct(x))

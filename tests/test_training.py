@@ -277,3 +277,41 @@ def test_init_from_zoo_weights_and_the_budget_they_carry(tmp_path, shared_data, 
 
     with pytest.raises(RecipeError, match="no shipped weights named 'nope'"):
         init_from_run(model, "zoo:nope")
+
+
+def test_init_from_a_shallower_run_grows_the_unet(tmp_path, shared_data):
+    """A recipe whose U-Net has one more scale than its ``init_from`` run's
+    starts from that run's weights (renamed, the new scale a no-op) and trains."""
+    import torch
+
+    from carkit.models.registry import create_model
+    from carkit.training.engine import init_from_run
+
+    recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=3), data_root=str(shared_data))
+    train(recipe, tmp_path / "run", resume=False, progress=False)
+    small = create_model("resunet-gray", channels=[8, 16], blocks=1)
+    init_from_run(small, tmp_path / "run")
+    big = create_model("resunet-gray", channels=[8, 16, 32], blocks=1)
+    counts = init_from_run(big, tmp_path / "run")
+    assert counts["unused"] == 0 and counts["missing"] == 8   # the new scale's block (4), its downsampling (2), the first conv of the block reading it (2)
+    x = torch.rand(1, 1, 40, 36)
+    with torch.no_grad():
+        assert torch.equal(big.eval()(x), small.eval()(x))
+    grown = tmp_path / "grown.toml"
+    grown.write_text(TINY.format(iterations=2, bf16="false")
+                     .replace("channels = [8, 16]", "channels = [8, 16, 32]")
+                     .replace("[optim]\n", f'[optim]\ninit_from = "{tmp_path / "run"}"\n'))
+    summary = train(load_recipe(grown, data_root=str(shared_data)), tmp_path / "run2", resume=False, progress=False)
+    assert summary["step"] == 2
+
+
+def test_train_into_a_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, shared_data, capsys):
+    from carkit.cli import main
+
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")           # a dangling link where the run folder goes
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    for out in (tmp_path / "runs" / "tiny", blocked / "tiny"):
+        assert main(["train", str(_recipe(tmp_path, shared_data)), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("carkit: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err

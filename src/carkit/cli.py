@@ -467,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     except CarkitError as exc:
         print(f"carkit: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"carkit: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:   # a path that cannot be read or made (missing, a file in the way, a dangling link)
+        print(f"carkit: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("carkit: interrupted", file=sys.stderr)

@@ -100,6 +100,15 @@ class ResidualHiding(nn.Module):
             net.freeze_awareness_encoders()
         return net
 
+    def grown_state(self, state: dict) -> dict:
+        """A pair's weights for this pair when its U-Nets have more scales
+        (``channels``/``blocks`` given longer; see ``ResUNet.grown_state``):
+        the grown pair starts computing what the trained one did."""
+        for name, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if isinstance(net, ResUNet):
+                state = net.grown_state(state, prefix=f"{name}.")
+        return state
+
     def hide(self, image: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """E: IH_enc = E(IH, IR) (section 3.1)."""
         return self.encoder(torch.cat([image, residual], dim=1))

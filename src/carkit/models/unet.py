@@ -71,6 +71,42 @@ class ResUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, :self.out_channels] + self.correction(x)
 
+    def grown_state(self, state: dict, prefix: str = "") -> dict:
+        """``state`` (tensors named ``prefix`` + parameter name) of a ResUNet
+        with fewer scales, renamed for this one, with the new coarser scales
+        started as a no-op, so this net computes exactly what that one did.
+
+        Grows a trained net's capacity and field of view without a fresh
+        start (as in Net2Net's function-preserving growth, Chen et al. 2016):
+        the shallower net's coarsest scale becomes this net's encoder stage
+        at that scale; the scales below it are new; their first upsampling
+        (and bias) starts at zero and the residual blocks that read it at
+        identity (second convolution zero), so the skip alone goes on. The
+        new scales' other tensors are not in the result (they keep their
+        initialisation). A state already of this depth, or of another
+        module, comes back unchanged."""
+        own = self.state_dict()
+        ups = {int(k[len(prefix):].split(".")[1]) for k in state
+               if k.startswith(prefix + "ups.") and k.count(".") - prefix.count(".") >= 2}
+        shift = len(self.ups) - (max(ups) + 1) if ups else 0
+        if shift <= 0:
+            return state
+        out = {}
+        for name, tensor in state.items():
+            local = name[len(prefix):] if name.startswith(prefix) else None
+            part = local.split(".") if local is not None else []
+            if part and part[0] in ("ups", "decoders"):   # decoders run coarsest first: old index i is i + shift
+                part[1] = str(int(part[1]) + shift)
+                name = prefix + ".".join(part)
+            out[name] = tensor
+        for i in range(shift):
+            for local, tensor in own.items():
+                part = local.split(".")
+                if (part[0] == "ups" and part[1] == str(i)) or (
+                        part[0] == "decoders" and part[1] == str(i) and part[3] == "conv2"):
+                    out[prefix + local] = torch.zeros_like(tensor)
+        return out
+
     def correction(self, x: torch.Tensor) -> torch.Tensor:
         """The learned term that ``forward`` adds to the input planes."""
         h, w = x.shape[-2:]

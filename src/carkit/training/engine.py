@@ -218,12 +218,17 @@ def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str 
 
     Tensors are matched by name; names only one side has are left alone, so
     a variant with fewer modules (e.g. a DAGN ablation without the
-    insensitive branch) starts from the modules it shares with the run. A
+    insensitive branch) starts from the modules it shares with the run; a
+    model with ``grown_state`` first renames them for a deeper variant of the
+    run's (a U-Net grown by a scale, which starts computing what the run's
+    did). A
     shape mismatch, or no shared name at all, is an error. Returns counts of
     ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
     state = _init_state(str(run_dir), part)
     if into:
         state = {f"{into}.{k}": v for k, v in state.items()}
+    if hasattr(model, "grown_state"):   # a deeper variant of the run's model (see ResUNet.grown_state)
+        state = model.grown_state(state)
     own = model.state_dict()
     shared = [k for k in state if k in own]
     bad = [k for k in shared if state[k].shape != own[k].shape]
