@@ -61,7 +61,8 @@ class Recipe:
     task: str = "restore"
     task_kwargs: dict = field(default_factory=dict)
     #: a run folder whose model weights initialise this run (e.g. a previous stage), or
-    #: "zoo:NAME", shipped weights (to go on training a model whose run is gone)
+    #: "zoo:NAME", shipped weights (to go on training a model whose run is gone); a model with
+    #: more U-Net scales than those weights' starts from them grown (ResUNet.grown_state)
     init_from: str = ""
     #: the submodule (dotted name) that init_from's weights go into, "" for the whole model
     #: (e.g. "decoder": a residual-hiding pair whose D starts from a shipped restorer)
