@@ -74,6 +74,8 @@ def test_decoder_can_be_a_registered_restorer_started_from_its_weights(monkeypat
     net.train()
     assert not net.decoder.ci_encoder.training and net.decoder.base_encoder.training
     net.eval()
+    learning = create_model("hiding-color-dagn", train_awareness=True).train()   # its encoders learn too
+    assert all(p.requires_grad for p in learning.decoder.parameters()) and learning.decoder.ci_encoder.training
 
     # the zoo's weights stand in for shipped dagn-small here (a run folder works the same way)
     monkeypatch.setattr(engine, "_init_state", lambda name, part="model": source)
