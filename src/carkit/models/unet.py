@@ -85,26 +85,24 @@ class ResUNet(nn.Module):
         new scales' other tensors are not in the result (they keep their
         initialisation). A state already of this depth, or of another
         module, comes back unchanged."""
-        own = self.state_dict()
-        ups = {int(k[len(prefix):].split(".")[1]) for k in state
-               if k.startswith(prefix + "ups.") and k.count(".") - prefix.count(".") >= 2}
-        shift = len(self.ups) - (max(ups) + 1) if ups else 0
-        if shift <= 0:
+        def local_parts(name: str) -> list[str] | None:   # None: a tensor of another module
+            return name[len(prefix):].split(".") if name.startswith(prefix) else None
+
+        old_scales = {int(p[1]) for p in map(local_parts, state) if p and p[0] == "ups"}
+        shift = len(self.ups) - len(old_scales)
+        if not old_scales or shift <= 0:
             return state
         out = {}
         for name, tensor in state.items():
-            local = name[len(prefix):] if name.startswith(prefix) else None
-            part = local.split(".") if local is not None else []
+            part = local_parts(name)
             if part and part[0] in ("ups", "decoders"):   # decoders run coarsest first: old index i is i + shift
                 part[1] = str(int(part[1]) + shift)
                 name = prefix + ".".join(part)
             out[name] = tensor
-        for i in range(shift):
-            for local, tensor in own.items():
-                part = local.split(".")
-                if (part[0] == "ups" and part[1] == str(i)) or (
-                        part[0] == "decoders" and part[1] == str(i) and part[3] == "conv2"):
-                    out[prefix + local] = torch.zeros_like(tensor)
+        for local, tensor in self.state_dict().items():   # the new scales' upsampling, and the blocks reading it
+            part = local.split(".")
+            if part[0] in ("ups", "decoders") and int(part[1]) < shift and (part[0] == "ups" or part[3] == "conv2"):
+                out[prefix + local] = torch.zeros_like(tensor)
         return out
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
