@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import CodecError
+from ..extras import require_bench_deps
 
 DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 60)  # Kodak JPEG: about 0.2-1.0 bpp
 DEFAULT_WINDOW = (0.15, 0.6)
@@ -68,6 +69,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
                    predictor: str = "blockcnn-predictor", restorer: str = "blockcnn-color",
                    limit: int | None = None, verify_images: int | None = None, window=DEFAULT_WINDOW,
                    at_bpp: float = DEFAULT_AT_BPP, progress: bool = True) -> dict:
+    require_bench_deps()   # BD-rate and the plot, before minutes of coding
     from . import metrics
     from ..codecs import get_codec
     from ..codecs.restored import RestoredCodec
@@ -198,6 +200,7 @@ def format_blockcnn_tables(payload: dict) -> str:
 
 def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     """PSNR-RGB and SSIM-RGB against bpp for every curve, to a PNG."""
+    require_bench_deps()
     import matplotlib
 
     matplotlib.use("Agg")

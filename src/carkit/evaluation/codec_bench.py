@@ -40,6 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import CodecError, ImageReadError
+from ..extras import require_bench_deps
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif", "factorized")
 DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -133,6 +134,7 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
 
     Per-image lists follow the order of ``images``.
     """
+    require_bench_deps()   # the BD table, before minutes of coding
     from . import metrics
     from ..codecs import available_codecs, canonical_name, get_codec
     from ..codecs.base import check_quality

@@ -71,6 +71,7 @@ from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from ..errors import CarkitError, CodecError
+from ..extras import require_bench_deps
 from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
 
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
@@ -505,6 +506,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     when the zoo lacks it; "": none); ``sweep``/``quality``: override every
     codec's config; ``tag``: this measurement's own result file and figures
     (:func:`result_path`)."""
+    require_bench_deps()   # BD numbers and the plots, before minutes of coding
     from ..codecs import get_codec
     from ..codecs.base import check_quality
     from ..pipelines.restore import Restorer

@@ -49,6 +49,7 @@ import math
 import numpy as np
 
 from ..color import rgb_to_y_matlab
+from ..extras import require_bench_deps
 
 PEAK = 255.0
 
@@ -318,6 +319,7 @@ def _rd_curve(rate, quality, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _pchip_mean(x: np.ndarray, y: np.ndarray, lo: float, hi: float, what: str) -> float:
     """Mean of the PCHIP interpolant of y(x) over [lo, hi]."""
+    require_bench_deps()
     from scipy.interpolate import PchipInterpolator
 
     order = np.argsort(x, kind="stable")
@@ -347,6 +349,7 @@ def _window_on_quality(la: np.ndarray, qa: np.ndarray, window: tuple[float, floa
 
 def _log_rate_curve(log_rate: np.ndarray, quality: np.ndarray):
     """PCHIP interpolant of quality as a function of log rate."""
+    require_bench_deps()
     from scipy.interpolate import PchipInterpolator
 
     order = np.argsort(log_rate, kind="stable")

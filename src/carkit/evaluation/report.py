@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..extras import require_bench_deps
 from .results import read_result
 from .vcodec_bench import INTRO as VCODEC_INTRO  # a plain string; the module imports torch lazily
 from .hiding_bench import INTRO as HIDING_INTRO  # likewise
@@ -342,6 +343,8 @@ def build_report(results_dir: str | os.PathLike, by_kind: dict[str, list[dict]] 
 
 
 def write_report(results_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """docs/RESULTS.md from the result files, and the RD plots beside it."""
+    require_bench_deps()   # the tables' BD numbers and the plots
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".md.tmp")

@@ -56,6 +56,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import CarkitError, CodecError
+from ..extras import require_bench_deps
 from ..pipelines.vcodec_codec import VirtualCodecCodec
 
 #: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
@@ -254,6 +255,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     """Score JPEG, JPEG + restorer and the learned methods on one image folder;
     return the payload (module doc). ``gray``: None keeps an all-gray set gray
     and a color set RGB; True scores color sets as MATLAB-Y gray."""
+    require_bench_deps()   # BD numbers and the plot, before minutes of coding
     from ..codecs.jpeg import JpegCodec
     from ..codecs.base import check_quality
     from .codec_bench import _progress
@@ -628,6 +630,7 @@ def plot_rd(payload: dict, out: str | os.PathLike, title: str | None = None) -> 
     """PSNR and SSIM against bpp for every curve (two panels), to a PNG; the
     rate axis stops a little past the learned curves and the window.
     ``title``: the figure's (default: the virtual codec bench's)."""
+    require_bench_deps()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..extras import require_train_deps
 from ..models.virtual_codec import PostProcessing, upsample_description
 from .engine import TrainTask, register_task, unwrap
 from .recipe import RecipeError
@@ -96,6 +97,7 @@ def content_and_gradient(out: torch.Tensor, target: torch.Tensor, gradient_weigh
 
 def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Eq. (6): minus the mean SSIM (here 1 - SSIM, same gradient), in float32."""
+    require_train_deps()
     from pytorch_msssim import ssim
 
     with torch.autocast(a.device.type, enabled=False):
