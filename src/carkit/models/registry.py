@@ -43,8 +43,8 @@ def register_model(name: str, constructor: Callable, paper: str = "", note: str 
 
 def _load_all() -> None:
     # Importing the model modules registers their configurations.
-    from . import (arcnn, blockcnn, dagn, dncnn, factorized_prior, hrcnn, memnet, residual_hiding,  # noqa: F401
-                   unet, virtual_codec)
+    from . import (arcnn, blockcnn, dagn, dncnn, factorized_prior, hrcnn, jpegnet, memnet,  # noqa: F401
+                   residual_hiding, unet, virtual_codec)
 
 
 def list_models() -> list[str]:

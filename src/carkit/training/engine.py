@@ -125,6 +125,13 @@ class TrainTask:
         the task alternates between networks, as the virtual codec does)."""
         return self.optimizers
 
+    def batches(self, images: list, degradation, recipe: Recipe, rank: int):
+        """The training batches: a map-style dataset whose item ``step`` is that
+        step's batch dict (a pure function of the step, so resume is exact).
+        Default: patches of the recipe's images through ``degradation``."""
+        return JpegPatchBatches(images, degradation, recipe.patch_size, recipe.batch_size,
+                                seed=recipe.seed, rank=rank, aligned=recipe.aligned)
+
     def learning_rate(self, recipe: Recipe, step: int) -> float:
         """The learning rate at ``step`` (default: the recipe's warmup + cosine)."""
         return learning_rate(recipe, step)
@@ -166,8 +173,8 @@ def register_task(cls: type[TrainTask]) -> type[TrainTask]:
 
 
 def get_task(name: str, **kwargs) -> TrainTask:
-    from . import (blockcnn_tasks, dagn_tasks, hiding_tasks, hrcnn_tasks, learned_codec_tasks,  # noqa: F401
-                   vcodec_tasks)  # (register their tasks)
+    from . import (blockcnn_tasks, dagn_tasks, hiding_tasks, hrcnn_tasks, jpegnet_tasks,  # noqa: F401
+                   learned_codec_tasks, vcodec_tasks)  # (register their tasks)
 
     try:
         cls = _TASKS[name]
@@ -287,8 +294,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
                                    recipe.gray, recipe.gray_plane)
     images = load_images([root / d for d in recipe.train_dirs], gray=recipe.gray and not degradation.color_input,
                          min_size=recipe.patch_size, plane=recipe.gray_plane)
-    batches = JpegPatchBatches(images, degradation, recipe.patch_size, recipe.batch_size,
-                               seed=recipe.seed, rank=info.rank, aligned=recipe.aligned)
+    batches = task.batches(images, degradation, recipe, info.rank)
     stop = recipe.iterations if max_steps is None else min(recipe.iterations, start + max_steps)
     loader = DataLoader(batches, batch_size=None, sampler=StepSampler(start, stop),
                         num_workers=recipe.workers, persistent_workers=False)
