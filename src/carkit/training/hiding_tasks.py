@@ -229,7 +229,7 @@ class ResidualHidingTask(TrainTask):
             # resumed run's checkpoint (whose simulator then wins) is loaded
             from .engine import init_from_run
 
-            init_from_run(sim, self.sim_init, part="sim")
+            init_from_run(sim, self.sim_init, part="sim", runs_root=self.runs_root)
         return {"sim": sim}
 
     def extra_models(self, gray):

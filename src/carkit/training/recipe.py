@@ -3,7 +3,9 @@
 A recipe has four tables, [model], [data], [val] and [optim]; their keys are
 the fields of :class:`Recipe` (unknown keys are errors, so typos fail loudly).
 Data folders are relative to ``data_root`` (default: ../shared/data beside the
-checkout, or $CARKIT_DATA).
+checkout, or $CARKIT_DATA). Run folders (``init_from``, a task's ``sim_init``)
+are relative to the runs root (default ./runs, ``carkit train --runs-root``):
+see :func:`resolve_run`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,34 @@ def default_data_root() -> Path:
         return Path(env)
     # src/carkit/training/recipe.py -> repo root is parents[3]; data sits beside it.
     return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+#: where ``carkit train`` writes run folders (runs_root/NAME) and where a recipe's
+#: run paths point, unless told otherwise; relative to the working directory
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+def resolve_run(run: str | os.PathLike, runs_root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Path:
+    """The run folder a recipe's run path names (``init_from``, ``sim_init``;
+    not ``zoo:NAME``, which the engine handles).
+
+    An absolute path is itself. A relative one is a run under ``runs_root``,
+    with a leading ``runs/`` standing for the runs root (recipes write
+    ``runs/NAME`` for the default ./runs), so ``"NAME"``, ``"runs/NAME"`` and
+    ``"./runs/NAME"`` all name ``runs_root/NAME``, wherever the runs root is.
+
+    Example::
+
+        >>> resolve_run("runs/dagn-small-stage1", "/data/runs").as_posix()
+        '/data/runs/dagn-small-stage1'
+    """
+    path = Path(run)
+    if path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("runs",) else path.parts
+    if not parts:
+        raise RecipeError(f"{str(run)!r} names no run folder (give runs/NAME or NAME)")
+    return Path(runs_root).joinpath(*parts)
 
 
 @dataclass
@@ -60,9 +90,10 @@ class Recipe:
     # [optim]
     task: str = "restore"
     task_kwargs: dict = field(default_factory=dict)
-    #: a run folder whose model weights initialise this run (e.g. a previous stage), or
-    #: "zoo:NAME", shipped weights (to go on training a model whose run is gone); a model with
-    #: more U-Net scales than those weights' starts from them grown (ResUNet.grown_state)
+    #: a run folder whose model weights initialise this run (e.g. a previous stage; "runs/NAME"
+    #: or "NAME", under the runs root: resolve_run), or "zoo:NAME", shipped weights (to go on
+    #: training a model whose run is gone); a model with more U-Net scales than those weights'
+    #: starts from them grown (ResUNet.grown_state)
     init_from: str = ""
     #: the submodule (dotted name) that init_from's weights go into, "" for the whole model
     #: (e.g. "decoder": a residual-hiding pair whose D starts from a shipped restorer)

@@ -149,9 +149,13 @@ def run_budget(run_dir: str | os.PathLike, recipe: dict) -> dict:
             "wall_seconds": round(budget.get("seconds", 0.0)), "slices": budget.get("slices", [])}
 
 
-def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
-    """The runs this one started from (recipe ``init_from``, followed back),
-    oldest first, each with its ``run_budget``, then this run."""
+def _stage_chain(run_dir: Path, recipe: dict, runs_root: str | os.PathLike | None = None) -> list[dict]:
+    """The runs this one started from (recipe ``init_from``, followed back
+    under ``runs_root``, default the folder holding ``run_dir``, as training
+    resolved them), oldest first, each with its ``run_budget``, then this run."""
+    from ..training.recipe import resolve_run
+
+    root = Path(runs_root) if runs_root is not None else Path(run_dir).parent
     chain, seen = [], set()
     current, rec = run_dir, recipe
     while True:
@@ -160,12 +164,13 @@ def _stage_chain(run_dir: Path, recipe: dict) -> list[dict]:
         if parent and parent.startswith("zoo:"):
             chain.extend(_zoo_stages(parent[4:])[::-1])
             break
-        if not parent or not (Path(parent) / "recipe.json").exists() or Path(parent).resolve() in seen:
-            if parent and not (Path(parent) / "recipe.json").exists():
+        folder = resolve_run(parent, root) if parent else None
+        if folder is None or not (folder / "recipe.json").exists() or folder.resolve() in seen:
+            if parent and not (folder / "recipe.json").exists():
                 chain.append({"run": str(parent), "missing": True})
             break
-        seen.add(Path(parent).resolve())
-        current = Path(parent)
+        seen.add(folder.resolve())
+        current = folder
         rec = json.loads((current / "recipe.json").read_text())
     return chain[::-1]
 
@@ -225,8 +230,11 @@ def _part_model(run_dir: Path, recipe: dict, part: str) -> tuple[str, dict]:
 
 
 def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True,
-               part: str | None = None) -> WeightsRecord:
+               part: str | None = None, runs_root: str | os.PathLike | None = None) -> WeightsRecord:
     """Copy a training run's final (EMA) weights into the zoo with a fresh record.
+
+    ``runs_root``: where the run's ``init_from`` runs are (their budgets join
+    the record's); default the folder holding ``run_dir``.
 
     ``part`` ships one of the run's extras instead of its model (the task's
     ``extra_models``; extras keep no EMA, so their last weights ship).
@@ -242,7 +250,7 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
                            else _part_model(run_dir, recipe, part))
     meta = json.loads((run_dir / "last.json").read_text())
     # A run started from earlier stages (init_from) carries their budget too.
-    stages = _stage_chain(run_dir, recipe)
+    stages = _stage_chain(run_dir, recipe, runs_root)
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in raw.items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     path = WEIGHTS_DIR / f"{name}.safetensors"
