@@ -32,7 +32,7 @@ from ..data.degrade import make_degradation
 from ..data.folders import load_images
 from ..data.patches import JpegPatchBatches, StepSampler
 from ..models.registry import create_model
-from .recipe import Recipe, RecipeError
+from .recipe import DEFAULT_RUNS_ROOT, Recipe, RecipeError, resolve_run
 from .state import load_checkpoint, save_checkpoint
 from .validate import ValidationSet
 
@@ -110,6 +110,9 @@ class TrainTask:
     optimizers: tuple[str, ...] = ("main",)
     #: DDP flag for models with parameters a step does not use.
     find_unused_parameters = False
+    #: where run paths in task settings (e.g. ``sim_init``) resolve (:func:`resolve_run`);
+    #: :func:`train` sets its own before building the extras
+    runs_root: Path = DEFAULT_RUNS_ROOT
 
     def extras(self, model: torch.nn.Module, recipe: Recipe) -> dict[str, torch.nn.Module]:
         return {}
@@ -190,13 +193,14 @@ def get_task(name: str, **kwargs) -> TrainTask:
 ZOO_PREFIX = "zoo:"
 
 
-def _init_state(source: str, part: str = "model") -> dict:
+def _init_state(source: str, part: str = "model", runs_root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> dict:
     """The tensors ``init_from`` names: a run folder's last checkpoint (its
     ``part``: the model's weights, not EMA, or a task's extra module such as
-    ``"sim"``), or ``zoo:NAME``, shipped weights (the EMA
-    weights the zoo holds, fp16 stored, sha256-checked), so training can go
-    on from a shipped model when the run that made it is gone (the optimizer
-    state is not shipped: Adam starts afresh)."""
+    ``"sim"``; a relative folder is under ``runs_root``, :func:`resolve_run`),
+    or ``zoo:NAME``, shipped weights (the EMA weights the zoo holds, fp16
+    stored, sha256-checked), so training can go on from a shipped model when
+    the run that made it is gone (the optimizer state is not shipped: Adam
+    starts afresh)."""
     from safetensors.torch import load_file
 
     what = "init_from" if part == "model" else f"{part} init"   # the recipe setting it came from
@@ -209,16 +213,19 @@ def _init_state(source: str, part: str = "model") -> dict:
         except (ModelError, WeightsError) as exc:
             raise RecipeError(f"{what} {source}: {exc}") from None
         return model.state_dict()
-    path = Path(source) / "last.safetensors"
+    path = resolve_run(source, runs_root) / "last.safetensors"
     if not path.exists():
-        raise RecipeError(f"{what}: {path} does not exist")
+        where = "" if Path(source).is_absolute() else f" ({source} is under the runs root, {runs_root})"
+        raise RecipeError(f"{what}: {path} does not exist{where}")
     prefix = f"{part}."
     return {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
 
-def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str = "", part: str = "model") -> dict:
+def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str = "", part: str = "model",
+                  runs_root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> dict:
     """Load the weights of another run's last checkpoint, or of zoo weights
-    (``zoo:NAME``, see :func:`_init_state`); ``into`` names the submodule
+    (``zoo:NAME``, see :func:`_init_state`); a relative ``run_dir`` is a run
+    under ``runs_root`` (:func:`resolve_run`); ``into`` names the submodule
     they are for (their names get its prefix), "" the whole model; ``part``
     the checkpoint's module they come from (a run folder's; zoo weights are
     one module).
@@ -231,7 +238,7 @@ def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str 
     did). A
     shape mismatch, or no shared name at all, is an error. Returns counts of
     ``loaded`` / ``missing`` (kept at initialisation) / ``unused`` tensors."""
-    state = _init_state(str(run_dir), part)
+    state = _init_state(str(run_dir), part, runs_root)
     if into:
         state = {f"{into}.{k}": v for k, v in state.items()}
     if hasattr(model, "grown_state"):   # a deeper variant of the run's model (see ResUNet.grown_state)
@@ -247,18 +254,26 @@ def init_from_run(model: torch.nn.Module, run_dir: str | os.PathLike, into: str 
     return {"loaded": len(shared), "missing": len(own) - len(shared), "unused": len(state) - len(shared)}
 
 
-def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
+def train(recipe: Recipe, out_dir: str | os.PathLike | None = None, resume: bool = True,
           max_steps: int | None = None, progress: bool | None = None,
-          task: TrainTask | None = None) -> dict:
-    """Train ``recipe`` into ``out_dir`` (checkpoints, log.jsonl, final weights).
+          task: TrainTask | None = None, runs_root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> dict:
+    """Train ``recipe`` into ``out_dir`` (checkpoints, log.jsonl, final weights;
+    default ``runs_root/<recipe name>``).
 
-    ``max_steps`` stops this invocation early (the schedule still follows
+    ``runs_root`` is where the recipe's run paths point (``init_from``, a
+    task's ``sim_init``: :func:`resolve_run`), default ./runs, so a clone trains
+    anywhere. ``max_steps`` stops this invocation early (the schedule still follows
     ``recipe.iterations``), so long runs can be done in slices and resumed.
-    Returns a summary dict (also written to ``out_dir/summary.json`` on rank 0).
+    Returns a summary dict (also written to ``out_dir/summary.json`` on rank 0;
+    ``out_dir``: where the run is).
     """
-    out_dir = Path(out_dir)
+    runs_root = Path(runs_root)
+    out_dir = Path(out_dir) if out_dir is not None else runs_root / recipe.name
     task = task or get_task(recipe.task, **recipe.task_kwargs)
+    task.runs_root = runs_root
     info = init_distributed()
+    if info.main:
+        make_run_dir(out_dir)   # before minutes of data loading, with a clear error
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
@@ -266,7 +281,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
 
     model = create_model(recipe.model, **recipe.model_kwargs).to(device)
     if recipe.init_from and not (resume and (out_dir / "last.json").exists()):
-        init_from_run(model, recipe.init_from, recipe.init_into)
+        init_from_run(model, recipe.init_from, recipe.init_into, runs_root=runs_root)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     extras = {k: m.to(device) for k, m in task.extras(model, recipe).items()}
@@ -394,7 +409,8 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     digest = parameter_digest(model)
     summary = {"name": recipe.name, "model": recipe.model, "step": step, "iterations": recipe.iterations,
                "seconds_this_run": time.time() - t0, "world_size": info.world, "device": str(device),
-               "threads": torch.get_num_threads(), "param_sha256": digest, "val": last_val}
+               "threads": torch.get_num_threads(), "param_sha256": digest, "val": last_val,
+               "out_dir": str(out_dir)}
     (out_dir / f"rank{info.rank}.sha256").parent.mkdir(parents=True, exist_ok=True)
     (out_dir / f"rank{info.rank}.sha256").write_text(digest + "\n")
     if info.main:
@@ -403,6 +419,24 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, resume: bool = True,
     if log is not None:
         log.close()
     return summary
+
+
+def make_run_dir(out_dir: str | os.PathLike) -> Path:
+    """Make a run folder (and its runs root), or say in one line why not: a
+    link to a folder that is gone (a runs root committed as a link to another
+    machine's folder, say) or a file in the way."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for p in (out_dir, *out_dir.parents):
+            if p.is_symlink() and not p.exists():
+                raise RecipeError(f"cannot make the run folder {out_dir}: {p} is a link to "
+                                  f"{os.readlink(p)}, which does not exist (remove the link, or "
+                                  "choose another runs root)") from None
+        raise RecipeError(f"cannot make the run folder {out_dir}: {exc.strerror or exc}"
+                          + (f" ({exc.filename})" if exc.filename else "")) from None
+    return out_dir
 
 
 def record_budget(out_dir: Path, current: dict) -> None:
