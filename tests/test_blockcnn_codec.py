@@ -456,14 +456,15 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     data = good.read_bytes()
     bad.write_bytes(data[:-5])
     capsys.readouterr()
-    for argv, text in (
-        (["decode", str(bad), "-o", str(tmp_path / "x.png")], "truncated"),
-        (["decode", str(tmp_path / "missing.bcnn"), "-o", str(tmp_path / "y.png")], "no such file"),
-        (["encode", "-q", "0", str(src), str(tmp_path / "z.bcnn")], "quality"),
-        (["encode", "--method", "nope", "-q", "50", str(src), str(tmp_path / "z.bin")], "unknown codec"),
-        (["decode", str(src), "-o", str(tmp_path / "w.png"), "--restore", "tiny-gray"], "not a .bcnn file"),
+    # exit 1: an input failed; exit 2: the request itself is wrong
+    for argv, text, code in (
+        (["decode", str(bad), "-o", str(tmp_path / "x.png")], "truncated", 1),
+        (["decode", str(tmp_path / "missing.bcnn"), "-o", str(tmp_path / "y.png")], "no such file", 1),
+        (["encode", "-q", "0", str(src), str(tmp_path / "z.bcnn")], "quality", 2),
+        (["encode", "--method", "nope", "-q", "50", str(src), str(tmp_path / "z.bin")], "unknown codec", 2),
+        (["decode", str(src), "-o", str(tmp_path / "w.png"), "--restore", "tiny-gray"], "not a .bcnn file", 2),
     ):
-        assert main(argv) == 2
+        assert main(argv) == code
         err = capsys.readouterr().err
         assert text in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not any((tmp_path / n).exists() for n in ("x.png", "y.png", "z.bcnn", "z.bin", "w.png"))

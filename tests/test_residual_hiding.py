@@ -664,33 +664,35 @@ def test_bad_input_gives_one_line_errors_and_never_overwrites(hiding_zoo, tmp_pa
     damaged.write_bytes(data.replace(b'"codec":"jpeg"', b'"codec":"nope"'))
     before = src.read_bytes()
     capsys.readouterr()
+    # exit 2: the request is wrong, nothing was tried; exit 1: the input failed
     cases = [
-        (["encode", "--method", "hiding", "-q", "0", str(src), str(tmp_path / "x1.jpg")], "quality"),
+        (["encode", "--method", "hiding", "-q", "0", str(src), str(tmp_path / "x1.jpg")], "quality", 2),
         (["encode", "--method", "hiding", "--codec", "webp", "-q", "50", str(src), str(tmp_path / "x2.jpg")],
-         "cannot carry the marker"),
+         "cannot carry the hiding marker", 2),
         (["encode", "--method", "jpeg", "--codec", "jpeg", "-q", "50", str(src), str(tmp_path / "x3.jpg")],
-         "--codec applies to --method hiding"),
+         "--codec applies to --method hiding", 2),
         (["encode", "--method", "hiding", "--model", "tiny-hiding-color-q50", "-q", "50", str(gray),
-          str(tmp_path / "x4.jpg")], "codes color images"),
-        (["encode", "--method", "hiding", "-q", "50", str(tmp_path / "missing.png"), str(tmp_path / "x5.jpg")], ""),
-        (["encode", "--method", "hiding", "-q", "50", str(src), str(src), "--force"], "would overwrite the input"),
-        (["decode", str(good), "-o", str(good), "--force"], "would overwrite the input"),
-        (["decode", str(damaged), "-o", str(tmp_path / "x6.png")], "damaged carkit-hiding marker"),
-        (["decode", str(good), "-o", str(tmp_path / "x7.png"), "--restore", "tiny-gray"], "drop --restore"),
-        (["decode", "--method", "hiding", str(src), "-o", str(tmp_path / "x8.png")], "not a JPEG"),
+          str(tmp_path / "x4.jpg")], "codes color images", 1),
+        (["encode", "--method", "hiding", "-q", "50", str(tmp_path / "missing.png"), str(tmp_path / "x5.jpg")], "", 1),
+        (["encode", "--method", "hiding", "-q", "50", str(src), str(src), "--force"], "would overwrite the input", 2),
+        (["decode", str(good), "-o", str(good), "--force"], "would overwrite the input", 2),
+        (["decode", str(damaged), "-o", str(tmp_path / "x6.png")], "damaged carkit-hiding marker", 1),
+        (["decode", str(good), "-o", str(tmp_path / "x7.png"), "--restore", "tiny-gray"], "drop --restore", 2),
+        (["decode", "--method", "hiding", str(src), "-o", str(tmp_path / "x8.png")], "not a JPEG", 1),
     ]
-    for argv, text in cases:
-        assert main(argv) == 2, argv
+    for argv, text, expected in cases:
+        code = main(argv)
         err = capsys.readouterr().err
+        assert code == expected, (argv, err)
         assert text in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
     assert src.read_bytes() == before and good.read_bytes() == data
     # weights that changed since encoding
     add_tiny_hiding(hiding_zoo, "tiny-hiding-color-q50", seed=7)
-    assert main(["decode", str(good), "-o", str(tmp_path / "x9.png")]) == 2
+    assert main(["decode", str(good), "-o", str(tmp_path / "x9.png")]) == 1
     assert "other tiny-hiding-color-q50 weights" in capsys.readouterr().err
     # no weights at all
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "empty")
-    assert main(["encode", "--method", "hiding", "-q", "50", str(src), str(tmp_path / "x10.jpg")]) == 2
+    assert main(["encode", "--method", "hiding", "-q", "50", str(src), str(tmp_path / "x10.jpg")]) == 1
     assert "no residual-hiding weights" in capsys.readouterr().err
     assert not any((tmp_path / f"x{i}.{e}").exists() for i in range(11) for e in ("jpg", "png"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

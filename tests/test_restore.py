@@ -104,9 +104,11 @@ def test_never_overwrites_the_input(tmp_path, monkeypatch, capsys):
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     src = _jpeg(tmp_path / "a.jpg")
     before = src.read_bytes()
-    assert main(["restore", str(src), "-o", str(src)]) == 1
+    assert main(["restore", str(src), "-o", str(src), "--output-quality", "90", "--force"]) == 1
     assert src.read_bytes() == before
     assert "overwrite the input" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(src)]) == 2  # a JPEG output needs --output-quality
+    assert src.read_bytes() == before
 
 
 def test_colliding_output_names_are_refused(tmp_path, monkeypatch):
@@ -141,8 +143,16 @@ def test_model_choice_prefers_covering_and_measured_best():
     records = [rec("a", True, 10, 10, 0.5), rec("b", True, 10, 40, 0.9, rgb_gain=0.7),
                rec("c", False, 10, 95, None, rgb_gain=1.2)]
     assert choose_model(True, 10, records).model == "b"
+    plan = choose_model(False, 38, records)
+    assert plan.model == "c" and plan.mode == "color" and "+1.20 dB over JPEG at QF 40" in plan.reason
+    # a gain is quoted only when measured within 5 quality points of the file's quality
     plan = choose_model(False, 30, records)
-    assert plan.model == "c" and plan.mode == "color" and "+1.20 dB" in plan.reason
+    assert plan.model == "c" and "dB" not in plan.reason
+    assert "no measurement within 5 quality points of QF 30 (nearest QF 40)" in plan.reason
+    # unknown quality (invalid tables): the blind model, the widest trained range
+    plan = choose_model(False, None, records)
+    assert plan.model == "c" and "quality unknown" in plan.reason
+    assert choose_model(True, None, records).model == "b"
     plan = choose_model(False, 30, records[:2])
     assert plan.model == "b" and plan.mode == "color-via-Y"
     # the color model is the default only where it measures best on color images

@@ -1,7 +1,8 @@
 """carkit command line: restore | encode | decode | bench | train | zoo.
 
 Library code raises typed errors; only this module turns them into one-line
-messages and exit codes (0 ok, 1 some inputs failed, 2 usage/bad input).
+messages and exit codes, the same for every command: 0 ok, 1 some inputs
+failed, 2 usage error (bad options, unknown model; nothing was tried).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import CarkitError
+from .errors import CarkitError, UsageError
 
 
 def _cmd_train(args) -> int:
@@ -26,52 +27,116 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _restore_worker_init(model, device, tile, threads, max_pixels):
+    """Each --jobs worker: its own restorer and its share of the threads."""
+    import torch
+
+    from .pipelines.restore import Restorer
+
+    torch.set_num_threads(threads)
+    if max_pixels:
+        os.environ["CARKIT_MAX_PIXELS"] = str(max_pixels)
+    global _WORKER_RESTORER
+    _WORKER_RESTORER = Restorer(model=model, device=device, tile=tile)
+
+
+_WORKER_RESTORER = None
+
+
+def _restore_worker(src, dst, explain, options):
+    from .pipelines.restore import restore_to_record
+
+    return restore_to_record(_WORKER_RESTORER, src, dst, explain=explain, options=options)[0]
+
+
 def _cmd_restore(args) -> int:
+    import json
+
     from tqdm import tqdm
 
-    from .pipelines.restore import Restorer, collect_inputs, output_paths, restore_file
+    from .errors import UsageError
+    from .pipelines.restore import (OutputOptions, Restorer, collect_inputs, output_paths,
+                                    restore_to_record)
 
-    files = collect_inputs(args.inputs)
-    if not files:
-        raise CarkitError("no JPEG files found in " + ", ".join(args.inputs))
-    outputs = output_paths(files, args.inputs, args.output)
-    if args.threads:
-        import torch
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    stdin_input = args.inputs == ["-"]
+    if "-" in args.inputs and not stdin_input:
+        raise UsageError("'-' (standard input) must be the only input")
+    if args.output == "-" and args.json:
+        raise UsageError("--json prints to standard output, which -o - already uses for the image")
+    if stdin_input:
+        files, outputs = ["-"], [args.output]
+    else:
+        paths = collect_inputs(args.inputs, recursive=args.recursive)
+        if not paths:
+            raise UsageError("no JPEG files found in " + ", ".join(args.inputs))
+        if args.output == "-" and len(paths) > 1:
+            raise UsageError("-o - (standard output) takes one input")
+        files = [str(p) for p in paths]
+        outputs = [str(p) for p in output_paths(paths, args.inputs, args.output)]
+    options = OutputOptions(quality=args.output_quality, strip_metadata=args.strip_metadata, force=args.force)
+    from .io import output_format
 
-        torch.set_num_threads(args.threads)
-    restorer = Restorer(model=args.model, device=args.device, tile=args.tile)
-    failures: list[tuple[Path, str]] = []
-    bar = tqdm(total=len(files), desc="restore", unit="img", disable=None if len(files) > 1 else True)
-    for src, dst in zip(files, outputs):
-        try:
-            plan = restore_file(restorer, src, dst, explain=args.explain)
-            if args.explain:
-                bar.write(f"{src}: {plan.explain()} -> {dst}")
-        except CarkitError as exc:
-            msg = str(exc)
-            failures.append((src, msg))
-            bar.write(f"carkit: error: {msg}", file=sys.stderr)
+    output_format(outputs[0], options.quality)  # a usage error before any model is loaded
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    jobs = min(args.jobs, len(files))
+    restorer = Restorer(model=args.model, device=args.device, tile=args.tile)  # checks the options once
+    many = len(files) > 1
+    bar = tqdm(total=len(files), desc="restore", unit="img", disable=None if many else True)
+    records = []
+
+    def report(record) -> None:
+        for w in record.warnings:
+            bar.write(f"carkit: warning: {w}", file=sys.stderr)
+        if record.error:
+            bar.write(f"carkit: error: {record.error}", file=sys.stderr)
+        elif args.explain and not args.json:
+            bar.write(f"{record.input}: {record.explain} -> {record.output}", file=sys.stderr if args.output == "-" else sys.stdout)
+        if args.json:
+            bar.write(json.dumps(record.as_dict()), file=sys.stdout)
+        records.append(record)
         bar.update(1)
+
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        per_job = max(1, threads // jobs)
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_restore_worker_init,
+                                 initargs=(args.model, args.device, args.tile, per_job,
+                                           os.environ.get("CARKIT_MAX_PIXELS"))) as pool:
+            futures = [pool.submit(_restore_worker, f, o, args.explain, options) for f, o in zip(files, outputs)]
+            for future in futures:
+                report(future.result())
+    else:
+        torch.set_num_threads(threads)
+        stdin = sys.stdin.buffer.read() if stdin_input else None
+        for src, dst in zip(files, outputs):
+            tiles = None
+            if not many and dst != "-":
+                tiles = tqdm(desc="tiles", unit="tile", disable=None, leave=False)
+            record, data = restore_to_record(restorer, src, dst, explain=args.explain, options=options,
+                                             stdin=stdin, progress=None if tiles is None else tiles.update)
+            if tiles is not None:
+                tiles.close()
+            if data is not None:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            report(record)
     bar.close()
+    failures = [r for r in records if r.error]
     if failures:
-        print(f"carkit: {len(failures)} of {len(files)} file(s) failed:", file=sys.stderr)
-        for src, msg in failures:
-            print(f"  {src}", file=sys.stderr)
+        print(f"carkit: {len(failures)} of {len(records)} file(s) failed:", file=sys.stderr)
+        for r in failures:
+            print(f"  {r.input}", file=sys.stderr)
         return 1
-    if len(files) > 1:
-        print(f"restored {len(files)} file(s) into {args.output}")
+    if many and not args.json:
+        print(f"restored {len(records)} file(s) into {args.output}", file=sys.stderr)
     return 0
-
-
-def _check_output(src: Path, dst: Path, force: bool) -> None:
-    """Never the input; an existing output only with --force (one-line errors)."""
-    if dst.exists():
-        if src.exists() and os.path.samefile(src, dst):
-            raise CarkitError(f"{dst}: output would overwrite the input")
-        if dst.is_dir():
-            raise CarkitError(f"{dst}: is a folder, expected an output file")
-        if not force:
-            raise CarkitError(f"{dst}: already exists (use --force to overwrite)")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -81,39 +146,78 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+#: Output suffixes each codec's bytes may be written under (its extension's usual spellings).
+_SUFFIXES = {".jpg": (".jpg", ".jpeg", ".jpe", ".jfif"), ".heic": (".heic", ".heif", ".hif"),
+             ".j2k": (".j2k", ".j2c"), ".jp2": (".jp2",)}
+#: ``carkit encode`` without --method: the standard codec the output's suffix names.
+_METHOD_BY_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "jpeg", ".webp": "webp",
+                     ".avif": "avif", ".heic": "heif", ".heif": "heif", ".hif": "heif", ".jp2": "jpeg2000",
+                     ".j2k": "jpeg2000", ".j2c": "jpeg2000", ".bcnn": "blockcnn", ".ckfp": "factorized"}
+
+
+def _encoder(method: str, args, suffix: str):
+    """The codec object for --method (with --model/--codec where it takes them)."""
+    from .codecs.registry import get_codec
+
+    if args.codec and method != "hiding":
+        raise UsageError(f"--codec applies to --method hiding, not {method}")
+    if method == "hiding":
+        from .codecs.registry import canonical_name
+        from .pipelines.hiding_codec import CARRIERS, HidingCodec
+
+        try:
+            base = canonical_name(args.codec or "jpeg")
+        except CarkitError as exc:
+            raise UsageError(str(exc)) from exc
+        if base not in CARRIERS:
+            raise UsageError(f"--codec {base}: its files cannot carry the hiding marker "
+                             f"(supported: {', '.join(sorted(CARRIERS))})")
+        return HidingCodec(codec=base, model=args.model)
+    if method == "blockcnn":
+        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
+
+        return BlockCNNCodec(model=args.model or DEFAULT_MODEL)
+    if method == "vcnn":
+        from .pipelines.vcodec_codec import VirtualCodecCodec
+
+        return VirtualCodecCodec(model=args.model)
+    if args.model:
+        raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
+    if method == "jpeg2000" and suffix == ".jp2":
+        return get_codec(method, jp2=True)
+    return get_codec(method)
+
+
 def _cmd_encode(args) -> int:
     import warnings
 
-    from .codecs.registry import canonical_name, get_codec
-    from .io import read_image, write_bytes
+    from .codecs.registry import canonical_name
+    from .io import check_output_path, read_image, write_bytes
 
     if not 1 <= args.quality <= 100:
-        raise CarkitError(f"quality must be an int in 1..100, got {args.quality}")
+        raise UsageError(f"quality must be an int in 1..100, got {args.quality}")
     src, dst = Path(args.input), Path(args.output)
-    _check_output(src, dst, args.force)
+    check_output_path(src, dst, args.force)
+    suffix = dst.suffix.lower()
+    if args.method is None:
+        method = _METHOD_BY_SUFFIX.get(suffix)
+        if method is None:
+            raise UsageError(f"{dst}: cannot tell the codec from {suffix or 'no suffix'!r}; name one with "
+                             f"--method, or write {', '.join(sorted(set(_METHOD_BY_SUFFIX)))}")
+    else:
+        try:
+            method = canonical_name(args.method)
+        except CarkitError as exc:
+            raise UsageError(str(exc)) from exc
+    codec = _encoder(method, args, suffix)
+    allowed = _SUFFIXES.get(codec.extension, (codec.extension,))
+    if suffix not in allowed:
+        raise UsageError(f"{dst}: --method {method} writes {codec.extension} files; name the output "
+                         f"{' or '.join('*' + a for a in allowed)}")
     image = read_image(src)
     if image.alpha is not None:
         warnings.warn(f"{src}: the alpha channel is not coded", stacklevel=1)
-    method = canonical_name(args.method)
-    if args.codec and method != "hiding":
-        raise CarkitError(f"--codec applies to --method hiding, not {method}")
     _set_threads(args.threads)
-    if method == "hiding":
-        from .pipelines.hiding_codec import HidingCodec
-
-        codec = HidingCodec(codec=args.codec or "jpeg", model=args.model)
-    elif method == "blockcnn":
-        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
-
-        codec = BlockCNNCodec(model=args.model or DEFAULT_MODEL)
-    elif method == "vcnn":
-        from .pipelines.vcodec_codec import VirtualCodecCodec
-
-        codec = VirtualCodecCodec(model=args.model)
-    elif args.model:
-        raise CarkitError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
-    else:
-        codec = get_codec(method)
     try:
         data = codec.encode(image.pixels, args.quality)
     except ValueError as exc:
@@ -125,47 +229,55 @@ def _cmd_encode(args) -> int:
 
 
 def _cmd_decode(args) -> int:
-    from .io import read_image_bytes, write_image
+    from .io import check_output_path, encode_image, output_format, read_image_bytes, write_bytes
+    from .pipelines import hiding_codec
     from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
     from .pipelines.factorized_codec import FactorizedCodec, is_ckfp
-
-    src, dst = Path(args.input), Path(args.output)
-    if not src.is_file():
-        raise CarkitError(f"{src}: no such file")
-    _check_output(src, dst, args.force)
-    data = src.read_bytes()
-    _set_threads(args.threads)
-    from .pipelines import hiding_codec
     from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
 
+    src, dst = Path(args.input), Path(args.output)
+    name = "<stdin>" if args.input == "-" else str(src)
+    if args.output != "-":
+        check_output_path(None if args.input == "-" else src, dst, args.force)
+    fmt, save = output_format(args.output, args.output_quality)  # usage errors before any work
+    if args.input != "-" and not src.is_file():
+        raise CarkitError(f"{src}: no such file")
+    data = sys.stdin.buffer.read() if args.input == "-" else src.read_bytes()
+    _set_threads(args.threads)
+    metadata = None
     hidden = hiding_codec.read_marker(data) is not None
     if args.restore and (hidden or args.method == "hiding"):
-        raise CarkitError(f"{src}: a residual-hiding file is decoded by its own decoder; drop --restore")
+        raise UsageError(f"{name}: a residual-hiding file is decoded by its own decoder; drop --restore")
     if args.method == "hiding" and not hidden:
-        from .pipelines.restore import Restorer, restore_file
+        from .pipelines.restore import Restorer, restore_jpeg
 
-        plan = restore_file(Restorer(), src, dst)  # a plain JPEG: the blind restorer, as `carkit restore`
-        print(f"carkit: {src}: {hiding_codec.fallback_note(plan)}", file=sys.stderr)
-        print(f"{dst}: restored JPEG")
-        return 0
-    if hidden:
+        restored = restore_jpeg(Restorer(), data, name)  # a plain JPEG: the blind restorer, as `carkit restore`
+        print(f"carkit: {name}: {hiding_codec.fallback_note(restored.plan)}", file=sys.stderr)
+        pixels, metadata = restored.pixels, restored.metadata
+    elif hidden:
         pixels = hiding_codec.HidingCodec().decode_with_note(data)[0]
     elif is_bcnn(data):
         pixels = decode_bcnn(data, restore=args.restore)
     elif is_ckfp(data):
         if args.restore:
-            raise CarkitError(f"{src}: --restore applies to .bcnn files, not to learned-codec files")
+            raise UsageError(f"{name}: --restore applies to .bcnn files, not to learned-codec files")
         pixels = FactorizedCodec().decode(data)
     elif read_marker(data) is not None:
         if args.restore:
-            raise CarkitError(f"{src}: a virtual-codec file is decoded by its own post-processor; drop --restore")
+            raise UsageError(f"{name}: a virtual-codec file is decoded by its own post-processor; drop --restore")
         pixels = VirtualCodecCodec().decode(data)
     elif args.restore:
-        raise CarkitError(f"{src}: not a .bcnn file; --restore applies to .bcnn files "
-                          "(use `carkit restore` for JPEGs)")
-    else:
-        pixels = read_image_bytes(data, str(src)).pixels
-    write_image(dst, pixels)
+        raise UsageError(f"{name}: not a .bcnn file; --restore applies to .bcnn files "
+                         "(use `carkit restore` for JPEGs)")
+    else:  # any standard image Pillow reads (JPEG, PNG, WebP, AVIF, HEIF, JPEG 2000, ...)
+        image = read_image_bytes(data, name)
+        pixels, metadata = image.pixels, image.metadata
+    out = encode_image(pixels, fmt, metadata=None if args.strip_metadata else metadata, name=str(dst), **save)
+    if args.output == "-":
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+        return 0
+    write_bytes(dst, out)
     print(f"{dst}: {pixels.shape[1]}x{pixels.shape[0]} {'gray' if pixels.ndim == 2 else 'RGB'}")
     return 0
 
@@ -200,7 +312,7 @@ def _resolve_data(path: str) -> str:
     candidate = default_data_root() / path
     if candidate.is_dir():
         return str(candidate)
-    raise CarkitError(f"{path}: no such data folder (also looked in {default_data_root()})")
+    raise UsageError(f"{path}: no such data folder (also looked in {default_data_root()})")
 
 
 def _split(value: str | None, cast=str) -> list | None:
@@ -216,7 +328,7 @@ def _cmd_bench_restore(args) -> int:
         models = [] if args.runs else [m for m in list_weights() if weights_record(m).kind in ("restorer", "kspace")]
     for m in models:
         if weights_record(m).kind not in ("restorer", "kspace"):
-            raise CarkitError(f"{m} is a {weights_record(m).kind}, not an artifact remover")
+            raise UsageError(f"{m} is a {weights_record(m).kind}, not an artifact remover")
     data = [_resolve_data(d) for d in args.data]
     gray = True if (args.gray or args.plane != "y") else None
     paths = run_restore_bench(data, models, _split(args.qualities, int), gray=gray,
@@ -253,7 +365,7 @@ def _cmd_bench_blockcnn(args) -> int:
     data = _resolve_data(args.data)
     window = tuple(_split(args.window, float))
     if len(window) != 2:
-        raise CarkitError(f"--window needs two rates, got {args.window!r}")
+        raise UsageError(f"--window needs two rates, got {args.window!r}")
     payload = bench_blockcnn(data, _split(args.qualities, int), args.predictor, args.restorer, args.limit,
                              args.verify, window, args.at_bpp)
     path = write_result(Path(args.results) / default_out(data).name, payload)
@@ -305,7 +417,12 @@ def _cmd_zoo_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="carkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"carkit {__version__}")
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="largest image (in pixels) carkit opens (default 128000000; also $CARKIT_MAX_PIXELS)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a recipe (resumes from its last checkpoint)")
@@ -318,24 +435,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("restore", help="restore JPEG files to PNG with a zoo model")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="JPEG files or folders of JPEGs")
+    p = sub.add_parser("restore", help="restore JPEG files with a zoo model (lossless output, metadata kept)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="JPEG files, folders of JPEGs, or - (standard input)")
     p.add_argument("-o", "--output", required=True,
-                   help="output PNG (one input file) or folder (receives STEM.png per input)")
+                   help="output image (one input; its suffix picks the format: .png, .webp, .tif lossless; "
+                        ".jpg or lossy .webp need --output-quality), - for standard output (PNG), or a folder "
+                        "(receives STEM.png per input)")
     p.add_argument("--model", help="zoo model to use (default: chosen per image; see `carkit zoo list`)")
     p.add_argument("--explain", action="store_true", help="print the quality read from the file, the model's own estimate and the model used")
-    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 8)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--output-quality", type=int, metavar="Q",
+                   help="write a lossy output (.jpg, .webp) at this quality 1..100 (re-adds some artifacts)")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="drop the input's ICC profile, EXIF, XMP and DPI (kept by default)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-r", "--recursive", action="store_true", help="also take JPEGs in subfolders of folder inputs")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="worker processes for several files (the threads are divided between them)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON record per file (input, output, quality, model, seconds, error)")
+    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 8, at least 64)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("encode", help="compress an image with a registered codec (blockcnn writes .bcnn)")
+    p = sub.add_parser("encode", help="compress an image with a registered codec (standard or learned)")
     p.add_argument("input", help="image file (PNG, JPEG, ...)")
-    p.add_argument("output", help="compressed file to write (e.g. out.bcnn)")
+    p.add_argument("output", help="compressed file to write; its suffix must fit the method (out.jpg, out.bcnn, ...)")
     from .codecs.registry import list_codecs
 
-    p.add_argument("--method", default="blockcnn",
-                   help=f"registered codec: {', '.join(list_codecs())} (default blockcnn)")
+    p.add_argument("--method",
+                   help=f"registered codec: {', '.join(list_codecs())}. Default: the standard codec the "
+                        "output's suffix names (.jpg JPEG, .webp WebP, .avif, .heic, .jp2): a file every viewer "
+                        "opens, written in well under a second. The learned methods (hiding, vcnn, blockcnn, "
+                        "factorized) take seconds to minutes per megapixel on a CPU, so they are asked for by name "
+                        "(.bcnn and .ckfp outputs name theirs)")
     p.add_argument("-q", "--quality", type=int, required=True, help="quality 1..100")
     p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor); "
                    "vcnn: zoo FDNN/PPNN pair (default: the one trained nearest the quality); "
@@ -347,12 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="decode a .bcnn file, a virtual-codec or residual-hiding JPEG (or any "
                        "image Pillow reads) to an image file")
-    p.add_argument("input", help=".bcnn file (detected by its magic), a virtual-codec or residual-hiding JPEG "
-                   "(by its marker) or a standard image")
+    p.add_argument("input", help=".bcnn or .ckfp file (detected by its magic), a virtual-codec or residual-hiding "
+                   "JPEG (by its marker), any standard image (JPEG, PNG, WebP, AVIF, HEIF, JPEG 2000), or - (stdin)")
     p.add_argument("--method", choices=("auto", "hiding"), default="auto",
                    help="auto (default): by the file's magic or marker; hiding: a JPEG without the "
                         "residual-hiding marker is restored by the best blind zoo restorer instead (and says so)")
-    p.add_argument("-o", "--output", required=True, help="image to write (PNG by its suffix)")
+    p.add_argument("-o", "--output", required=True,
+                   help="image to write, format by its suffix (.png, .webp, .tif; .jpg with --output-quality), "
+                        "or - for standard output (PNG)")
+    p.add_argument("--output-quality", type=int, metavar="Q", help="write a lossy output (.jpg, .webp) at this quality")
+    p.add_argument("--strip-metadata", action="store_true", help="drop the ICC profile, EXIF, XMP and DPI")
     p.add_argument("--restore", metavar="MODEL", help="zoo artifact remover applied after decoding")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -462,19 +599,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     old_showwarning = warnings.showwarning
     warnings.showwarning = _one_line_warning
+    old_limit = os.environ.get("CARKIT_MAX_PIXELS")
     try:
+        if args.max_pixels is not None:
+            if args.max_pixels < 1:
+                raise UsageError(f"--max-pixels must be positive, got {args.max_pixels}")
+            os.environ["CARKIT_MAX_PIXELS"] = str(args.max_pixels)  # env, so --jobs workers see it too
         return args.func(args)
     except CarkitError as exc:
         print(f"carkit: error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if _is_usage_error(exc) else 1
     except OSError as exc:   # a path that cannot be read or made (missing, a file in the way, a dangling link)
         print(f"carkit: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         print("carkit: interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = old_showwarning
+        if args.max_pixels is not None:
+            if old_limit is None:
+                os.environ.pop("CARKIT_MAX_PIXELS", None)
+            else:
+                os.environ["CARKIT_MAX_PIXELS"] = old_limit
+
+
+def _is_usage_error(exc: CarkitError) -> bool:
+    """Exit 2: the request was wrong (bad option, unknown model name), not an input."""
+    from .errors import ModelError, WeightsError
+
+    return isinstance(exc, UsageError) or (isinstance(exc, ModelError) and not isinstance(exc, WeightsError))
 
 
 if __name__ == "__main__":

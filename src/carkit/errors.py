@@ -9,6 +9,11 @@ class CarkitError(Exception):
     """Base class for every error carkit raises on purpose."""
 
 
+class UsageError(CarkitError):
+    """The request itself is wrong (bad option value, conflicting arguments):
+    no input was tried. The CLI exits 2 for these, 1 for inputs that failed."""
+
+
 class ImageReadError(CarkitError):
     """An input file could not be read as an image (missing, corrupt, truncated)."""
 
@@ -25,6 +30,13 @@ class NotAJpegError(ImageReadError):
     """A JPEG was required but the file is not one."""
 
 
+class InvalidTableError(ImageReadError, ValueError):
+    """A JPEG quantization table that no conforming encoder writes (an entry
+    outside 1..65535, the wrong size). libjpeg-turbo may still decode such a
+    file; only its quality is unknown. Also a ValueError, as
+    :func:`carkit.jpeg.quality.estimate_quality` documents for bad tables."""
+
+
 class CodecError(CarkitError):
     """A codec failed to encode or decode, or is not available on this machine."""
 
@@ -39,3 +51,9 @@ class WeightsError(ModelError):
 
 class ImageWriteError(CarkitError):
     """An output file could not be written (permissions, disk full, bad folder)."""
+
+
+class OutputExistsError(ImageWriteError, UsageError):
+    """The output is the input, a folder, or a file that exists (without
+    --force): refused before anything is done. A usage error for a one-file
+    command; in a restore batch, that file's failure."""

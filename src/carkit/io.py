@@ -7,10 +7,12 @@ Reading (:func:`read_image`, :func:`read_image_bytes`)
 ------------------------------------------------------
 Any format Pillow decodes is accepted; JPEG (also MPO), PNG, BMP, TIFF and WebP
 are the ones tested. Multi-frame files (MPO, multi-page TIFF, animated WebP)
-give their first frame. The EXIF orientation tag (1..8) is applied, so pixels
-come out the way a viewer shows them; an EXIF block that cannot be parsed is
-ignored with a warning (the pixels are still good). Embedded ICC profiles are
-ignored: pixel values are taken as sRGB as they are.
+give their first frame; HEIF/HEIC too where pillow-heif is installed. The EXIF
+orientation tag (1..8) is applied, so pixels come out the way a viewer shows
+them; an EXIF block that cannot be parsed is ignored with a warning (the pixels
+are still good). Pixel values are not colour-managed; the ICC profile, EXIF, XMP
+and DPI are kept aside in ``LoadedImage.metadata`` so that a written result
+carries them again (:class:`ImageMetadata`).
 
 Mode policy, by the Pillow mode of the decoded file (``LoadedImage.source_mode``):
 
@@ -36,7 +38,7 @@ Mode policy, by the Pillow mode of the decoded file (``LoadedImage.source_mode``
 Errors: a missing, corrupt or truncated file raises
 :class:`~carkit.errors.ImageReadError` (carkit never sets Pillow's global
 ``ImageFile.LOAD_TRUNCATED_IMAGES``; at its default, False, truncated data is
-an error, never silently grey-filled); an image with more than :data:`MAX_PIXELS` pixels raises
+an error, never silently grey-filled); an image with more than :func:`max_pixels` pixels raises
 :class:`~carkit.errors.DecompressionBombError` before any pixel data is decoded;
 a mode outside the policy raises :class:`~carkit.errors.UnsupportedImageError`.
 Every message is one line and starts with the file name.
@@ -46,7 +48,10 @@ Writing (:func:`write_image`, :func:`write_bytes`)
 Atomic: the encoded file goes to a temporary file in the target's folder, is
 flushed to disk (``fsync``), then renamed over the target with ``os.replace``.
 A failure at any point removes the temporary file and leaves any previous
-target untouched, so a reader never sees a partial file.
+target untouched, so a reader never sees a partial file. :func:`encode_image`
+gives the same bytes in memory (e.g. for standard output);
+:func:`output_format` is the policy for restored outputs (lossless by
+default; lossy only when asked for with a quality).
 """
 
 from __future__ import annotations
@@ -57,18 +62,44 @@ import secrets
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import (CarkitError, DecompressionBombError, ImageReadError, ImageWriteError,
+from .errors import (CarkitError, DecompressionBombError, ImageReadError, ImageWriteError, OutputExistsError,
                      UnsupportedImageError)
 
 #: Largest image (in pixels) carkit opens. 24 MP JPEGs must work; this leaves room.
-#: Read at call time, so tests (or users) may change ``carkit.io.MAX_PIXELS``.
+#: Read at call time (:func:`max_pixels`), so tests (or users) may change
+#: ``carkit.io.MAX_PIXELS``; the environment variable ``CARKIT_MAX_PIXELS``
+#: (what ``carkit --max-pixels`` sets, so worker processes see it) wins over it.
 MAX_PIXELS = 128_000_000
+MAX_PIXELS_ENV = "CARKIT_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: ``$CARKIT_MAX_PIXELS`` if set, else :data:`MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise UnsupportedImageError(f"{MAX_PIXELS_ENV}={value!r} is not a whole number") from None
+    return int(MAX_PIXELS)
+
+
+def check_pixel_limit(width: int, height: int, name: str) -> None:
+    """Refuse a declared size above the pixel limit (before anything is allocated)
+    or with a zero side, with a one-line message saying how to raise the limit."""
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{name}: image declares an empty size {width}x{height}")
+    limit = max_pixels()
+    if width * height > limit:
+        raise DecompressionBombError(
+            f"{name}: image of {width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+            f"pixels (raise it with carkit --max-pixels N or ${MAX_PIXELS_ENV})")
 
 # Pillow's own bomb check (the module global Image.MAX_IMAGE_PIXELS: a warning
 # above it, an error above twice it) runs at the end of Image.open, on the size
@@ -83,6 +114,67 @@ _RGB_MODES = ("RGB", "RGBX", "YCbCr", "CMYK", "P")
 _RGBA_MODES = ("RGBA", "RGBa", "PA")
 _GRAY_ALPHA_MODES = ("LA", "La")
 _I16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+@dataclass
+class ImageMetadata:
+    """What a viewer needs besides the pixels, carried from an input to its
+    output: the ICC profile (colour space), EXIF (orientation reset to 1, since
+    carkit writes upright pixels), XMP and DPI. Each is None when absent."""
+
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, im: Image.Image) -> "ImageMetadata":
+        info = im.info
+        icc = info.get("icc_profile") or None
+        xmp = info.get("xmp") or None
+        if isinstance(xmp, str):
+            xmp = xmp.encode("utf-8")
+        dpi = info.get("dpi")
+        try:
+            dpi = (float(dpi[0]), float(dpi[1])) if dpi and dpi[0] > 0 and dpi[1] > 0 else None
+        except (TypeError, ValueError, IndexError):
+            dpi = None
+        exif = None
+        try:
+            tags = im.getexif()
+            if len(tags):
+                if tags.get(0x0112, 1) != 1:  # a copy: the image's own EXIF still says how to turn it
+                    tags = Image.Exif()
+                    tags.load(im.getexif().tobytes())
+                    tags[0x0112] = 1
+                exif = tags.tobytes()
+        except Exception:  # unreadable EXIF: dropped, as the orientation is (read_image warns)
+            exif = None
+        return cls(icc if isinstance(icc, bytes) else None, exif, xmp if isinstance(xmp, bytes) else None, dpi)
+
+    def save_options(self, fmt: str) -> dict:
+        """Pillow ``Image.save`` arguments that write what ``fmt`` can carry."""
+        fmt = fmt.upper()
+        opts: dict = {}
+        if fmt in ("PNG", "TIFF", "WEBP", "JPEG"):
+            if self.icc_profile:
+                opts["icc_profile"] = self.icc_profile
+            if self.exif:
+                opts["exif"] = self.exif
+        if fmt in ("PNG", "TIFF", "JPEG") and self.dpi:
+            opts["dpi"] = self.dpi
+        if self.xmp:
+            if fmt in ("JPEG", "WEBP"):
+                opts["xmp"] = self.xmp
+            elif fmt == "PNG":
+                from PIL import PngImagePlugin
+
+                info = PngImagePlugin.PngInfo()
+                info.add_itxt("XML:com.adobe.xmp", self.xmp.decode("utf-8", "replace"))
+                opts["pnginfo"] = info
+            elif fmt == "TIFF":
+                opts["tiffinfo"] = {700: self.xmp}
+        return opts
 
 
 @dataclass
@@ -102,6 +194,8 @@ class LoadedImage:
     format: str | None
     #: EXIF orientation still to apply (1 = upright / already applied).
     orientation: int = 1
+    #: ICC profile, EXIF, XMP and DPI of the file (for writing them back).
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def is_gray(self) -> bool:
@@ -130,16 +224,39 @@ def read_image(path: str | os.PathLike, apply_orientation: bool = True) -> Loade
     return _read(path, str(path), apply_orientation)
 
 
-def read_image_bytes(data: bytes, name: str = "<bytes>") -> LoadedImage:
+def read_image_bytes(data: bytes, name: str = "<bytes>", apply_orientation: bool = True) -> LoadedImage:
     """Like :func:`read_image` for an encoded image held in memory; ``name`` is
     used in error messages."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"read_image_bytes expects bytes, got {type(data).__name__}")
-    return _read(_io.BytesIO(bytes(data)), name)
+    data = bytes(data)
+    _register_heif_if(data[:16])
+    return _read(_io.BytesIO(data), name, apply_orientation)
+
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _register_heif_if(head: bytes) -> None:
+    """Let Pillow open HEIF files (what ``carkit encode --method heif`` writes)
+    when the file is one and pillow-heif is installed; without it the file
+    stays unreadable with the usual message."""
+    if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        return
+    pillow_heif.register_heif_opener()
 
 
 def _read(source, name: str, apply_orientation: bool = True) -> LoadedImage:
-    limit = int(MAX_PIXELS)
+    if isinstance(source, Path):
+        try:
+            with open(source, "rb") as fh:
+                _register_heif_if(fh.read(16))
+        except OSError as exc:
+            raise ImageReadError(f"{name}: cannot open ({exc.strerror})") from exc
     try:
         with _PIL_LIMIT_LOCK:
             old_limit = Image.MAX_IMAGE_PIXELS
@@ -150,13 +267,11 @@ def _read(source, name: str, apply_orientation: bool = True) -> LoadedImage:
                 Image.MAX_IMAGE_PIXELS = old_limit
         with im:
             w, h = im.size
-            if w * h > limit:
-                raise DecompressionBombError(
-                    f"{name}: image of {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
-                    f"pixels (carkit.io.MAX_PIXELS)")
+            check_pixel_limit(w, h, name)
             im.load()
             fmt = im.format
             source_mode = im.mode
+            metadata = ImageMetadata.of(im)
             orientation = _exif_orientation(im)
             if apply_orientation:
                 im = _apply_exif_orientation(im, name)
@@ -173,7 +288,38 @@ def _read(source, name: str, apply_orientation: bool = True) -> LoadedImage:
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
         raise ImageReadError(f"{name}: cannot read image ({_one_line(exc)})") from exc
     return LoadedImage(pixels=pixels, alpha=alpha, source_mode=source_mode, format=fmt,
-                       orientation=orientation)
+                       orientation=orientation, metadata=metadata)
+
+
+@dataclass
+class ImageHeader:
+    """What an image's headers say, read without decoding its pixels."""
+
+    size: tuple[int, int]
+    orientation: int
+    metadata: ImageMetadata
+    format: str | None
+
+
+def read_image_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
+    """Size (W, H), EXIF orientation and metadata from the headers alone (no
+    pixel data is decoded, no size limit applies: check it with
+    :func:`check_pixel_limit`). Raises ImageReadError for a corrupt header."""
+    _register_heif_if(bytes(data[:16]))
+    try:
+        with _PIL_LIMIT_LOCK:
+            old_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(_io.BytesIO(bytes(data)))
+            finally:
+                Image.MAX_IMAGE_PIXELS = old_limit
+        with im:
+            return ImageHeader(im.size, _exif_orientation(im), ImageMetadata.of(im), im.format)
+    except Image.UnidentifiedImageError as exc:
+        raise ImageReadError(f"{name}: not an image file carkit can read") from exc
+    except Exception as exc:
+        raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from exc
 
 
 def exif_orientation(path: str | os.PathLike) -> int:
@@ -251,18 +397,30 @@ def _to_uint8(im: Image.Image, name: str = "<image>") -> tuple[np.ndarray, np.nd
 
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None,
-                format: str | None = None, **save_kwargs) -> None:
+                format: str | None = None, metadata: ImageMetadata | None = None, **save_kwargs) -> None:
     """Write uint8 (H, W) or (H, W, 3), with an optional uint8 (H, W) alpha
     re-attached, atomically (see the module docstring).
 
     The format comes from ``format`` (a Pillow name such as ``"PNG"``) or else
-    the file extension; ``save_kwargs`` go to Pillow's ``Image.save`` (e.g.
-    ``lossless=True`` for WebP, ``quality=90`` for JPEG). The new file gets the
-    usual permissions (0666 minus the umask). A format that cannot hold the
-    image (e.g. alpha in JPEG) raises UnsupportedImageError; the target is then
-    left as it was. Filesystem errors propagate as OSError.
+    the file extension; ``metadata`` (ICC profile, EXIF, XMP, DPI) is written
+    where the format carries it; ``save_kwargs`` go to Pillow's ``Image.save``
+    (e.g. ``lossless=True`` for WebP, ``quality=90`` for JPEG). The new file
+    gets the usual permissions (0666 minus the umask). A format that cannot
+    hold the image (e.g. alpha in JPEG) raises UnsupportedImageError; the
+    target is then left as it was. Filesystem errors raise ImageWriteError.
     """
     path = Path(path)
+    fmt = format.upper() if format else Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedImageError(f"{path}: unknown output format {path.suffix!r}")
+    data = encode_image(pixels, fmt, alpha=alpha, metadata=metadata, name=str(path), **save_kwargs)
+    write_bytes(path, data)
+
+
+def encode_image(pixels: np.ndarray, format: str, alpha: np.ndarray | None = None,
+                 metadata: ImageMetadata | None = None, name: str = "<output>", **save_kwargs) -> bytes:
+    """The bytes :func:`write_image` would write, in memory (``format`` a Pillow
+    name such as ``"PNG"``)."""
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype != np.uint8:
         raise ValueError(f"write_image expects uint8 pixels, got {pixels.dtype}")
@@ -277,24 +435,69 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray |
             raise ValueError(f"alpha must be uint8 of shape {pixels.shape[:2]}, "
                              f"got {alpha.dtype} {alpha.shape}")
         im.putalpha(Image.fromarray(alpha))
-    fmt = format.upper() if format else Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise UnsupportedImageError(f"{path}: unknown output format {path.suffix!r}")
+    fmt = format.upper()
     if fmt not in Image.SAVE:
         Image.init()
         if fmt not in Image.SAVE:
-            raise UnsupportedImageError(f"{path}: Pillow cannot write format {fmt!r}")
-    with atomic_file(path) as fh:
-        try:
-            im.save(fh, format=fmt, **save_kwargs)
-        except OSError as exc:
-            if exc.errno is not None:  # a real filesystem error
-                raise ImageWriteError(f"{path}: cannot write ({exc.strerror})") from exc
-            raise UnsupportedImageError(
-                f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
-        except (ValueError, KeyError) as exc:
-            raise UnsupportedImageError(
-                f"{path}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
+            raise UnsupportedImageError(f"{name}: Pillow cannot write format {fmt!r}")
+    options = dict(metadata.save_options(fmt)) if metadata is not None else {}
+    options.update(save_kwargs)
+    buffer = _io.BytesIO()
+    try:
+        im.save(buffer, format=fmt, **options)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnsupportedImageError(
+            f"{name}: cannot write {im.mode} image as {fmt} ({_one_line(exc)})") from exc
+    return buffer.getvalue()
+
+
+#: Output suffixes of restored / decoded images, and how each is written:
+#: lossless unless a quality is given (JPEG and lossy WebP need one).
+_OUTPUT_SUFFIXES = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+                    ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def output_format(path: str | os.PathLike, quality: int | None = None) -> tuple[str, dict]:
+    """(Pillow format, save options) for writing a restored or decoded image to
+    ``path``, by its suffix: PNG, TIFF and WebP are lossless; WebP with a
+    ``quality`` is lossy; JPEG only with an explicit ``quality`` (writing a
+    JPEG again re-adds artifacts, so it is never a silent default). ``"-"``
+    (standard output) is PNG. Raises UsageError for anything else."""
+    from .errors import UsageError
+
+    text = os.fspath(path)
+    suffix = ".png" if text == "-" else Path(text).suffix.lower()
+    fmt = _OUTPUT_SUFFIXES.get(suffix)
+    if fmt is None:
+        raise UsageError(f"{text}: cannot tell the output format from {suffix or 'no suffix'!r}; "
+                         "use .png, .webp, .tif, or .jpg with --output-quality")
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise UsageError(f"--output-quality must be in 1..100, got {quality}")
+    if fmt == "JPEG":
+        if quality is None:
+            raise UsageError(f"{text}: writing JPEG re-adds compression artifacts; give --output-quality Q "
+                             "to do it anyway, or write .png, .webp or .tif (lossless)")
+        return fmt, {"quality": int(quality)}
+    if fmt == "WEBP":
+        return fmt, ({"lossless": True, "quality": 100} if quality is None else {"quality": int(quality)})
+    if quality is not None:
+        raise UsageError(f"{text}: --output-quality applies to .jpg and .webp outputs; {fmt} is lossless")
+    if fmt == "TIFF":
+        return fmt, {"compression": "tiff_deflate"}
+    return fmt, {}
+
+
+def check_output_path(src: str | os.PathLike | None, dst: str | os.PathLike, force: bool) -> None:
+    """Never the input; never an existing output without ``force``; never a folder."""
+    dst = Path(dst)
+    src = None if src is None else Path(src)
+    if dst.exists() or dst.is_symlink():
+        if src is not None and src.exists() and dst.exists() and os.path.samefile(src, dst):
+            raise OutputExistsError(f"{dst}: output would overwrite the input")
+        if dst.is_dir():
+            raise OutputExistsError(f"{dst}: is a folder, expected an output file")
+        if not force:
+            raise OutputExistsError(f"{dst}: already exists (use --force to overwrite)")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -25,7 +25,8 @@ from ..codecs.jpeg import JpegCodec
 from ..data.folders import as_mode, list_images
 from ..errors import CarkitError
 from ..io import read_image
-from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality, read_jpeg_for_restore
+from ..jpeg.jpegfile import JpegFile
+from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality
 from ..zoo.registry import load_pretrained, weights_record
 from .results import provenance, write_result
 
@@ -46,12 +47,13 @@ def _real_files(real_dir: Path, net, progress: bool) -> dict:
     rows, skipped = [], []
     for f in tqdm(files, desc="qf real", disable=not progress):
         try:
-            image, tables = read_jpeg_for_restore(f)  # as restore reads it: stored orientation, 8x8 grid at the corner
+            jpeg = JpegFile.read(f)  # as restore reads it: stored orientation, 8x8 grid at the corner
         except CarkitError as exc:
             skipped.append({"file": f.name, "reason": str(exc)})
             continue
-        if tables.quality is None:
-            skipped.append({"file": f.name, "reason": "no quantization tables to read a quality from"})
+        image, tables = jpeg.image, jpeg.quality
+        if tables is None:
+            skipped.append({"file": f.name, "reason": jpeg.quality_problem or "no quality in the tables"})
             continue
         rows.append({"file": f.name, "table_quality": int(tables.quality), "standard": bool(tables.standard),
                      "gray": bool(image.is_gray), "estimate": estimate_quality(net, image.pixels)})

@@ -29,7 +29,7 @@ from typing import Collection, Mapping, Sequence, Union
 
 import numpy as np
 
-from ..errors import ImageReadError, NotAJpegError
+from ..errors import ImageReadError, InvalidTableError, NotAJpegError
 from .files import require_jpeg_bytes, require_jpeg_path
 from .tables import STD_CHROMINANCE, STD_LUMINANCE, _scale_with_factor, quality_scale
 
@@ -84,13 +84,13 @@ def _candidates_for(kind: str) -> np.ndarray:
 def _as_table(t, slot) -> np.ndarray:
     a = np.asarray(t)
     if a.size != 64:
-        raise ValueError(f"quantization table {slot} must have 64 entries, got {a.size}")
+        raise InvalidTableError(f"quantization table {slot} must have 64 entries, got {a.size}")
     if not np.issubdtype(a.dtype, np.integer):
         if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise ValueError(f"quantization table {slot} must hold integers")
+            raise InvalidTableError(f"quantization table {slot} must hold integers")
     a = a.astype(np.int64).reshape(64)
     if a.min() < 1 or a.max() > 65535:
-        raise ValueError(f"quantization table {slot} has entries outside 1..65535")
+        raise InvalidTableError(f"quantization table {slot} has entries outside 1..65535")
     return a
 
 
@@ -116,7 +116,7 @@ def estimate_quality(
     """
     items = dict(tables) if isinstance(tables, Mapping) else dict(enumerate(tables))
     if not items:
-        raise ValueError("no quantization tables given")
+        raise InvalidTableError("no quantization tables given")
     luma_slots = tuple(sorted(int(s) for s in luma_slots))
     slots = sorted(items)
     tabs = {s: _as_table(items[s], s) for s in slots}
@@ -158,12 +158,12 @@ def estimate_quality(
                            max_abs_error=max_abs, luma_slots=luma_slots)
 
 
-def _open_jpeg(source):
+def _open_jpeg(source, name: str | None = None):
     """Open ``source`` (path or bytes) with Pillow, checking it is a JPEG."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        name = "<bytes>"
+        name = name or "<bytes>"
         fp = io.BytesIO(require_jpeg_bytes(source, name))
     else:
         fp, name = require_jpeg_path(source)
@@ -188,11 +188,12 @@ def _open_jpeg(source):
     return im, name
 
 
-def read_quant_tables(source) -> tuple[dict[int, np.ndarray], tuple[int, ...]]:
+def read_quant_tables(source, name: str | None = None) -> tuple[dict[int, np.ndarray], tuple[int, ...]]:
     """Quantization tables of a JPEG file, without decoding its image data.
 
     Args:
         source: path or the file's bytes.
+        name: the file's name in error messages (default: the path, or "<bytes>").
 
     Returns:
         (tables, component_slots): DQT slot -> (8, 8) int64 table in natural
@@ -202,18 +203,22 @@ def read_quant_tables(source) -> tuple[dict[int, np.ndarray], tuple[int, ...]]:
         NotAJpegError: not a JPEG (no SOI marker, or another format).
         ImageReadError: missing file, or a header Pillow cannot parse.
     """
-    im, name = _open_jpeg(source)
+    im, opened_name = _open_jpeg(source, name)
+    name = name or opened_name
     with im:
         qt = getattr(im, "quantization", None) or {}
         layer = getattr(im, "layer", None) or []
-        tables = {int(k): np.asarray(v, dtype=np.int64).reshape(8, 8) for k, v in qt.items()}
+        try:
+            tables = {int(k): np.asarray(v, dtype=np.int64).reshape(8, 8) for k, v in qt.items()}
+        except ValueError as exc:  # a DQT segment cut short: fewer than 64 entries
+            raise InvalidTableError(f"{name}: quantization table of the wrong size") from exc
         comp_slots = tuple(int(c[3]) for c in layer)
     if not tables:
         raise ImageReadError(f"{name}: JPEG header has no quantization tables")
     return tables, comp_slots
 
 
-def estimate_quality_of_file(source) -> QualityEstimate:
+def estimate_quality_of_file(source, name: str | None = None) -> QualityEstimate:
     """Estimate the IJG quality of a JPEG file (path or bytes).
 
     The slot used by the first frame component is compared with the
@@ -223,15 +228,22 @@ def estimate_quality_of_file(source) -> QualityEstimate:
 
     Raises:
         NotAJpegError: the file is not a JPEG.
+        InvalidTableError: a table in use that no conforming encoder writes
+            (e.g. a zero entry); the file may still decode.
         ImageReadError: missing file or unparseable header.
     """
-    tables, comp_slots = read_quant_tables(source)
+    if name is None:
+        name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    tables, comp_slots = read_quant_tables(source, name)
     if comp_slots:
         used = {s: tables[s] for s in sorted(set(comp_slots)) if s in tables}
         if len(used) != len(set(comp_slots)):
             missing = sorted(set(comp_slots) - set(tables))
-            raise ImageReadError(f"JPEG frame uses undefined quantization table(s) {missing}")
+            raise InvalidTableError(f"{name}: JPEG frame uses undefined quantization table(s) {missing}")
         luma = (comp_slots[0],)
     else:  # no frame header parsed: fall back to slot 0 = luminance
         used, luma = tables, (min(tables),)
-    return estimate_quality(used, luma_slots=luma)
+    try:
+        return estimate_quality(used, luma_slots=luma)
+    except InvalidTableError as exc:
+        raise InvalidTableError(f"{name}: {exc}") from exc

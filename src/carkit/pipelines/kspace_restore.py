@@ -15,14 +15,12 @@ files, each plane read at its own resolution (4:2:0 chroma at half size).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import CarkitError
-from ..io import exif_orientation, orient, to_uint8, write_image
+from ..io import orient, to_uint8
 from ..zoo.registry import weights_record
 from .tiling import tiled_regions
 
@@ -75,26 +73,34 @@ def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap:
     return pixels[:coeffs.height, :coeffs.width]
 
 
-def restore_kspace_file(restorer, src: str | os.PathLike, dst: str | os.PathLike):
-    """Restore ``src`` with the restorer's forced k-space model into ``dst``;
-    returns the RestorePlan (mode ``kspace``)."""
+def restore_kspace(restorer, source, name: str | None = None):
+    """Restore a JPEG (path or bytes) with the restorer's forced k-space model;
+    returns a :class:`~carkit.pipelines.restore.Restored` (plan mode ``kspace``)."""
+    from ..errors import InvalidTableError
+    from ..io import check_pixel_limit, read_image_header
     from ..jpeg.coefficients import read_coefficients
-    from ..jpeg.files import require_jpeg_path
+    from ..jpeg.files import require_jpeg_bytes
+    from ..jpeg.jpegfile import read_source_bytes
     from ..jpeg.quality import estimate_quality_of_file
-    from .restore import RestorePlan
+    from .restore import RestorePlan, Restored
 
-    src = Path(src)
-    require_jpeg_path(src)
+    data, name = read_source_bytes(source, name)
+    require_jpeg_bytes(data, name)
+    header = read_image_header(data, name)
+    check_pixel_limit(header.size[0], header.size[1], name)
     record = weights_record(restorer.forced)
-    coeffs = read_coefficients(src)
-    estimate = estimate_quality_of_file(src)
+    try:
+        estimate = estimate_quality_of_file(data, name)
+    except InvalidTableError:
+        estimate = None
+    coeffs = read_coefficients(data)
     net = restorer.model(record.name)
     pixels = restore_coefficients(net, coeffs, restorer.tile, restorer.overlap, restorer.device)
     lo, hi = record.qualities
     trained = f"trained for QF {lo}" if lo == hi else f"trained for QF {lo}..{hi}"
-    q = estimate.quality
+    q = None if estimate is None else estimate.quality
     note = "" if q is None or lo <= q <= hi or net.dequantize else \
         f"; this file is QF {q}: the levels are read at the wrong scale, expect a poor result"
-    write_image(dst, orient(pixels, exif_orientation(src)))
-    return RestorePlan(q, estimate.standard, record.name, "kspace",
+    plan = RestorePlan(q, None if estimate is None else estimate.standard, record.name, "kspace",
                        f"{trained}, restored from the file's DCT coefficients{note}")
+    return Restored(orient(pixels, header.orientation), None, header.metadata, plan)

@@ -1,9 +1,13 @@
-"""``carkit restore``: JPEG file in, restored PNG out.
+"""``carkit restore``: JPEG in, restored image out.
 
-Steps for one file: check it is a JPEG, read its quantization tables and
-estimate the quality, decode it with libjpeg-turbo (the same decoder the
-models were trained behind), pick a zoo model for (gray/color, quality),
-restore tile by tile, write the PNG atomically.
+Steps for one file: read it once (:class:`~carkit.jpeg.jpegfile.JpegFile`:
+SOI, declared size against the pixel limit, quantization tables and the
+quality they give, decode by libjpeg-turbo, the same decoder the models were
+trained behind), pick a zoo model for (gray/color, quality), restore tile by
+tile, write the result atomically with the input's ICC profile, EXIF, XMP and
+DPI (lossless unless asked otherwise; :func:`carkit.io.output_format`).
+A file whose tables are invalid but which still decodes has no known quality:
+it goes to the blind model (the widest trained quality range).
 
 Color JPEGs are restored by whichever zoo model measures best on color
 images at that quality (``carkit bench restore`` stores the measurements in
@@ -15,14 +19,18 @@ kept.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..errors import CarkitError, ModelError
-from ..io import orient, read_image, to_tensor, to_uint8, write_image
+from ..errors import CarkitError, ModelError, OutputExistsError, UsageError
+from ..io import (ImageMetadata, check_output_path, encode_image, orient, output_format, to_tensor,
+                  to_uint8, write_bytes)
+from ..jpeg.jpegfile import JpegFile
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .tiling import tiled_apply
 
@@ -31,6 +39,8 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
 QUALITY_MARGIN = 10
 #: Side of the centre crop a model's own quality estimate looks at (bounded memory on any image).
 ESTIMATE_CROP = 1024
+#: A measured gain is quoted for a file only when it was measured this close to the file's quality.
+QUOTE_WITHIN = 5
 
 
 @dataclass
@@ -42,9 +52,12 @@ class RestorePlan:
     reason: str
     #: the model's own blind estimate of the quality (models with a QF predictor, e.g. DAGN)
     model_quality: float | None = None
+    #: why the quality is unknown (invalid tables), when it is
+    quality_problem: str | None = None
 
     def explain(self) -> str:
-        q = "unknown" if self.quality is None else str(self.quality)
+        q = f"unknown ({self.quality_problem})" if self.quality_problem else (
+            "unknown" if self.quality is None else str(self.quality))
         tables = "" if self.standard_tables is None else (
             " (standard IJG tables)" if self.standard_tables else " (non-standard tables, nearest IJG quality)")
         own = "" if self.model_quality is None else f"; model's own estimate {self.model_quality:.0f}"
@@ -74,14 +87,14 @@ def estimate_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cp
     return float(predict(to_tensor(crop).to(device)).expected[0])
 
 
-def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> float | None:
-    """Mean measured PSNR gain over JPEG, at the benchmarked quality nearest to
-    ``quality``, on color sets scored in RGB (``color``; result keys ending in
-    ``_rgb``) or on gray sets; None when the record has no such measurement.
-    Green-plane results (HR-CNN's protocol, keys ending in ``_green``) are
-    left out: not every model is measured that way, so they would skew the
-    comparison."""
-    gains = []
+def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> tuple[float | None, int | None]:
+    """(mean measured PSNR gain over JPEG, the quality it was measured at): the
+    benchmarked quality nearest to ``quality``, on color sets scored in RGB
+    (``color``; result keys ending in ``_rgb``) or on gray sets; (None, None)
+    when the record has no such measurement. Green-plane results (HR-CNN's
+    protocol, keys ending in ``_green``) are left out: not every model is
+    measured that way, so they would skew the comparison."""
+    gains, at = [], []
     for dataset, per_quality in record.results.items():
         if dataset.endswith("_rgb") != color or dataset.endswith("_green"):
             continue
@@ -93,7 +106,19 @@ def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> float | 
             gain = per_quality[f"q{nearest}"].get("gain_psnr")
             if gain is not None:
                 gains.append(gain)
-    return float(np.mean(gains)) if gains else None
+                at.append(nearest)
+    if not gains:
+        return None, None
+    return float(np.mean(gains)), min(at, key=lambda q: abs(q - quality))
+
+
+def _gain_note(gain: float | None, at: int | None, quality: int | None) -> str:
+    """The measured gain, quoted only when measured within QUOTE_WITHIN of the file's quality."""
+    if gain is None or quality is None:
+        return ""
+    if abs(at - quality) <= QUOTE_WITHIN:
+        return f", measured {gain:+.2f} dB over JPEG at QF {at}"
+    return f"; no measurement within {QUOTE_WITHIN} quality points of QF {quality} (nearest QF {at})"
 
 
 def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] | None = None) -> RestorePlan:
@@ -108,11 +133,19 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
         records = [weights_record(n) for n in list_weights()]
     # JPEG restorers only: a DnCNN trained on JPEG 2000 (a residual hiding baseline) is not one
     records = [r for r in records if r.kind == "restorer" and r.trained_codec == "jpeg"]
-    q = 10 if quality is None else quality
     if gray:
         candidates = [("gray", r) for r in records if r.gray]
     else:
         candidates = [("color", r) for r in records if not r.gray] + [("color-via-Y", r) for r in records if r.gray]
+    if quality is None:
+        if not candidates:
+            return RestorePlan(None, None, None, "passthrough", "quality unknown and no blind model; "
+                               "output is the decoded JPEG")
+        # Unknown quality: the blind model, i.e. the widest trained range (color models first).
+        mode, best = max(candidates, key=lambda c: (c[1].qualities[1] - c[1].qualities[0], c[0] != "color-via-Y"))
+        return RestorePlan(None, None, best.name, mode,
+                           f"quality unknown: blind model (trained for QF {best.qualities[0]}..{best.qualities[1]})")
+    q = quality
 
     covering = [c for c in candidates if c[1].covers(q)]
     if covering:
@@ -120,12 +153,11 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
 
         def rank(candidate):
             mode, r = candidate
-            gain = gains[r.name]
+            gain = gains[r.name][0]
             return (gain is not None, gain or 0.0, mode != "color-via-Y", r.qualities[1] - r.qualities[0])
 
         mode, best = max(covering, key=rank)
-        gain = gains[best.name]
-        measured = "" if gain is None else f", measured {gain:+.2f} dB over JPEG near this quality"
+        measured = _gain_note(*gains[best.name], q)
         return RestorePlan(quality, None, best.name, mode,
                            f"trained for QF {best.qualities[0]}..{best.qualities[1]}{measured}")
     near = [c for c in candidates if c[1].qualities[0] - QUALITY_MARGIN <= q <= c[1].qualities[1] + QUALITY_MARGIN]
@@ -138,17 +170,35 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
                        "no model is trained near this quality; output is the decoded JPEG")
 
 
+def check_device(device: str) -> str:
+    """A torch device this build can run, or a one-line UsageError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r}: this PyTorch build has no CUDA, or no GPU is visible; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"device {device!r}: Apple MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device {device!r} is not supported; use cpu, cuda or mps")
+    return device
+
+
 class Restorer:
     """Restores decoded JPEG pixels with zoo models (loaded once, reused)."""
 
     def __init__(self, model: str | None = None, device: str = "cpu", tile: int = 512,
                  overlap: int = 32):
+        if tile % 8 or tile < overlap + 32:
+            raise UsageError(f"tile must be a multiple of 8 and at least {overlap + 32} px "
+                             f"(overlap {overlap} px), got {tile}")
+        self.device = check_device(device)
         self.forced = model
         if model is not None:
             record = weights_record(model)  # fail early on unknown names
             if record.kind not in ("restorer", "kspace"):
                 raise ModelError(f"{model} is a {record.kind}, not an artifact remover")
-        self.device = device
         self.tile = tile
         self.overlap = overlap
         self._models: dict[str, torch.nn.Module] = {}
@@ -166,100 +216,231 @@ class Restorer:
         mode = ("gray" if gray else "color-via-Y") if record.gray else "color"
         return RestorePlan(quality, None, record.name, mode, "chosen with --model")
 
-    def _run(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return tiled_apply(lambda t: net(t.to(self.device)).float().cpu(), x, self.tile, self.overlap)
+    def tiles(self, height: int, width: int) -> int:
+        """How many tiles an image of this size is restored in (for progress bars)."""
+        from .tiling import count_tiles
+
+        return count_tiles(height, width, self.tile, self.overlap)
+
+    def _run(self, net: torch.nn.Module, x: torch.Tensor, progress=None) -> torch.Tensor:
+        return tiled_apply(lambda t: net(t.to(self.device)).float().cpu(), x, self.tile, self.overlap,
+                           progress=progress)
 
     @torch.no_grad()
-    def restore_pixels(self, pixels: np.ndarray, plan: RestorePlan) -> np.ndarray:
-        """uint8 (H, W) or (H, W, 3) decoded JPEG -> restored uint8 of the same shape."""
+    def restore_pixels(self, pixels: np.ndarray, plan: RestorePlan,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """uint8 (H, W) or (H, W, 3) decoded JPEG -> restored uint8 of the same
+        shape; ``progress`` is called with 1 per tile."""
         if plan.model is None:
             return pixels
         net = self.model(plan.model)
         gray = pixels.ndim == 2
         if plan.mode == "gray":
-            return to_uint8(self._run(net, to_tensor(pixels)))
+            return to_uint8(self._run(net, to_tensor(pixels), progress))
         if plan.mode == "color" and gray:
             rgb = np.repeat(pixels[:, :, None], 3, axis=2)
-            return to_uint8(self._run(net, to_tensor(rgb)).mean(dim=1, keepdim=True))
+            return to_uint8(self._run(net, to_tensor(rgb), progress).mean(dim=1, keepdim=True))
         if plan.mode == "color":
-            return to_uint8(self._run(net, to_tensor(pixels)))
+            return to_uint8(self._run(net, to_tensor(pixels), progress))
         # color-via-Y: restore BT.601 Y, keep the decoded Cb/Cr.
         from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
 
         ycc = rgb_to_ycbcr_bt601(to_tensor(pixels))
         # The gray models were trained on Y rounded to uint8 (PROTOCOL.md's gray sets).
         y = torch.round(ycc[:, :1] * 255.0) / 255.0
-        ycc[:, :1] = ycc[:, :1] + (self._run(net, y) - y)
+        ycc[:, :1] = ycc[:, :1] + (self._run(net, y, progress) - y)
         return to_uint8(ycbcr_bt601_to_rgb(ycc).clamp_(0, 1))
 
 
-def read_jpeg_for_restore(path: Path):
-    """Decode a JPEG and read its quality; typed errors for anything wrong."""
-    from ..jpeg.files import require_jpeg_path
-    from ..jpeg.quality import estimate_quality_of_file
+@dataclass
+class Restored:
+    """One restored JPEG: upright pixels, alpha, the metadata to write with
+    them, and the plan that made them."""
 
-    require_jpeg_path(path)
-    estimate = estimate_quality_of_file(path)
-    # Restore in the stored orientation: that is where the 8x8 grid starts at
-    # the corner, as in training. EXIF orientation is applied to the output.
-    image = read_image(path, apply_orientation=False)
-    return image, estimate
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    metadata: ImageMetadata
+    plan: RestorePlan
+
+
+def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: str | None = None,
+                 explain: bool = False, progress: Callable[[int], None] | None = None) -> Restored:
+    """Restore a JPEG given as a path or its bytes. ``explain`` also fills the
+    plan's ``model_quality`` (the model's own quality estimate, where it has one);
+    ``progress`` is called with 1 per restored tile."""
+    if restorer.forced is not None and weights_record(restorer.forced).kind == "kspace":
+        from .kspace_restore import restore_kspace
+
+        return restore_kspace(restorer, source, name)
+    jpeg = JpegFile.read(source, name)
+    quality = None if jpeg.quality is None else jpeg.quality.quality
+    plan = restorer.plan(jpeg.is_gray, quality)
+    plan.standard_tables = None if jpeg.quality is None else jpeg.quality.standard
+    plan.quality_problem = jpeg.quality_problem
+    if explain and plan.model is not None:
+        plan.model_quality = estimate_quality(restorer.model(plan.model), jpeg.pixels, restorer.device)
+    image = jpeg.image
+    out = orient(restorer.restore_pixels(image.pixels, plan, progress), image.orientation)
+    alpha = None if image.alpha is None else orient(image.alpha, image.orientation)
+    return Restored(out, alpha, image.metadata, plan)
+
+
+@dataclass
+class RestoreRecord:
+    """What happened to one input (``carkit restore --json`` prints these)."""
+
+    input: str
+    output: str | None = None
+    quality: int | None = None
+    standard_tables: bool | None = None
+    model: str | None = None
+    mode: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    explain: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class OutputOptions:
+    """How restored images are written: ``quality`` for lossy formats (JPEG,
+    lossy WebP), ``strip_metadata`` drops ICC/EXIF/XMP/DPI, ``force``
+    overwrites an existing output."""
+
+    quality: int | None = None
+    strip_metadata: bool = False
+    force: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def encode_restored(restored: Restored, dst: str, options: OutputOptions) -> bytes:
+    """The bytes of ``restored`` in the format ``dst``'s suffix names ("-": PNG)."""
+    fmt, save = output_format(dst, options.quality)
+    metadata = None if options.strip_metadata else restored.metadata
+    return encode_image(restored.pixels, fmt, alpha=restored.alpha, metadata=metadata, name=dst, **save)
 
 
 def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathLike,
-                 explain: bool = False) -> RestorePlan:
-    """Restore one JPEG into ``dst`` (PNG by its suffix). Never overwrites ``src``;
-    writes nothing when anything fails. ``explain`` also fills the plan's
-    ``model_quality`` (the model's own quality estimate, where it has one)."""
+                 explain: bool = False, options: OutputOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> RestorePlan:
+    """Restore one JPEG into ``dst`` (format by its suffix, :func:`carkit.io.output_format`).
+    Never overwrites ``src``, nor an existing ``dst`` unless ``options.force``;
+    writes nothing when anything fails."""
+    options = options or OutputOptions()
     src, dst = Path(src), Path(dst)
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise CarkitError(f"{dst}: output would overwrite the input")
-    if restorer.forced is not None and weights_record(restorer.forced).kind == "kspace":
-        from .kspace_restore import restore_kspace_file
-
-        return restore_kspace_file(restorer, src, dst)
-    image, estimate = read_jpeg_for_restore(src)
-    plan = restorer.plan(image.is_gray, estimate.quality)
-    plan.standard_tables = estimate.standard
-    if explain and plan.model is not None:
-        plan.model_quality = estimate_quality(restorer.model(plan.model), image.pixels, restorer.device)
-    out = orient(restorer.restore_pixels(image.pixels, plan), image.orientation)
-    alpha = None if image.alpha is None else orient(image.alpha, image.orientation)
-    write_image(dst, out, alpha=alpha)
-    return plan
+    check_output_path(src, dst, options.force)
+    output_format(dst, options.quality)  # a usage error before any work
+    restored = restore_jpeg(restorer, src, explain=explain, progress=progress)
+    write_bytes(dst, encode_restored(restored, str(dst), options))
+    return restored.plan
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to the JPEGs directly inside them."""
+def restore_to_record(restorer: Restorer, src: str, dst: str, explain: bool = False,
+                      options: OutputOptions | None = None, stdin: bytes | None = None,
+                      progress: Callable[[int], None] | None = None) -> tuple[RestoreRecord, bytes | None]:
+    """Restore one input for a batch: never raises for a bad input. Returns the
+    record and, for ``dst == "-"``, the encoded bytes for standard output.
+    An exception that is not a CarkitError is a bug: the record says so."""
+    import warnings
+
+    options = options or OutputOptions()
+    record = RestoreRecord(input=src, output=dst)
+    start = time.perf_counter()
+    data = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            data = _restore_one(restorer, src, dst, explain, options, stdin, progress, record)
+        except UsageError as exc:
+            if not isinstance(exc, OutputExistsError):  # that one is this file's failure
+                raise
+            record.output, record.error = None, str(exc)
+        except CarkitError as exc:
+            record.output, record.error = None, str(exc)
+        except MemoryError:
+            record.output, record.error = None, f"{src}: out of memory (try a smaller --tile)"
+        except Exception as exc:  # a bug: name the file, keep the batch going
+            text = " ".join(str(exc).split())[:200]
+            record.output = None
+            record.error = (f"{src}: internal error {type(exc).__name__}: {text} "
+                            "(this is a bug in carkit; please report it with the file)")
+    for w in caught:
+        text = str(w.message).splitlines()[0] if str(w.message) else w.category.__name__
+        record.warnings.append(text if text.startswith(str(src)) else f"{src}: {text}")
+    record.seconds = round(time.perf_counter() - start, 3)
+    return record, data
+
+
+def _restore_one(restorer: Restorer, src: str, dst: str, explain: bool, options: OutputOptions,
+                 stdin: bytes | None, progress, record: RestoreRecord) -> bytes | None:
+    """One input ("-": ``stdin``) to one output ("-": the returned bytes); fills ``record``."""
+    output_format(dst, options.quality)  # a usage error before any work
+    if src != "-" and dst != "-":
+        plan = restore_file(restorer, src, dst, explain=explain, options=options, progress=progress)
+        data = None
+    else:
+        if dst != "-":
+            check_output_path(None, Path(dst), options.force)
+        source, name = (stdin, "<stdin>") if src == "-" else (src, None)
+        restored = restore_jpeg(restorer, source, name, explain=explain, progress=progress)
+        data = encode_restored(restored, dst, options)
+        if dst != "-":
+            write_bytes(Path(dst), data)
+            data = None
+        plan = restored.plan
+    record.quality, record.standard_tables = plan.quality, plan.standard_tables
+    record.model, record.mode = plan.model, plan.mode
+    if explain:
+        record.explain = plan.explain()
+    return data
+
+
+def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
+    """Files as given; folders expanded to the JPEGs directly inside them (and
+    in their subfolders with ``recursive``), sorted."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in JPEG_SUFFIXES))
+            found = p.rglob("*") if recursive else p.iterdir()
+            files.extend(sorted(f for f in found if f.is_file() and f.suffix.lower() in JPEG_SUFFIXES))
         else:
             files.append(p)
     return files
 
 
-def output_paths(files: list[Path], inputs: list[str], output: str) -> list[Path]:
-    """One input file and an OUTPUT with an image suffix: OUTPUT is that file.
-    Otherwise OUTPUT is a folder receiving STEM.png for each input."""
+def output_paths(files: list[Path], inputs: list[str], output: str, suffix: str = ".png") -> list[Path]:
+    """One input file and an OUTPUT with a suffix (or "-"): OUTPUT is the output
+    file. Several inputs or a folder: OUTPUT is a folder receiving
+    STEM.png for each input (the input's relative folder kept under a folder
+    input, so a recursive batch does not collide). Several inputs with an
+    OUTPUT that names a file (it has an image suffix, or is a file) is a
+    UsageError."""
     out = Path(output)
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and len(files) == 1
-    if single and out.suffix and not out.is_dir():
+    if single and (out.suffix or output == "-") and not out.is_dir():
         return [out]
     if out.exists() and not out.is_dir():
-        raise CarkitError(f"{out}: several inputs need OUTPUT to be a folder")
-    paths = [out / f"{f.stem}.png" for f in files]
+        raise UsageError(f"{out}: several inputs need OUTPUT to be a folder")
+    if not out.exists() and out.suffix.lower() in (".png", ".webp", ".tif", ".tiff", ".jpg", ".jpeg"):
+        raise UsageError(f"{out}: several inputs need OUTPUT to be a folder, not an image file name")
+    roots = [Path(i) for i in inputs if Path(i).is_dir()]
+    paths = []
+    for f in files:
+        rel = Path(f.name)
+        for root in roots:
+            try:
+                rel = f.relative_to(root)
+                break
+            except ValueError:
+                continue
+        paths.append(out / rel.with_suffix(suffix))
     seen: dict[Path, Path] = {}
     for f, p in zip(files, paths):
         if p in seen:
-            raise CarkitError(f"{f} and {seen[p]} would both be written to {p}")
+            raise UsageError(f"{f} and {seen[p]} would both be written to {p}")
         seen[p] = f
     return paths
-
-
-def ensure_model_names(names: list[str]) -> None:
-    for n in names:
-        if n not in list_weights():
-            raise ModelError(f"unknown model {n!r}; known: {', '.join(list_weights())}")
