@@ -21,9 +21,8 @@ def _cmd_train(args) -> int:
 
     recipe = load_recipe(args.recipe, iterations=args.iterations, data_root=args.data_root,
                          threads=args.threads)
-    out = args.out or f"runs/{recipe.name}"
-    summary = train(recipe, out, resume=not args.restart, max_steps=args.max_steps)
-    print(f"{recipe.name}: step {summary['step']}/{summary['iterations']} in {out}")
+    summary = train(recipe, args.out, resume=not args.restart, max_steps=args.max_steps, runs_root=args.runs_root)
+    print(f"{recipe.name}: step {summary['step']}/{summary['iterations']} in {summary['out_dir']}")
     return 0
 
 
@@ -282,24 +281,62 @@ def _cmd_decode(args) -> int:
     return 0
 
 
+def _headline_gain(record) -> str:
+    """One measured gain for the table: the lowest benchmarked quality of the
+    record's first color (RGB) set, else its first set; '-' when unmeasured."""
+    sets = sorted(record.results, key=lambda d: (not d.endswith("_rgb"), d.endswith("_green"), d))
+    for dataset in sets:
+        per_q = record.results[dataset]
+        if not isinstance(per_q, dict):
+            continue
+        cells = [(int(k[1:]), v) for k, v in per_q.items() if k[1:].isdigit() and isinstance(v, dict)
+                 and v.get("gain_psnr") is not None]
+        if cells:
+            q, v = min(cells, key=lambda c: c[0])
+            return f"{v['gain_psnr']:+.2f} dB {dataset} q{q}"
+    return "-"
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0] + " ..."
+
+
 def _cmd_zoo_list(args) -> int:
     from .zoo.registry import list_weights, weights_record
 
-    names = list_weights()
-    if not names:
-        print("no shipped weights")
+    records = [weights_record(n) for n in list_weights()]
+    if args.role:
+        roles = sorted({r.kind for r in records})
+        if args.role not in roles:
+            raise UsageError(f"unknown role {args.role!r}; roles: {', '.join(roles)}")
+        records = [r for r in records if r.kind == args.role]
+    if not records:
+        print("no shipped weights" + (f" with role {args.role}" if args.role else ""))
         return 0
-    for name in names:
-        r = weights_record(name)
-        kind = "gray" if r.gray else "color"
-        steps = r.training.get("steps", "?")
-        hours = r.training.get("wall_seconds", 0) / 3600
-        print(f"{name}  [{r.model}, {kind}, QF {r.qualities[0]}..{r.qualities[1]}, "
-              f"{steps} steps, {hours:.1f} h]  {r.description}")
-        for dataset, per_q in sorted(r.results.items()):
-            cells = "  ".join(f"q{q[1:]}: {v['psnr']:.2f} dB ({v['gain_psnr']:+.2f})"
-                              for q, v in sorted(per_q.items(), key=lambda kv: int(kv[0][1:])))
-            print(f"    {dataset}: {cells}")
+    rows = [("name", "role", "QF", "input", "MB", "measured gain", "description")]
+    for r in records:
+        size = r.path.stat().st_size / 1e6 if r.path.exists() else 0.0
+        lo, hi = r.qualities
+        rows.append((r.name, r.kind, f"{lo}" if lo == hi else f"{lo}-{hi}", "gray" if r.gray else "color",
+                     f"{size:.1f}", _headline_gain(r), _shorten(r.description, 72)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print(f"\n{len(records)} weights; `carkit zoo show NAME` prints one record in full")
+    return 0
+
+
+def _cmd_zoo_show(args) -> int:
+    import json
+
+    from .zoo.registry import weights_record
+
+    record = weights_record(args.name)
+    data = record.to_dict()
+    data["role"] = record.kind
+    data["file"] = str(record.path)
+    print(json.dumps(data, indent=1, sort_keys=False, default=str))
     return 0
 
 
@@ -411,7 +448,8 @@ def _cmd_bench_report(args) -> int:
 def _cmd_zoo_export(args) -> int:
     from .zoo.registry import export_run
 
-    record = export_run(args.run, args.name, description=args.description or "", part=args.part)
+    record = export_run(args.run, args.name, description=args.description or "", part=args.part,
+                        runs_root=args.runs_root)
     print(f"exported {args.run} as {record.name} (sha256 {record.sha256[:12]}, {record.training['steps']} steps)")
     return 0
 
@@ -427,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a recipe (resumes from its last checkpoint)")
     p.add_argument("recipe", help="recipe TOML file (see recipes/)")
-    p.add_argument("--out", help="run folder (default runs/NAME)")
+    p.add_argument("--out", help="run folder (default RUNS_ROOT/NAME)")
+    p.add_argument("--runs-root", default="runs",
+                   help="folder of run folders: the default output, and where init_from run paths point (default ./runs)")
     p.add_argument("--iterations", type=int, help="override the recipe's total iterations")
     p.add_argument("--max-steps", type=int, help="stop this invocation after N steps (resume later)")
     p.add_argument("--data-root", help="folder holding train/ and val/ (default ../shared/data)")
@@ -574,14 +614,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="shipped weights")
     zsub = p.add_subparsers(dest="zoo_command", required=True)
-    z = zsub.add_parser("list", help="list shipped weights with their measured results")
+    z = zsub.add_parser("list", help="a table of the shipped weights (name, role, qualities, size, gain)")
+    z.add_argument("--role", help="only weights of this role (restorer, kspace, hiding, vcodec, learned-codec, "
+                                  "predictor, codec-sim)")
     z.set_defaults(func=_cmd_zoo_list)
+    z = zsub.add_parser("show", help="one weights record in full (JSON)")
+    z.add_argument("name", help="zoo name (see `carkit zoo list`)")
+    z.set_defaults(func=_cmd_zoo_show)
     z = zsub.add_parser("export", help="copy a training run's EMA weights into the package zoo")
     z.add_argument("run", help="run folder (holds last.safetensors, recipe.json, budget.json)")
     z.add_argument("name", help="zoo name for the weights")
     z.add_argument("--description", help="one line shown by `carkit zoo list`")
     z.add_argument("--part", help="ship one of the run's extra networks instead of its model "
                                   "(e.g. 'sim', a Strategy I codec simulator)")
+    z.add_argument("--runs-root", help="where the run's init_from runs are (default: the folder holding RUN)")
     z.set_defaults(func=_cmd_zoo_export)
     return parser
 

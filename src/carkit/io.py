@@ -172,8 +172,12 @@ class ImageMetadata:
                 info = PngImagePlugin.PngInfo()
                 info.add_itxt("XML:com.adobe.xmp", self.xmp.decode("utf-8", "replace"))
                 opts["pnginfo"] = info
-            elif fmt == "TIFF":
-                opts["tiffinfo"] = {700: self.xmp}
+            elif fmt == "TIFF":  # XMP is TIFF tag 700, written with the EXIF tags (tiffinfo would replace them)
+                tags = Image.Exif()
+                if self.exif:
+                    tags.load(self.exif)
+                tags[700] = self.xmp
+                opts["exif"] = tags
         return opts
 
 

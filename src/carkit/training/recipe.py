@@ -16,11 +16,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CarkitError
+from ..errors import UsageError
 
 
-class RecipeError(CarkitError):
-    pass
+class RecipeError(UsageError):
+    """A recipe that cannot be read or run as written (the CLI exits 2)."""
 
 
 def default_data_root() -> Path:
