@@ -161,7 +161,7 @@ def test_restore_reads_coefficients_never_pixels(tmp_path, monkeypatch, shared_d
     """`carkit restore --model <hrcnn>` on a gray JPEG: no pixel decoder runs,
     and a network that is still the JPEG decoder reproduces the JPEG."""
     import carkit.io
-    import carkit.pipelines.restore as restore_mod
+    import carkit.jpeg.jpegfile
     from carkit.cli import main
 
     _hrcnn_zoo(tmp_path / "zoo", monkeypatch)
@@ -174,7 +174,8 @@ def test_restore_reads_coefficients_never_pixels(tmp_path, monkeypatch, shared_d
         raise AssertionError("a pixel decoder was called")
 
     monkeypatch.setattr(carkit.io, "read_image", no_pixels)
-    monkeypatch.setattr(restore_mod, "read_image", no_pixels)
+    monkeypatch.setattr(carkit.io, "read_image_bytes", no_pixels)
+    monkeypatch.setattr(carkit.jpeg.jpegfile, "read_image_bytes", no_pixels)
     dst = tmp_path / "out.png"
     assert main(["restore", "--model", "tiny-hrcnn", str(src), "-o", str(dst)]) == 0
     monkeypatch.undo()

@@ -78,7 +78,7 @@ def test_decoder_can_be_a_registered_restorer_started_from_its_weights(monkeypat
     assert all(p.requires_grad for p in learning.decoder.parameters()) and learning.decoder.ci_encoder.training
 
     # the zoo's weights stand in for shipped dagn-small here (a run folder works the same way)
-    monkeypatch.setattr(engine, "_init_state", lambda name, part="model": source)
+    monkeypatch.setattr(engine, "_init_state", lambda name, part="model", runs_root=None: source)
     counts = engine.init_from_run(net, "zoo:dagn-small", into="decoder")
     assert counts["missing"] == sum(1 for k in net.state_dict() if k.startswith("encoder."))
     assert counts["unused"] == 0

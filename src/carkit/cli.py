@@ -154,43 +154,19 @@ _METHOD_BY_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".jfif": "
                      ".j2k": "jpeg2000", ".j2c": "jpeg2000", ".bcnn": "blockcnn", ".ckfp": "factorized"}
 
 
-def _encoder(method: str, args, suffix: str):
-    """The codec object for --method (with --model/--codec where it takes them)."""
-    from .codecs.registry import get_codec
+def canonical_name_or_none(method: str) -> str | None:
+    from .codecs.registry import canonical_name
 
-    if args.codec and method != "hiding":
-        raise UsageError(f"--codec applies to --method hiding, not {method}")
-    if method == "hiding":
-        from .codecs.registry import canonical_name
-        from .pipelines.hiding_codec import CARRIERS, HidingCodec
-
-        try:
-            base = canonical_name(args.codec or "jpeg")
-        except CarkitError as exc:
-            raise UsageError(str(exc)) from exc
-        if base not in CARRIERS:
-            raise UsageError(f"--codec {base}: its files cannot carry the hiding marker "
-                             f"(supported: {', '.join(sorted(CARRIERS))})")
-        return HidingCodec(codec=base, model=args.model)
-    if method == "blockcnn":
-        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
-
-        return BlockCNNCodec(model=args.model or DEFAULT_MODEL)
-    if method == "vcnn":
-        from .pipelines.vcodec_codec import VirtualCodecCodec
-
-        return VirtualCodecCodec(model=args.model)
-    if args.model:
-        raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
-    if method == "jpeg2000" and suffix == ".jp2":
-        return get_codec(method, jp2=True)
-    return get_codec(method)
+    try:
+        return canonical_name(method)
+    except CarkitError:
+        return None
 
 
 def _cmd_encode(args) -> int:
     import warnings
 
-    from .codecs.registry import canonical_name
+    from .api import encoder
     from .io import check_output_path, read_image, write_bytes
 
     if not 1 <= args.quality <= 100:
@@ -198,17 +174,13 @@ def _cmd_encode(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     check_output_path(src, dst, args.force)
     suffix = dst.suffix.lower()
-    if args.method is None:
-        method = _METHOD_BY_SUFFIX.get(suffix)
-        if method is None:
-            raise UsageError(f"{dst}: cannot tell the codec from {suffix or 'no suffix'!r}; name one with "
-                             f"--method, or write {', '.join(sorted(set(_METHOD_BY_SUFFIX)))}")
-    else:
-        try:
-            method = canonical_name(args.method)
-        except CarkitError as exc:
-            raise UsageError(str(exc)) from exc
-    codec = _encoder(method, args, suffix)
+    method = args.method or _METHOD_BY_SUFFIX.get(suffix)
+    if method is None:
+        raise UsageError(f"{dst}: cannot tell the codec from {suffix or 'no suffix'!r}; name one with "
+                         f"--method, or write {', '.join(sorted(set(_METHOD_BY_SUFFIX)))}")
+    options = {"jp2": True} if canonical_name_or_none(method) == "jpeg2000" and suffix == ".jp2" else {}
+    codec = encoder(method, model=args.model, codec=args.codec, **options)
+    method = codec.name
     allowed = _SUFFIXES.get(codec.extension, (codec.extension,))
     if suffix not in allowed:
         raise UsageError(f"{dst}: --method {method} writes {codec.extension} files; name the output "
@@ -228,11 +200,8 @@ def _cmd_encode(args) -> int:
 
 
 def _cmd_decode(args) -> int:
-    from .io import check_output_path, encode_image, output_format, read_image_bytes, write_bytes
-    from .pipelines import hiding_codec
-    from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
-    from .pipelines.factorized_codec import FactorizedCodec, is_ckfp
-    from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
+    from .api import decode_file
+    from .io import check_output_path, encode_image, output_format, write_bytes
 
     src, dst = Path(args.input), Path(args.output)
     name = "<stdin>" if args.input == "-" else str(src)
@@ -243,34 +212,10 @@ def _cmd_decode(args) -> int:
         raise CarkitError(f"{src}: no such file")
     data = sys.stdin.buffer.read() if args.input == "-" else src.read_bytes()
     _set_threads(args.threads)
-    metadata = None
-    hidden = hiding_codec.read_marker(data) is not None
-    if args.restore and (hidden or args.method == "hiding"):
-        raise UsageError(f"{name}: a residual-hiding file is decoded by its own decoder; drop --restore")
-    if args.method == "hiding" and not hidden:
-        from .pipelines.restore import Restorer, restore_jpeg
-
-        restored = restore_jpeg(Restorer(), data, name)  # a plain JPEG: the blind restorer, as `carkit restore`
-        print(f"carkit: {name}: {hiding_codec.fallback_note(restored.plan)}", file=sys.stderr)
-        pixels, metadata = restored.pixels, restored.metadata
-    elif hidden:
-        pixels = hiding_codec.HidingCodec().decode_with_note(data)[0]
-    elif is_bcnn(data):
-        pixels = decode_bcnn(data, restore=args.restore)
-    elif is_ckfp(data):
-        if args.restore:
-            raise UsageError(f"{name}: --restore applies to .bcnn files, not to learned-codec files")
-        pixels = FactorizedCodec().decode(data)
-    elif read_marker(data) is not None:
-        if args.restore:
-            raise UsageError(f"{name}: a virtual-codec file is decoded by its own post-processor; drop --restore")
-        pixels = VirtualCodecCodec().decode(data)
-    elif args.restore:
-        raise UsageError(f"{name}: not a .bcnn file; --restore applies to .bcnn files "
-                         "(use `carkit restore` for JPEGs)")
-    else:  # any standard image Pillow reads (JPEG, PNG, WebP, AVIF, HEIF, JPEG 2000, ...)
-        image = read_image_bytes(data, name)
-        pixels, metadata = image.pixels, image.metadata
+    decoded = decode_file(data, name, method=args.method, restore=args.restore)
+    if decoded.note and decoded.kind == "jpeg-restored":
+        print(f"carkit: {name}: {decoded.note}", file=sys.stderr)
+    pixels, metadata = decoded.pixels, decoded.metadata
     out = encode_image(pixels, fmt, metadata=None if args.strip_metadata else metadata, name=str(dst), **save)
     if args.output == "-":
         sys.stdout.buffer.write(out)

@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CodecError, ImageReadError
+from ..errors import ImageReadError, UsageError
 from ..extras import require_bench_deps
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif", "factorized")
@@ -146,7 +146,7 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
         names = [n for n in DEFAULT_CODECS if n in avail]
     names = list(dict.fromkeys(canonical_name(n) for n in names))
     if not names:
-        raise CodecError("no codec to benchmark")
+        raise UsageError("no codec to benchmark")
     quals = _parse_list(qualities, int) or list(DEFAULT_QUALITIES)
     quals = sorted(set(check_quality(q) for q in quals))
     codec_options = {canonical_name(k): dict(v) for k, v in (codec_options or {}).items()}

@@ -70,7 +70,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Sequence
 
-from ..errors import CarkitError, CodecError
+from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
 from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
 
@@ -132,9 +132,12 @@ CODECS = {
 def codec_config(name: str) -> CodecConfig:
     from ..codecs import canonical_name
 
-    key = canonical_name(name)
+    try:
+        key = canonical_name(name)
+    except CodecError as exc:
+        raise UsageError(str(exc)) from None
     if key not in CODECS:
-        raise CarkitError(f"no hiding-bench configuration for {key}; configured: {', '.join(CODECS)}")
+        raise UsageError(f"no hiding-bench configuration for {key}; configured: {', '.join(CODECS)}")
     return CODECS[key]
 
 
@@ -219,7 +222,7 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
         if rec.gray != gray:
             why = f"{name} codes {'gray' if rec.gray else 'color'} images; this set is {'gray' if gray else 'color'}"
             if explicit:
-                raise CarkitError(why)
+                raise UsageError(why)
             notes.append(why)
             return None
         net, record = load_weights(name)
@@ -233,7 +236,7 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
                "at one quality")
     if why:
         if explicit:
-            raise CarkitError(why)
+            raise UsageError(why)
         if family is not None:
             notes.append(why)
         return None
@@ -254,12 +257,12 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
     for run in runs:
         path = Path(run) / "recipe.json"
         if not path.is_file():
-            raise CarkitError(f"{run}: not a training run folder (no recipe.json)")
+            raise UsageError(f"{run}: not a training run folder (no recipe.json)")
         recipe = json.loads(path.read_text())
         kind = model_config(recipe["model"]).kind
         if kind == "hiding":
             if bool(recipe["gray"]) != gray:
-                raise CarkitError(f"{run}: codes {'gray' if recipe['gray'] else 'color'} images; this set is "
+                raise UsageError(f"{run}: codes {'gray' if recipe['gray'] else 'color'} images; this set is "
                                   f"{'gray' if gray else 'color'}")
             net, recipe = load_run_model(run)
             sha = sha256_file(Path(run) / "last.safetensors")
@@ -273,10 +276,10 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
             continue
         family = _family(recipe["model"]) if kind == "restorer" else None
         if family is None:
-            raise CarkitError(f"{run}: {recipe['model']} is not a hiding model or a DnCNN/MemNet baseline")
+            raise UsageError(f"{run}: {recipe['model']} is not a hiding model or a DnCNN/MemNet baseline")
         quals = recipe.get("qualities") or []
         if len(set(quals)) != 1:
-            raise CarkitError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
+            raise UsageError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
         (name, (plan, info)), = _add_runs(restorer, [run], gray).items()
         out.append(Method(name, family, recipe_codec(recipe), (int(quals[0]),) * 2,
@@ -287,19 +290,20 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
 def find_methods(models: Sequence[str] | None, runs: Sequence, gray: bool, restorer,
                  notes: list[str] | None = None) -> list[Method]:
     """Hiding models and baselines: ``models`` (zoo names; None: every
-    suitable zoo entry, with a line in ``notes`` for those left out) and
-    ``runs``; names must be unique."""
+    suitable zoo entry, the extra weights folders' too, where the baselines
+    live, with a line in ``notes`` for those left out) and ``runs``; names
+    must be unique."""
     from ..zoo.registry import list_weights
 
     explicit = models is not None
-    names = list(dict.fromkeys(models)) if explicit else list_weights()
+    names = list(dict.fromkeys(models)) if explicit else list_weights(include_extra=True)
     notes = [] if notes is None else notes
     methods = [m for m in (_zoo_method(n, gray, explicit, notes) for n in names) if m is not None]
     methods += _run_methods(runs, gray, restorer)
     seen = set()
     for m in methods:
         if m.name in seen:
-            raise CarkitError(f"two models or runs are named {m.name!r}")
+            raise UsageError(f"two models or runs are named {m.name!r}")
         seen.add(m.name)
     return methods
 
@@ -520,15 +524,15 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         try:
             return check_quality(q)
         except ValueError as exc:
-            raise CarkitError(str(exc)) from None
+            raise UsageError(str(exc)) from None
 
     if not (len(window) == 2 and 0 < window[0] < window[1]):
-        raise CarkitError(f"the rate window needs two rates 0 < low < high, got {window}")
+        raise UsageError(f"the rate window needs two rates 0 < low < high, got {window}")
     if tag is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", tag):
-        raise CarkitError(f"--tag must be lower-case letters, digits and '-', got {tag!r}")
+        raise UsageError(f"--tag must be lower-case letters, digits and '-', got {tag!r}")
     configs = [codec_config(c) for c in dict.fromkeys(codecs)]
     if not configs:
-        raise CarkitError("no codec to benchmark")
+        raise UsageError("no codec to benchmark")
     if quality is not None or sweep:
         configs = [replace(c, quality=checked(quality) if quality is not None else c.quality,
                            sweep=tuple(sorted({checked(q) for q in sweep})) if sweep else c.sweep)
@@ -545,7 +549,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     methods = find_methods(models, runs, gray, baseline_restorer, general_notes)
     if restorer == "":
         rst = None
-    elif restorer is None and DEFAULT_RESTORER[gray] not in list_weights():
+    elif restorer is None and DEFAULT_RESTORER[gray] not in list_weights(include_extra=True):
         rst = None
         general_notes.append(f"no codec + restorer curve: the default restorer {DEFAULT_RESTORER[gray]} is not in "
                              "the zoo (give --restorer)")

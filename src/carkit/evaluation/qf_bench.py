@@ -23,7 +23,7 @@ import numpy as np
 
 from ..codecs.jpeg import JpegCodec
 from ..data.folders import as_mode, list_images
-from ..errors import CarkitError
+from ..errors import CarkitError, UsageError
 from ..io import read_image
 from ..jpeg.jpegfile import JpegFile
 from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality
@@ -95,7 +95,7 @@ def bench_qf(model: str, real_dir: str | os.PathLike | None, data_dirs: list[str
     rec = weights_record(model)
     net = load_pretrained(model)
     if getattr(net, "predict_quality", None) is None:
-        raise CarkitError(f"{model} ({rec.model}) has no quality predictor")
+        raise UsageError(f"{model} ({rec.model}) has no quality predictor")
     return {
         "kind": "qf",
         "model": model,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codecs.jpeg import JpegCodec
-from ..errors import CarkitError
+from ..errors import UsageError
 from ..data.folders import as_mode, list_images
 from ..io import read_image
 from ..pipelines.restore import Restorer
@@ -63,7 +63,7 @@ def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
         net, recipe = load_run_model(run)
         name = recipe["name"]
         if name in added:
-            raise CarkitError(f"two runs are named {name!r}")
+            raise UsageError(f"two runs are named {name!r}")
         restorer._models[name] = net
         mode = ("gray" if gray else "color-via-Y") if recipe["gray"] else "color"
         budget = run_budget(run, recipe)
@@ -103,17 +103,17 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
     if not files:
-        raise CarkitError(f"{data_dir}: no images to benchmark")
+        raise UsageError(f"{data_dir}: no images to benchmark")
     images = [read_image(f).pixels for f in files]
     if gray is None:
         gray = all(im.ndim == 2 for im in images) or plane != "y"
     if plane != "y" and not gray:
-        raise CarkitError(f"--plane {plane} applies to gray benchmarks")
+        raise UsageError(f"--plane {plane} applies to gray benchmarks")
     images = [as_mode(im, gray, plane) for im in images]
     if crop:
         images = [c for im in images for c in crops_of(im, crop)]
         if not images:
-            raise CarkitError(f"{data_dir}: no image has a whole {crop}x{crop} crop")
+            raise UsageError(f"{data_dir}: no image has a whole {crop}x{crop} crop")
     restorer = Restorer()
     plans = {}
     for name in models:
@@ -122,7 +122,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     restorer.forced = None
     from_runs = _add_runs(restorer, runs, gray)
     if set(from_runs) & set(models):
-        raise CarkitError(f"a run and a zoo model share a name: {sorted(set(from_runs) & set(models))}")
+        raise UsageError(f"a run and a zoo model share a name: {sorted(set(from_runs) & set(models))}")
     plans.update({name: plan for name, (plan, _) in from_runs.items()})
     models = list(models) + list(from_runs)
     metric_names = PRIMARY[gray]
@@ -134,7 +134,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     kspace = {m for m in models if m not in from_runs and weights_record(m).kind == "kspace"}
     mismatched = sorted(m for m in kspace if weights_record(m).gray != gray)
     if mismatched:
-        raise CarkitError(f"{', '.join(mismatched)}: gray HR-CNN models restore gray JPEGs (benchmark them with "
+        raise UsageError(f"{', '.join(mismatched)}: gray HR-CNN models restore gray JPEGs (benchmark them with "
                           "--gray or --plane green), hrcnn-color color ones")
     covers = {m: (lambda q: True) if m in from_runs else weights_record(m).covers for m in models}
     image_mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6

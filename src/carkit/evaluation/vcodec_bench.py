@@ -55,7 +55,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import CarkitError, CodecError
+from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
 from ..pipelines.vcodec_codec import VirtualCodecCodec
 
@@ -110,7 +110,7 @@ def _mode_check(source: str, model_gray: bool, gray: bool) -> str | None:
     """None for a model of the set's mode, "luma" for a gray model on a color
     set (the codec's luma mode); a color model cannot code a gray set."""
     if gray and not model_gray:
-        raise CarkitError(f"{source} codes color images; this benchmark is gray (leave out --gray, "
+        raise UsageError(f"{source} codes color images; this benchmark is gray (leave out --gray, "
                           "or use the gray models)")
     return "luma" if model_gray and not gray else None
 
@@ -140,7 +140,7 @@ def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
 
     rec = weights_record(name)
     if rec.kind != "vcodec":
-        raise CarkitError(f"{name} is a {rec.kind}, not a virtual-codec model")
+        raise UsageError(f"{name} is a {rec.kind}, not a virtual-codec model")
     planes = _mode_check(name, rec.gray, gray)
     recipe = rec.training.get("recipe") or {}
     info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256, "planes": planes,
@@ -159,7 +159,7 @@ def _run_model(run: str | os.PathLike, gray: bool) -> tuple[str, object, dict]:
     net, recipe = load_run_model(run)
     name = recipe["name"]
     if model_config(recipe["model"]).kind != "vcodec":
-        raise CarkitError(f"{run}: {recipe['model']} is not a virtual-codec model")
+        raise UsageError(f"{run}: {recipe['model']} is not a virtual-codec model")
     planes = _mode_check(str(run), bool(recipe["gray"]), gray)
     sha = sha256_file(Path(run) / "last.safetensors")
     budget = run_budget(run, recipe)
@@ -186,7 +186,7 @@ def plan_methods(models: Sequence[str], runs: Sequence, qualities: Sequence[int]
     entries += [_run_model(r, gray) for r in runs]
     for name, codec, meta in entries:
         if name in info:
-            raise CarkitError(f"two models or runs are named {name!r}")
+            raise UsageError(f"two models or runs are named {name!r}")
         family = family_of(name) if meta["source"] == "zoo" and not qualities else None
         curve = (family + (LUMA if meta["planes"] == "luma" else "")) if family else name
         meta["curve"] = curve
@@ -225,7 +225,7 @@ def _load_images(data_dir: Path, gray: bool | None, limit: int | None):
 
     files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
     if not files:
-        raise CarkitError(f"{data_dir}: no images to benchmark")
+        raise UsageError(f"{data_dir}: no images to benchmark")
     images = [read_image(f).pixels for f in files]
     if gray is None:
         gray = all(im.ndim == 2 for im in images)
@@ -240,7 +240,7 @@ def _restorer(name: str | None, gray: bool):
     name = name or DEFAULT_RESTORER[gray]
     rec = weights_record(name)
     if rec.kind != "restorer":
-        raise CarkitError(f"{name} is a {rec.kind}, not a pixel artifact remover")
+        raise UsageError(f"{name} is a {rec.kind}, not a pixel artifact remover")
     restorer = Restorer(model=name)
     plan = restorer.plan(gray, None)
     return restorer, plan, {"name": name, "architecture": rec.model, "weights_sha256": rec.sha256,
@@ -265,7 +265,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     data_dir = Path(data_dir)
     files, images, gray = _load_images(data_dir, gray, limit)
     if not models and not runs:
-        raise CarkitError(f"no virtual-codec model to benchmark on {'gray' if gray else 'color'} images: the zoo "
+        raise UsageError(f"no virtual-codec model to benchmark on {'gray' if gray else 'color'} images: the zoo "
                           "has none (train recipes/vcodec/*.toml and `carkit zoo export`), or give --models/--runs")
     jq = sorted({check_quality(q) for q in (jpeg_qualities or DEFAULT_JPEG_QUALITIES)})
     quals = sorted({check_quality(q) for q in qualities}) if qualities else None
@@ -273,7 +273,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     rst, plan, rst_info = _restorer(restorer, gray)
     jpeg, restored = JpegCodec(), f"jpeg+{rst_info['name']}"
     if set(learned) & {"jpeg", restored}:
-        raise CarkitError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
+        raise UsageError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
 
     curves: dict[str, list] = {"jpeg": [], restored: []}
     total = len(images) * (len(jq) + sum(len(v) for v in learned.values()))
@@ -676,11 +676,16 @@ def plot_rd(payload: dict, out: str | os.PathLike, title: str | None = None) -> 
 
 
 def default_models(gray: bool) -> list[str]:
-    """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others);
-    a color set also gets the gray models in luma mode (the YCbCr description)."""
-    from ..pipelines.vcodec_codec import vcodec_weights
+    """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others,
+    the extra weights folders' too); a color set also gets the gray models in
+    luma mode (the YCbCr description)."""
+    from ..zoo.registry import list_weights, weights_record
 
-    return vcodec_weights(gray) + ([] if gray else vcodec_weights(True))
+    def of_mode(g: bool) -> list[str]:
+        return [n for n in list_weights(include_extra=True)
+                if weights_record(n).kind == "vcodec" and weights_record(n).gray == g]
+
+    return of_mode(gray) + ([] if gray else of_mode(True))
 
 
 def add_bench_vcodec_arguments(parser) -> None:
@@ -725,7 +730,7 @@ def threads_and_window(args) -> tuple[float, float]:
     except ValueError:
         window = ()
     if len(window) != 2 or not 0 < window[0] < window[1]:
-        raise CarkitError(f"--window needs two rates low,high, got {args.window!r}")
+        raise UsageError(f"--window needs two rates low,high, got {args.window!r}")
     return window
 
 
@@ -735,7 +740,7 @@ def _ints(value) -> list[int] | None:
     try:
         return _parse_list(value, int)
     except ValueError:
-        raise CarkitError(f"not a comma-separated list of integers: {value!r}") from None
+        raise UsageError(f"not a comma-separated list of integers: {value!r}") from None
 
 
 def main_bench_vcodec(args) -> int:

@@ -1,0 +1,263 @@
+"""carkit's Python API: the verbs the command line is built on.
+
+``restore``, ``encode``, ``decode``, ``load_model``, ``list_models`` and
+``get_codec`` are re-exported from ``carkit`` (loaded on first use, so
+``import carkit`` stays fast). Images go in as a numpy uint8 array ((H, W) or
+(H, W, 3)), a PIL image, an encoded file's bytes or a path, and come out as
+uint8 arrays. Errors are typed (:mod:`carkit.errors`), never ``sys.exit``.
+
+    >>> import carkit
+    >>> out = carkit.restore("examples/kodim23_q15.jpg")      # doctest: +SKIP
+    >>> data = carkit.encode(out, "jpeg", quality=80)         # doctest: +SKIP
+    >>> carkit.decode(data).shape                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CarkitError, UsageError
+
+ImageLike = "np.ndarray | PIL.Image.Image | bytes | str | os.PathLike"
+
+__all__ = ["restore", "encode", "decode", "decode_file", "load_model", "list_models", "get_codec",
+           "Decoded", "encoder"]
+
+
+# ------------------------------------------------------------------ restore
+
+
+@lru_cache(maxsize=8)
+def _restorer(model: str | None, device: str, tile: int):
+    from .pipelines.restore import Restorer
+
+    return Restorer(model=model, device=device, tile=tile)
+
+
+def restore(x, model: str | None = None, *, quality: int | None = None, device: str = "cpu",
+            tile: int = 512) -> np.ndarray:
+    """Restore a JPEG; returns the restored uint8 image, upright.
+
+    ``x``: the JPEG's bytes or path (quality read from its tables, the file
+    read once), or decoded pixels (an array or PIL image; a PIL JPEG keeps its
+    tables, otherwise the quality is unknown and the blind model restores it,
+    unless ``quality`` says it). ``model``: a zoo name (default: chosen per
+    image, as ``carkit restore``)."""
+    from .pipelines.restore import RestorePlan, restore_jpeg
+
+    restorer = _restorer(model, device, tile)
+    if isinstance(x, (bytes, bytearray, memoryview, str, os.PathLike)):
+        return restore_jpeg(restorer, x if not isinstance(x, str) else Path(x)).pixels
+    pixels, tables_quality = _pixels_and_quality(x)
+    q = quality if quality is not None else tables_quality
+    plan: RestorePlan = restorer.plan(pixels.ndim == 2, q)
+    return restorer.restore_pixels(pixels, plan)
+
+
+def _pixels_and_quality(x) -> tuple[np.ndarray, int | None]:
+    """uint8 pixels of an array or PIL image, and the IJG quality of a PIL JPEG's tables."""
+    from PIL import Image
+
+    if isinstance(x, Image.Image):
+        from .io import _to_uint8
+
+        quality = None
+        tables = getattr(x, "quantization", None)
+        if tables:
+            from .jpeg.quality import estimate_quality
+
+            try:
+                quality = estimate_quality(tables).quality
+            except ValueError:
+                quality = None
+        return _to_uint8(x)[0], quality
+    return _as_pixels(x), None
+
+
+def _as_pixels(x) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype != np.uint8:
+        raise UsageError(f"expected uint8 pixels, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise UsageError(f"expected (H, W) or (H, W, 3) pixels, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _read_pixels(image) -> np.ndarray:
+    """Pixels of an array, PIL image, encoded bytes or path (upright, alpha dropped)."""
+    from PIL import Image
+
+    from .io import read_image, read_image_bytes
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return read_image_bytes(image).pixels
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image).pixels
+    if isinstance(image, Image.Image):
+        return _pixels_and_quality(image)[0]
+    return _as_pixels(image)
+
+
+# ------------------------------------------------------------------ encode
+
+
+#: Hiding carriers and learned codecs take a zoo pair with ``model=``; these accept it.
+_MODEL_METHODS = ("hiding", "blockcnn", "vcnn")
+
+
+def encoder(method: str, *, model: str | None = None, codec: str | None = None, **options):
+    """The codec object that ``encode`` uses for ``method`` (a registered codec
+    name or alias; ``model`` picks zoo weights for hiding/blockcnn/vcnn,
+    ``codec`` the standard codec under hiding)."""
+    from .codecs.registry import canonical_name, get_codec as _get_codec
+
+    try:
+        method = canonical_name(method)
+    except CarkitError as exc:
+        raise UsageError(str(exc)) from exc
+    if codec and method != "hiding":
+        raise UsageError(f"--codec applies to --method hiding, not {method}")
+    if model and method not in _MODEL_METHODS:
+        raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
+    if method == "hiding":
+        from .pipelines.hiding_codec import CARRIERS, HidingCodec
+
+        try:
+            base = canonical_name(codec or "jpeg")
+        except CarkitError as exc:
+            raise UsageError(str(exc)) from exc
+        if base not in CARRIERS:
+            raise UsageError(f"--codec {base}: its files cannot carry the hiding marker "
+                             f"(supported: {', '.join(sorted(CARRIERS))})")
+        return HidingCodec(codec=base, model=model, **options)
+    if method == "blockcnn":
+        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
+
+        return BlockCNNCodec(model=model or DEFAULT_MODEL, **options)
+    if method == "vcnn":
+        from .pipelines.vcodec_codec import VirtualCodecCodec
+
+        return VirtualCodecCodec(model=model, **options)
+    return _get_codec(method, **options)
+
+
+def encode(image, method: str = "jpeg", quality: int = 75, **options) -> bytes:
+    """Compress an image (array, PIL image, encoded bytes or path) with a
+    registered codec; returns the file's bytes. ``options`` go to the codec
+    (``model=``/``codec=`` for the learned methods, e.g. ``encode(img,
+    "hiding", 50, codec="jpeg")``)."""
+    if not isinstance(quality, (int, np.integer)) or not 1 <= int(quality) <= 100:
+        raise UsageError(f"quality must be an int in 1..100, got {quality!r}")
+    codec = encoder(method, **options)
+    pixels = _read_pixels(image)
+    try:
+        return codec.encode(pixels, int(quality))
+    except ValueError as exc:
+        raise CarkitError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------ decode
+
+
+@dataclass
+class Decoded:
+    """A decoded file: upright uint8 pixels, the metadata to write with them
+    (standard images), what kind of file it was, and a note where decoding
+    did something other than asked (a hiding file decoded blind)."""
+
+    pixels: np.ndarray
+    kind: str
+    metadata: object | None = None
+    note: str | None = None
+
+
+def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
+                restore: str | None = None) -> Decoded:
+    """Decode any file carkit writes, recognised by its content: a residual-
+    hiding or virtual-codec JPEG (by its marker), a .bcnn or .ckfp file (by its
+    magic), or any standard image Pillow reads. ``method="hiding"``: a JPEG
+    without the hiding marker is restored by the blind restorer instead (the
+    note says so). ``restore``: a zoo artifact remover applied after a .bcnn
+    decode. Raises CarkitError subclasses for anything wrong."""
+    from .pipelines import hiding_codec
+    from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
+    from .pipelines.factorized_codec import FactorizedCodec, is_ckfp
+    from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
+
+    if method not in ("auto", "hiding"):
+        raise UsageError(f"decode method must be 'auto' or 'hiding', got {method!r}")
+    data = bytes(data)
+    hidden = hiding_codec.read_marker(data) is not None
+    if restore and (hidden or method == "hiding"):
+        raise UsageError(f"{name}: a residual-hiding file is decoded by its own decoder; drop --restore")
+    if method == "hiding" and not hidden:
+        from .pipelines.restore import restore_jpeg
+
+        restored = restore_jpeg(_restorer(None, "cpu", 512), data, name)  # as `carkit restore`
+        return Decoded(restored.pixels, "jpeg-restored", restored.metadata,
+                       hiding_codec.fallback_note(restored.plan))
+    if hidden:
+        pixels, note = hiding_codec.HidingCodec().decode_with_note(data)
+        return Decoded(pixels, "hiding", None, note)
+    if is_bcnn(data):
+        return Decoded(decode_bcnn(data, restore=restore), "blockcnn")
+    if is_ckfp(data):
+        if restore:
+            raise UsageError(f"{name}: --restore applies to .bcnn files, not to learned-codec files")
+        return Decoded(FactorizedCodec().decode(data), "factorized")
+    if read_marker(data) is not None:
+        if restore:
+            raise UsageError(f"{name}: a virtual-codec file is decoded by its own post-processor; drop --restore")
+        return Decoded(VirtualCodecCodec().decode(data), "vcnn")
+    if restore:
+        raise UsageError(f"{name}: not a .bcnn file; --restore applies to .bcnn files "
+                         "(use `carkit restore` for JPEGs)")
+    from .io import read_image_bytes
+
+    image = read_image_bytes(data, name)
+    return Decoded(image.pixels, "image", image.metadata)
+
+
+def decode(data) -> np.ndarray:
+    """Decode any file carkit writes (bytes or a path); returns uint8 pixels.
+    See :func:`decode_file` for the options."""
+    if isinstance(data, (str, os.PathLike)):
+        from .jpeg.jpegfile import read_source_bytes
+
+        data, name = read_source_bytes(data)
+        return decode_file(data, name).pixels
+    return decode_file(data).pixels
+
+
+# ------------------------------------------------------------------ models and codecs
+
+
+def load_model(name: str, device: str = "cpu"):
+    """A zoo model with its weights loaded (sha256-checked), in eval mode."""
+    from .zoo.registry import load_pretrained
+
+    return load_pretrained(name, device)
+
+
+def list_models(role: str | None = None) -> list[str]:
+    """Names of the shipped weights, optionally of one role (restorer, kspace,
+    hiding, vcodec, learned-codec, predictor, codec-sim)."""
+    from .zoo.registry import list_weights, weights_record
+
+    names = list_weights()
+    if role is None:
+        return names
+    return [n for n in names if weights_record(n).kind == role]
+
+
+def get_codec(name: str, **options):
+    """A registered codec by name (jpeg, webp, avif, heif, jpeg2000, blockcnn,
+    hiding, vcnn, factorized); see :mod:`carkit.codecs.registry`."""
+    return encoder(name, **options)
