@@ -15,12 +15,16 @@ TINY_KWARGS = {"channels": [8, 16], "blocks": 1}
 
 def make_tiny_zoo(directory: Path, monkeypatch=None, gray_range=(10, 40)) -> Path:
     """Write one tiny gray ResUNet as zoo entry 'tiny-gray' into ``directory``;
-    with ``monkeypatch``, point the zoo at it."""
+    with ``monkeypatch``, point the zoo at it, with no extra weights folders
+    (the repository's weights/bench, CARKIT_WEIGHTS_PATH), so what benches
+    list is this zoo alone."""
     import carkit.zoo.registry as zoo
 
     directory.mkdir(parents=True, exist_ok=True)
     if monkeypatch is not None:
         monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
+        monkeypatch.setattr(zoo, "BENCH_DIR", None)
+        monkeypatch.delenv(zoo.WEIGHTS_PATH_ENV, raising=False)
     old = zoo.WEIGHTS_DIR
     zoo.WEIGHTS_DIR = directory
     try:

@@ -377,7 +377,7 @@ def test_simulator_starts_from_a_run_or_the_zoo_once(tmp_path, shared_data):
     from carkit.zoo.registry import load_pretrained
 
     with pytest.raises(RecipeError, match="sim_init"):
-        ht.ResidualHidingTask(strategy="II", sim_init="zoo:hiding-sim-heif-q39")
+        ht.ResidualHidingTask(strategy="II", sim_init="zoo:hiding-sim-heif-q39-long")
     kwargs = {"simulator": "autoencoder", "sim_features": 4, "sim_blocks": 2}
     train(_tiny_recipe(shared_data, "I", 3, **kwargs), tmp_path / "a", progress=False)
     a = {k[4:]: v for k, v in load_file(str(tmp_path / "a" / "last.safetensors")).items() if k.startswith("sim.")}
@@ -393,8 +393,8 @@ def test_simulator_starts_from_a_run_or_the_zoo_once(tmp_path, shared_data):
     task.prepare(model, extras, recipe)
     assert torch.equal(extras["sim"].out.weight, changed)
 
-    zoo = load_pretrained("hiding-sim-heif-q39")                          # the shipped HEIF simulator
-    task = ht.ResidualHidingTask(strategy="I", codec="webp", sim_init="zoo:hiding-sim-heif-q39")
+    zoo = load_pretrained("hiding-sim-heif-q39-long")          # the HEIF simulator (the repository's weights/bench)
+    task = ht.ResidualHidingTask(strategy="I", codec="webp", sim_init="zoo:hiding-sim-heif-q39-long")
     extras = task.extras(model, recipe)
     task.prepare(model, extras, recipe)
     assert all(torch.equal(extras["sim"].state_dict()[k], v) for k, v in zoo.state_dict().items())

@@ -6,6 +6,16 @@ architecture (registry name and kwargs), what it restores (gray/color,
 quality range), the training recipe, data and budget, the sha256 of the
 safetensors file, and results measured by ``carkit bench``.
 
+The package ships product weights only. Weights outside it are found in
+extra folders searched after the package's (:func:`extra_dirs`): those
+named by ``CARKIT_WEIGHTS_PATH`` (``os.pathsep``-separated), then the
+repository's ``weights/bench`` when carkit runs from a checkout (bench
+baselines, training-only simulators, variants not shipped).
+:func:`weights_record` and :func:`load_pretrained` find a name in any of
+them (the package's first); :func:`list_weights` lists the package's
+unless asked for the extra ones too, so automatic choices (restore's model,
+encode's defaults) and ``carkit zoo list`` see shipped weights only.
+
 Loading checks the sha256 and never unpickles (safetensors only).
 """
 
@@ -21,6 +31,27 @@ from ..errors import ModelError, WeightsError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
+#: environment variable naming more weights folders (``os.pathsep``-separated)
+WEIGHTS_PATH_ENV = "CARKIT_WEIGHTS_PATH"
+
+
+def _repository_weights() -> Path | None:
+    """``weights/bench`` of the repository this package runs from (an editable
+    install: ``src/carkit`` beside it), or None (an installed wheel)."""
+    root = Path(__file__).resolve().parents[3]
+    return root / "weights" / "bench" if (root / "src" / "carkit" / "zoo").is_dir() else None
+
+
+#: the repository's folder of weights that the package does not ship (benches read it)
+BENCH_DIR = _repository_weights()
+
+
+def extra_dirs() -> list[Path]:
+    """The weights folders searched after WEIGHTS_DIR, in order: each folder in
+    ``CARKIT_WEIGHTS_PATH``, then BENCH_DIR; those that exist."""
+    named = [Path(p) for p in os.environ.get(WEIGHTS_PATH_ENV, "").split(os.pathsep) if p]
+    return [d for d in [*named, *([BENCH_DIR] if BENCH_DIR is not None else [])] if d.is_dir()]
+
 
 @dataclass
 class WeightsRecord:
@@ -33,10 +64,12 @@ class WeightsRecord:
     description: str = ""
     training: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
+    #: the folder holding the record (None: WEIGHTS_DIR); not stored in the record
+    folder: Path | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}.safetensors"
+        return (self.folder or WEIGHTS_DIR) / f"{self.name}.safetensors"
 
     @property
     def kind(self) -> str:
@@ -55,7 +88,7 @@ class WeightsRecord:
         return recipe_codec(self.training.get("recipe"))
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "folder"}
 
 
 def recipe_codec(recipe: dict | None) -> str:
@@ -72,25 +105,30 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _record_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.json"
+def _record_path(name: str) -> Path | None:
+    """The record of ``name`` in the first weights folder holding one, or None."""
+    return next((p for d in [WEIGHTS_DIR, *extra_dirs()] if (p := d / f"{name}.json").exists()), None)
 
 
-def list_weights() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
+def list_weights(include_extra: bool = False) -> list[str]:
+    """Names of the package's weights; ``include_extra``: those of the extra
+    folders too (:func:`extra_dirs`; what benches score)."""
+    folders = [WEIGHTS_DIR, *(extra_dirs() if include_extra else [])]
+    return sorted({p.stem for d in folders for p in d.glob("*.json")})
 
 
 def weights_record(name: str) -> WeightsRecord:
     path = _record_path(name)
-    if not path.exists():
+    if path is None:
         known = ", ".join(list_weights()) or "none"
         raise ModelError(f"no shipped weights named {name!r}; known: {known}")
     data = json.loads(path.read_text())
-    return WeightsRecord(**data)
+    return WeightsRecord(**data, folder=path.parent)
 
 
 def save_record(record: WeightsRecord) -> None:
-    path = _record_path(record.name)
+    """Write ``record`` into its folder (WEIGHTS_DIR for a new one)."""
+    path = (record.folder or WEIGHTS_DIR) / f"{record.name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record.to_dict(), indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
