@@ -111,7 +111,7 @@ def test_huge_declared_size_is_refused_before_decoding(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("argv, text", [
-    (["--tile", "100"], "tile must be a multiple of 8"),
+    (["--tile", "100"], "tile must be a multiple of 16"),
     (["--tile", "40"], "at least 64"),
     (["--device", "tpu"], "unknown device"),
     (["--device", "xla"], "not supported"),

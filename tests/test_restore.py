@@ -219,3 +219,52 @@ def test_24_megapixel_jpeg_within_4_gb(tmp_path):
     assert code == "0"
     assert int(maxrss_kb) < 4 * 1024 * 1024, f"peak RSS {int(maxrss_kb) / 1024:.0f} MiB"
     assert Image.open(tmp_path / "big.png").size == (6000, 4000)
+
+
+def test_bf16_restore_agrees_with_fp32(tmp_path, monkeypatch):
+    from carkit.pipelines.restore import Restorer, resolve_precision, restore_jpeg
+
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    data = _jpeg(tmp_path / "a.jpg", size=(96, 80), quality=20).read_bytes()
+    fp32 = restore_jpeg(Restorer(precision="fp32"), data).pixels
+    bf16 = restore_jpeg(Restorer(precision="bf16"), data).pixels
+    assert fp32.shape == bf16.shape
+    mse = np.mean((fp32.astype(float) - bf16.astype(float)) ** 2)
+    assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 45  # bf16 rounding only
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    with pytest.raises(Exception, match="precision"):
+        Restorer(precision="fp8")
+
+
+def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch):
+    """A table-conditioned restorer (JpegNet) sees the file's own luma and
+    chroma tables, gray or color, on the 16-px MCU grid."""
+    import torch
+
+    from carkit.models.registry import create_model
+    from carkit.pipelines.restore import Restorer, RestorePlan, restore_jpeg
+
+    seen = []
+    net = create_model("jpegnet")
+    real_forward = net.forward
+
+    def forward(x, luma_table=None, chroma_table=None):
+        seen.append((x.shape[1], luma_table, chroma_table))
+        return real_forward(x, luma_table, chroma_table)
+
+    net.forward = forward
+    restorer = Restorer()
+    restorer._models["jpegnet-test"] = net
+    monkeypatch.setattr(Restorer, "plan", lambda self, gray, q: RestorePlan(q, None, "jpegnet-test", "color", "test"))
+    for mode, quality in (("RGB", 30), ("L", 70)):
+        path = _jpeg(tmp_path / f"{mode}.jpg", size=(70, 50), quality=quality, mode=mode)
+        with Image.open(path) as im:
+            tables = {k: np.asarray(v) for k, v in im.quantization.items()}
+        out = restore_jpeg(restorer, path.read_bytes()).pixels
+        assert out.shape == np.asarray(Image.open(path)).shape
+        channels, luma, chroma = seen[-1]
+        assert channels == (3 if mode == "RGB" else 1)
+        assert torch.equal(luma, torch.as_tensor(tables[0], dtype=torch.float32))
+        assert torch.equal(chroma, torch.as_tensor(tables[1 if mode == "RGB" else 0], dtype=torch.float32))
+        # a fresh JpegNet is the identity: the restore path changes nothing
+        assert np.abs(out.astype(int) - np.asarray(Image.open(path)).astype(int)).max() <= 1

@@ -33,24 +33,25 @@ __all__ = ["restore", "encode", "decode", "decode_file", "load_model", "list_mod
 
 
 @lru_cache(maxsize=8)
-def _restorer(model: str | None, device: str, tile: int):
+def _restorer(model: str | None, device: str, tile: int, precision: str = "auto"):
     from .pipelines.restore import Restorer
 
-    return Restorer(model=model, device=device, tile=tile)
+    return Restorer(model=model, device=device, tile=tile, precision=precision)
 
 
 def restore(x, model: str | None = None, *, quality: int | None = None, device: str = "cpu",
-            tile: int = 512) -> np.ndarray:
+            tile: int = 512, precision: str = "auto") -> np.ndarray:
     """Restore a JPEG; returns the restored uint8 image, upright.
 
     ``x``: the JPEG's bytes or path (quality read from its tables, the file
     read once), or decoded pixels (an array or PIL image; a PIL JPEG keeps its
     tables, otherwise the quality is unknown and the blind model restores it,
     unless ``quality`` says it). ``model``: a zoo name (default: chosen per
-    image, as ``carkit restore``)."""
+    image, as ``carkit restore``). ``precision``: auto (bf16 where the CPU
+    computes it natively), fp32 or bf16."""
     from .pipelines.restore import RestorePlan, restore_jpeg
 
-    restorer = _restorer(model, device, tile)
+    restorer = _restorer(model, device, tile, precision)
     if isinstance(x, (bytes, bytearray, memoryview, str, os.PathLike)):
         return restore_jpeg(restorer, x if not isinstance(x, str) else Path(x)).pixels
     pixels, tables_quality = _pixels_and_quality(x)

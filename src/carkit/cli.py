@@ -26,7 +26,7 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _restore_worker_init(model, device, tile, threads, max_pixels):
+def _restore_worker_init(model, device, tile, threads, max_pixels, precision="auto"):
     """Each --jobs worker: its own restorer and its share of the threads."""
     import torch
 
@@ -36,7 +36,7 @@ def _restore_worker_init(model, device, tile, threads, max_pixels):
     if max_pixels:
         os.environ["CARKIT_MAX_PIXELS"] = str(max_pixels)
     global _WORKER_RESTORER
-    _WORKER_RESTORER = Restorer(model=model, device=device, tile=tile)
+    _WORKER_RESTORER = Restorer(model=model, device=device, tile=tile, precision=precision)
 
 
 _WORKER_RESTORER = None
@@ -82,7 +82,8 @@ def _cmd_restore(args) -> int:
 
     threads = args.threads or torch.get_num_threads()
     jobs = min(args.jobs, len(files))
-    restorer = Restorer(model=args.model, device=args.device, tile=args.tile)  # checks the options once
+    restorer = Restorer(model=args.model, device=args.device, tile=args.tile,  # checks the options once
+                        precision=args.precision)
     many = len(files) > 1
     bar = tqdm(total=len(files), desc="restore", unit="img", disable=None if many else True)
     records = []
@@ -107,7 +108,7 @@ def _cmd_restore(args) -> int:
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_restore_worker_init,
                                  initargs=(args.model, args.device, args.tile, per_job,
-                                           os.environ.get("CARKIT_MAX_PIXELS"))) as pool:
+                                           os.environ.get("CARKIT_MAX_PIXELS"), args.precision)) as pool:
             futures = [pool.submit(_restore_worker, f, o, args.explain, options) for f, o in zip(files, outputs)]
             for future in futures:
                 report(future.result())
@@ -438,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes for several files (the threads are divided between them)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON record per file (input, output, quality, model, seconds, error)")
-    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 8, at least 64)")
+    p.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 16, at least 64)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 with channels_last where the CPU computes bf16 natively (AMX), else fp32")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_restore)

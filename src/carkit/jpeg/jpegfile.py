@@ -15,7 +15,7 @@ blind path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ImageReadError, InvalidTableError
 from ..io import ImageMetadata, LoadedImage, read_image_bytes
 from .files import require_jpeg_bytes
-from .quality import QualityEstimate, estimate_quality_of_file
+from .quality import QualityEstimate, estimate_quality_of_tables, read_quant_tables
 
 
 @dataclass
@@ -43,6 +43,9 @@ class JpegFile:
     image: LoadedImage
     quality: QualityEstimate | None
     quality_problem: str | None = None
+    #: DQT slot -> (8, 8) table, and the slot of each frame component
+    tables: dict[int, np.ndarray] = field(default_factory=dict)
+    component_slots: tuple[int, ...] = ()
 
     @classmethod
     def read(cls, source: str | os.PathLike | bytes, name: str | None = None) -> "JpegFile":
@@ -52,12 +55,25 @@ class JpegFile:
         data, name = read_source_bytes(source, name)
         require_jpeg_bytes(data, name)
         problem = None
+        tables, slots = read_quant_tables(data, name)
         try:
-            quality = estimate_quality_of_file(data, name)
+            quality = estimate_quality_of_tables(tables, slots, name)
         except InvalidTableError as exc:
             quality, problem = None, str(exc).removeprefix(f"{name}: ")
         image = read_image_bytes(data, name, apply_orientation=False)
-        return cls(data=data, name=name, image=image, quality=quality, quality_problem=problem)
+        return cls(data=data, name=name, image=image, quality=quality, quality_problem=problem,
+                   tables=tables, component_slots=slots)
+
+    @property
+    def coding_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(luma, chroma) (8, 8) tables of the first two components (a gray
+        file's chroma is its luma table), for models conditioned on them; None
+        when the tables are invalid (``quality_problem``)."""
+        if self.quality is None or not self.component_slots:
+            return None
+        luma = self.tables[self.component_slots[0]]
+        chroma = self.tables[self.component_slots[1]] if len(self.component_slots) > 1 else luma
+        return luma, chroma
 
     @property
     def pixels(self) -> np.ndarray:

@@ -33,7 +33,8 @@ from ..errors import ImageReadError, InvalidTableError, NotAJpegError
 from .files import require_jpeg_bytes, require_jpeg_path
 from .tables import STD_CHROMINANCE, STD_LUMINANCE, _scale_with_factor, quality_scale
 
-__all__ = ["QualityEstimate", "estimate_quality", "estimate_quality_of_file", "read_quant_tables"]
+__all__ = ["QualityEstimate", "estimate_quality", "estimate_quality_of_file", "estimate_quality_of_tables",
+           "read_quant_tables"]
 
 _QUALITIES = np.arange(1, 101)
 
@@ -235,6 +236,13 @@ def estimate_quality_of_file(source, name: str | None = None) -> QualityEstimate
     if name is None:
         name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
     tables, comp_slots = read_quant_tables(source, name)
+    return estimate_quality_of_tables(tables, comp_slots, name)
+
+
+def estimate_quality_of_tables(tables: Mapping[int, np.ndarray], comp_slots: Sequence[int],
+                               name: str = "<tables>") -> QualityEstimate:
+    """:func:`estimate_quality_of_file` for tables already read with
+    :func:`read_quant_tables` (slot -> table, and each component's slot)."""
     if comp_slots:
         used = {s: tables[s] for s in sorted(set(comp_slots)) if s in tables}
         if len(used) != len(set(comp_slots)):

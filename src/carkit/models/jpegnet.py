@@ -139,6 +139,11 @@ class JpegNet(nn.Module):
         torch.Size([1, 3, 37, 50])
     """
 
+    #: restore passes the file's quantization tables (forward's luma_table, chroma_table)
+    takes_tables = True
+    #: tile origins on the 4:2:0 MCU grid, so tiles see the file's chroma blocks
+    tile_align = 16
+
     def __init__(self, in_channels: int = 3, luma_channels: tuple[int, ...] = (48, 96, 192),
                  luma_enc_blocks: tuple[int, ...] = (1, 1, 2), luma_dec_blocks: tuple[int, ...] = (1, 1),
                  chroma_channels: tuple[int, ...] = (32, 64), chroma_enc_blocks: tuple[int, ...] = (1, 2),

@@ -54,6 +54,8 @@ class RestorePlan:
     model_quality: float | None = None
     #: why the quality is unknown (invalid tables), when it is
     quality_problem: str | None = None
+    #: the file's (luma, chroma) quantization tables, for models conditioned on them
+    tables: tuple | None = None
 
     def explain(self) -> str:
         q = f"unknown ({self.quality_problem})" if self.quality_problem else (
@@ -185,15 +187,41 @@ def check_device(device: str) -> str:
     return device
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); on other
+    CPUs bf16 autocast is emulated and many times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """"fp32" or "bf16" for a ``precision`` of auto/fp32/bf16: auto is bf16
+    with channels_last where the CPU runs it natively (on AMX a U-Net measured
+    4.7x faster, output within 65 dB of fp32), fp32 elsewhere."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
 class Restorer:
-    """Restores decoded JPEG pixels with zoo models (loaded once, reused)."""
+    """Restores decoded JPEG pixels with zoo models (loaded once, reused).
+
+    ``precision``: auto (bf16 + channels_last where the CPU computes bf16
+    natively, else fp32), fp32 or bf16."""
 
     def __init__(self, model: str | None = None, device: str = "cpu", tile: int = 512,
-                 overlap: int = 32):
-        if tile % 8 or tile < overlap + 32:
-            raise UsageError(f"tile must be a multiple of 8 and at least {overlap + 32} px "
+                 overlap: int = 32, precision: str = "auto"):
+        if tile % 16 or tile < overlap + 32:
+            raise UsageError(f"tile must be a multiple of 16 and at least {overlap + 32} px "
                              f"(overlap {overlap} px), got {tile}")
         self.device = check_device(device)
+        self.precision = resolve_precision(precision, device)
         self.forced = model
         if model is not None:
             record = weights_record(model)  # fail early on unknown names
@@ -216,15 +244,21 @@ class Restorer:
         mode = ("gray" if gray else "color-via-Y") if record.gray else "color"
         return RestorePlan(quality, None, record.name, mode, "chosen with --model")
 
-    def tiles(self, height: int, width: int) -> int:
-        """How many tiles an image of this size is restored in (for progress bars)."""
-        from .tiling import count_tiles
+    def _run(self, net: torch.nn.Module, x: torch.Tensor, progress=None, tables=None) -> torch.Tensor:
+        kwargs = {}
+        if getattr(net, "takes_tables", False) and tables is not None:
+            kwargs = {"luma_table": torch.as_tensor(np.asarray(tables[0]), dtype=torch.float32).reshape(64),
+                      "chroma_table": torch.as_tensor(np.asarray(tables[1]), dtype=torch.float32).reshape(64)}
 
-        return count_tiles(height, width, self.tile, self.overlap)
+        def run(t: torch.Tensor) -> torch.Tensor:
+            t = t.to(self.device)
+            if self.precision == "bf16":
+                with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
+                    return net(t.contiguous(memory_format=torch.channels_last), **kwargs).float().cpu()
+            return net(t, **kwargs).float().cpu()
 
-    def _run(self, net: torch.nn.Module, x: torch.Tensor, progress=None) -> torch.Tensor:
-        return tiled_apply(lambda t: net(t.to(self.device)).float().cpu(), x, self.tile, self.overlap,
-                           progress=progress)
+        return tiled_apply(run, x, self.tile, self.overlap, progress=progress,
+                           align=getattr(net, "tile_align", 8))
 
     @torch.no_grad()
     def restore_pixels(self, pixels: np.ndarray, plan: RestorePlan,
@@ -235,6 +269,8 @@ class Restorer:
             return pixels
         net = self.model(plan.model)
         gray = pixels.ndim == 2
+        if getattr(net, "takes_tables", False):  # gray or RGB as it is, with the file's tables
+            return to_uint8(self._run(net, to_tensor(pixels), progress, plan.tables))
         if plan.mode == "gray":
             return to_uint8(self._run(net, to_tensor(pixels), progress))
         if plan.mode == "color" and gray:
@@ -277,6 +313,7 @@ def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: st
     plan = restorer.plan(jpeg.is_gray, quality)
     plan.standard_tables = None if jpeg.quality is None else jpeg.quality.standard
     plan.quality_problem = jpeg.quality_problem
+    plan.tables = jpeg.coding_tables
     if explain and plan.model is not None:
         plan.model_quality = estimate_quality(restorer.model(plan.model), jpeg.pixels, restorer.device)
     image = jpeg.image

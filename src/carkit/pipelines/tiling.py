@@ -35,11 +35,12 @@ def tile_spans(n: int, tile: int, overlap: int, align: int = 8) -> list[tuple[in
 
 @torch.no_grad()
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int = 512,
-                overlap: int = 32, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                overlap: int = 32, progress: Callable[[int], None] | None = None, align: int = 8) -> torch.Tensor:
     """Apply ``fn`` (N, C, H, W) -> (N, C', H, W) tile by tile; returns the
-    assembled output on x's device. ``progress`` is called with 1 per tile."""
+    assembled output on x's device. ``progress`` is called with 1 per tile;
+    tile origins sit on multiples of ``align`` (16: the 4:2:0 MCU grid)."""
     _, _, h, w = x.shape
-    return tiled_regions(lambda y0, y1, x0, x1: fn(x[:, :, y0:y1, x0:x1]), (h, w), tile, overlap,
+    return tiled_regions(lambda y0, y1, x0, x1: fn(x[:, :, y0:y1, x0:x1]), (h, w), tile, overlap, align,
                          progress=progress, device=x.device)
 
 
@@ -65,5 +66,6 @@ def tiled_regions(fn: Callable[[int, int, int, int], torch.Tensor], size: tuple[
     return out
 
 
-def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 32) -> int:
-    return len(tile_spans(h, tile, overlap)) * len(tile_spans(w, tile, overlap))
+def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 32, align: int = 8) -> int:
+    """How many tiles :func:`tiled_apply` cuts an (h, w) image into (for progress bars)."""
+    return len(tile_spans(h, tile, overlap, align)) * len(tile_spans(w, tile, overlap, align))
