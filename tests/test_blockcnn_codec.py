@@ -23,7 +23,8 @@ from carkit.codecs import canonical_name, get_codec, list_codecs
 from carkit.errors import CodecError
 from carkit.evaluation.metrics import psnr
 from carkit.models.blockcnn import BlockCNN, mask_causal
-from carkit.models.exact import ExactPredictor, calibration_windows
+from carkit.models import exact as exact_module
+from carkit.models.exact import ExactPredictor, calibration_windows, torch_threads
 from carkit.jpeg import intdct
 from carkit.pipelines import blockcnn_codec as bc
 from carkit.pipelines.bcnn_container import pack_container
@@ -135,9 +136,10 @@ def test_exact_predictor_matches_float_model(net, kodak):
     assert np.array_equal(exact.predict(torch.from_numpy(views[:, None]))[:, 0], got)
 
 
-def test_exact_predictor_is_bit_identical_across_threads_and_batches(net, kodak):
+def test_exact_predictor_is_bit_identical_across_threads_and_batches(net, kodak, monkeypatch):
     views = kodak_views(kodak, 64)
     exact = ExactPredictor.from_model(net)
+    monkeypatch.setattr(exact_module, "PREDICT_THREADS", None)  # really run on torch's 2 threads
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -244,18 +246,80 @@ def test_decode_identical_on_one_and_two_threads(codec, tmp_path):
         torch.set_num_threads(threads)
         sys.path.insert(0, root)
         from tests.test_blockcnn_codec import tiny_predictor
+        from carkit.models import exact
         from carkit.pipelines.blockcnn_codec import BlockCNNCodec
-        out = BlockCNNCodec(predictor=tiny_predictor(0)).decode(open(src, "rb").read())
+        codec = BlockCNNCodec(predictor=tiny_predictor(0))
+        out = codec.decode(open(src, "rb").read())  # the product: predictions on one thread
+        exact.PREDICT_THREADS = None  # and on the process's own count
+        out_own = codec.decode(open(src, "rb").read())
         assert torch.get_num_threads() == threads
-        np.save(dst, out)
+        np.save(dst, np.stack([out, out_own]))
     """)
     outs = []
     for threads in (1, 2):
         dst = tmp_path / f"dec{threads}.npy"
         subprocess.run([sys.executable, "-c", script, str(threads), str(tmp_path / "x.bcnn"), str(dst),
                         str(root)], check=True, cwd=root)
-        outs.append(np.load(dst))
-    assert outs[0].tobytes() == outs[1].tobytes() == rec.tobytes()
+        outs.extend(np.load(dst))
+    assert all(o.tobytes() == rec.tobytes() for o in outs)
+
+
+class _ThreadSpy:
+    """An ExactPredictor wrapper recording torch's thread count at each call
+    (and raising at call ``fail_at``)."""
+
+    def __init__(self, exact, fail_at: int | None = None):
+        self.exact, self.fail_at, self.seen = exact, fail_at, []
+        self.weights_hash = exact.weights_hash
+
+    def predict(self, views):
+        self.seen.append(torch.get_num_threads())
+        if self.fail_at is not None and len(self.seen) > self.fail_at:
+            raise RuntimeError("spy: failing on purpose")
+        return self.exact.predict(views)
+
+
+def test_codec_runs_predictions_on_one_thread_and_restores_the_count(codec):
+    """Issue 34: the default thread count must not slow the codec down; the
+    predictions run on one thread and the caller's count comes back, also
+    when a prediction fails."""
+    img = synthetic(24, 40)
+    torch.set_num_threads(2)  # the autouse fixture restores the count
+    spy = _ThreadSpy(codec.predictor)
+    spied = BlockCNNCodec(predictor=codec.predictor)
+    spied._exact = spy  # the predictor it encodes and decodes with
+    data, rec = spied.encode_with_reconstruction(img, 40)
+    assert torch.get_num_threads() == 2
+    assert np.array_equal(spied.decode(data), rec) and torch.get_num_threads() == 2
+    assert len(spy.seen) > 10 and set(spy.seen) == {1}
+    assert data == codec.encode(img, 40)  # the same file as on one thread
+    failing = BlockCNNCodec(predictor=codec.predictor)
+    failing._exact = _ThreadSpy(codec.predictor, fail_at=3)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        failing.decode(data)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="on purpose"):
+        failing.encode(img, 40)
+    assert torch.get_num_threads() == 2
+    # the predictor alone does the same
+    codec.predictor.predict(np.zeros((3, 16, 24), np.uint8))
+    assert torch.get_num_threads() == 2
+
+
+def test_torch_threads_context():
+    torch.set_num_threads(2)  # the autouse fixture restores the count
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with torch_threads(None):
+        assert torch.get_num_threads() == 2
+    with pytest.raises(KeyError):
+        with torch_threads(1):
+            raise KeyError("x")
+    assert torch.get_num_threads() == 2
 
 
 def test_payload_is_a_standard_jpeg(codec):

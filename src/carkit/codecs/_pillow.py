@@ -26,13 +26,19 @@ def pil_encode(image: np.ndarray, fmt: str, codec: str, **save_kwargs) -> bytes:
 
 def pil_decode(data: bytes, fmt: str, codec: str) -> np.ndarray:
     """Decode ``data`` (only as ``fmt``) to uint8 (H, W) for 1-component
-    files, else (H, W, 3). Alpha, if any, is dropped."""
+    files, else (H, W, 3). Alpha, if any, is dropped. A header declaring
+    more pixels than carkit's limit (``carkit.io.check_pixel_limit``) is
+    refused before any pixel is decoded."""
     from PIL import Image
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{codec} decode expects bytes, got {type(data).__name__}")
+    from ..errors import CarkitError
+    from ..io import check_pixel_limit
+
     try:
         with Image.open(io.BytesIO(bytes(data)), formats=[fmt]) as im:
+            check_pixel_limit(*im.size, f"{codec} file")  # the header's size, before any pixel is decoded
             im.load()
             mode = "L" if im.mode in ("L", "1", "LA", "I;16", "I;16L", "I;16B") else "RGB"
             if im.mode.startswith("I;16"):
@@ -40,12 +46,14 @@ def pil_decode(data: bytes, fmt: str, codec: str) -> np.ndarray:
 
                 return reduce_16bit(np.asarray(im))
             return np.asarray(im.convert(mode), dtype=np.uint8).copy()
+    except CarkitError:
+        raise
     except Image.UnidentifiedImageError as exc:
         raise CodecError(f"{codec} decode failed: {len(data)} bytes are not a {fmt} file") from exc
     except Image.DecompressionBombError as exc:
         raise CodecError(f"{codec} decode refused: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise CodecError(f"{codec} decode failed: {exc}") from exc
+        raise CodecError(f"{codec} decode failed: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
 
 
 def pillow_feature(feature: str, codec: str) -> str | None:

@@ -15,7 +15,7 @@ import io
 
 import numpy as np
 
-from ..errors import CodecError
+from ..errors import CarkitError, CodecError
 from .base import Codec, check_image, check_quality
 
 _CHROMA = {"4:2:0": 420, "4:2:2": 422, "4:4:4": 444}
@@ -88,12 +88,17 @@ class HeifCodec(Codec):
         ph = self._require()
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"heif decode expects bytes, got {type(data).__name__}")
+        from ..io import check_pixel_limit
+
         try:
             heif = ph.open_heif(io.BytesIO(bytes(data)), convert_hdr_to_8bit=True)
+            check_pixel_limit(*heif.size, "heif file")  # the header's size, before the image is decoded
             mode = heif.mode
             arr = np.asarray(heif)
+        except CarkitError:
+            raise
         except Exception as exc:  # ValueError/RuntimeError/SyntaxError from libheif
-            raise CodecError(f"heif decode failed: {exc}") from exc
+            raise CodecError(f"heif decode failed: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
         if arr.dtype != np.uint8:
             raise CodecError(f"heif decode gave {arr.dtype}, expected 8-bit")
         if arr.ndim == 3 and arr.shape[2] == 4:  # RGBA: drop alpha

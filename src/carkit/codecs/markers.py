@@ -24,6 +24,7 @@ never raises on foreign or damaged input, so callers can probe any file.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -182,6 +183,42 @@ def ckfp_read(data: bytes) -> list[bytes]:
     from ..pipelines.factorized_codec import read_markers
 
     return read_markers(data)
+
+
+# ------------------------------------------------------------------ carkit's JSON payloads
+
+
+def json_marker(payload: bytes, prefix: bytes, fields: dict[str, type], what: str) -> dict:
+    """The JSON object after ``prefix`` in a carkit marker (``carkit-hiding
+    {...}``, ``carkit-vcodec {...}``), with every key of ``fields`` present
+    and of its type (``int``: a JSON integer, not a boolean); optional keys
+    are the caller's to check. A marker that is not such an object (damaged
+    JSON, NaN or Infinity, nesting too deep, other types) raises a one-line
+    :class:`CodecError` naming ``what``."""
+
+    def no_constant(name):
+        raise ValueError(f"{name} is not a number")
+
+    try:
+        marker = json.loads(bytes(payload[len(prefix):]), parse_constant=no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too many digits, deep nesting
+        raise CodecError(f"damaged {what} marker in this file (not JSON)") from None
+    if not isinstance(marker, dict):
+        raise CodecError(f"damaged {what} marker in this file (not a JSON object)")
+    for key, kind in fields.items():
+        value = marker.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CodecError(f"damaged {what} marker in this file ({key!r} is missing or not a {kind.__name__})")
+    return marker
+
+
+def check_weights_digest(marker: dict, what: str) -> str:
+    """A marker's ``sha256`` field: 8 to 64 lowercase hex digits (a prefix of
+    the weights' sha256), else a one-line :class:`CodecError`."""
+    digest = marker.get("sha256")
+    if not isinstance(digest, str) or not 8 <= len(digest) <= 64 or digest.strip("0123456789abcdef"):
+        raise CodecError(f"damaged {what} marker in this file (sha256 is not a hex digest)")
+    return digest
 
 
 #: carriers by registered codec name

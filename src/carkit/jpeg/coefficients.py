@@ -53,7 +53,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from ..errors import CodecError, ImageReadError
-from .files import require_jpeg_bytes, require_jpeg_path
+from .files import frame_size, require_jpeg_bytes, require_jpeg_path
 
 __all__ = [
     "JpegCoefficients",
@@ -306,6 +306,17 @@ def _source_path(source: PathOrBytes):
 
 # ---------------------------------------------------------------- reading
 
+def _head_bytes(source: PathOrBytes, path: str) -> bytes:
+    """The bytes of a source, for reading its headers."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""  # jpeglib reports it
+
+
 def read_coefficients(source: PathOrBytes, *, strict: bool = True) -> JpegCoefficients:
     """Read the quantized DCT coefficients, tables and sampling of a JPEG.
 
@@ -320,12 +331,20 @@ def read_coefficients(source: PathOrBytes, *, strict: bool = True) -> JpegCoeffi
 
     Raises:
         NotAJpegError: not a JPEG (no SOI marker).
+        DecompressionBombError: the frame header declares more pixels than
+            carkit's limit (``carkit.io.check_pixel_limit``), checked before
+            libjpeg allocates anything.
         ImageReadError: missing file, corrupt or truncated JPEG, or a header
             libjpeg rejects; the message is one line and names the file.
     """
     import jpeglib  # heavy-ish (ctypes libraries); imported where used
 
+    from ..io import check_pixel_limit
+
     with _source_path(source) as (path, name):
+        size = frame_size(_head_bytes(source, path))
+        if size is not None:  # libjpeg allocates every block of the declared size: check it first
+            check_pixel_limit(*size, name)
         with _captured_libjpeg_output() as lines:
             try:
                 im = jpeglib.read_dct(path)

@@ -32,3 +32,39 @@ def require_jpeg_path(source: str | os.PathLike) -> tuple[Path, str]:
     if head != SOI:
         raise NotAJpegError(f"{name}: not a JPEG file (no SOI marker)")
     return path, name
+
+
+#: start-of-frame markers (T.81 Table B.1: SOF0..SOF15 less DHT, JPG and DAC)
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def frame_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of the first frame header (SOFn) of a JPEG, found by
+    walking the marker segments before the first scan; None when there is no
+    readable one (no SOI, a damaged segment length, no SOF before SOS). For
+    checking a declared size before a decoder allocates for it; never raises."""
+    data = bytes(data)
+    if not data.startswith(SOI):
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # TEM, RSTn: no length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # EOI, SOS: no frame header before the data
+            return None
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return None
+        if marker in _SOF_MARKERS:
+            if length < 8 or pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        pos += 2 + length
+    return None

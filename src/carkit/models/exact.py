@@ -79,6 +79,11 @@ smallest sub-window its successors need (a third fewer MACs for the
 of the 16x24 view, exactly where the float model has it.
 
 Differs from the float model only by the quantization (a few pixels +-1).
+
+Threads: :meth:`ExactPredictor.predict` (and the codec's whole wavefront)
+runs on one torch thread, :data:`PREDICT_THREADS`, the caller's count restored
+after (:func:`predictor_threads`): the convolutions are too small to share, and
+two threads were 5-13x slower on a busy 2-core machine (issue 34).
 """
 
 from __future__ import annotations
@@ -95,7 +100,8 @@ import torch.nn.functional as F
 from ..errors import ModelError
 from .blockcnn import BLOCK, BlockCNN
 
-__all__ = ["ExactPredictor", "calibration_windows", "ACT_BITS", "PIECES", "SUM_BITS", "VIEW_SHAPE"]
+__all__ = ["ExactPredictor", "calibration_windows", "torch_threads", "predictor_threads", "PREDICT_THREADS",
+           "ACT_BITS", "PIECES", "SUM_BITS", "VIEW_SHAPE"]
 
 #: Activations are integers in +-(2**(ACT_BITS-1) - 1).
 ACT_BITS = 15
@@ -181,6 +187,44 @@ def calibration_windows(n: int = 384, seed: int = 2018) -> np.ndarray:
     out = np.clip(out, 0, 255).astype(np.uint8)
     out[:, BLOCK:, BLOCK:] = 0
     return out
+
+
+# ---------------------------------------------------------------- threads
+
+#: torch intra-op threads the predictor runs on (:func:`predictor_threads`);
+#: None leaves torch's count as it is (tests of exactness across thread counts).
+PREDICT_THREADS: int | None = 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block and
+    restored after (also on error); nothing is changed when ``n`` is None or
+    the count already is ``n``. torch's count is process-wide: other threads
+    running torch meanwhile see ``n`` too."""
+    old = torch.get_num_threads()
+    if n is None or int(n) == old:
+        yield
+        return
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def predictor_threads():
+    """:func:`torch_threads` of :data:`PREDICT_THREADS` (read at call time).
+
+    Why one thread: the codec runs hundreds of tiny batched convolutions per
+    image (one call per wavefront step, views of 16x24 pixels, 32 channels),
+    each too small to split across threads; with torch's default of 2 OpenMP
+    threads on a 2-core machine shared with other work the threads spin at
+    every barrier, and encoding a 128x128 Kodak crop took 6-16 s against
+    1.0-1.4 s on one thread (issue 34). The sums are exact, so the integers
+    and files are the same on any thread count (tested with
+    ``PREDICT_THREADS = None`` at 1 and 2 threads)."""
+    return torch_threads(PREDICT_THREADS)
 
 
 # ---------------------------------------------------------------- the integer network
@@ -319,6 +363,11 @@ class ExactPredictor:
         self-test passes, else float64; both give the same integers."""
         if not isinstance(model, BlockCNN) or not model.causal or model.in_channels != 1:
             raise ModelError("ExactPredictor needs a causal one-channel BlockCNN")
+        with predictor_threads():
+            return cls._from_model(model, calibration, act_bits, pieces, headroom, dtype)
+
+    @classmethod
+    def _from_model(cls, model, calibration, act_bits, pieces, headroom, dtype) -> "ExactPredictor":
         if not 2 <= act_bits <= 24 or pieces not in (1, 2):
             raise ModelError("exact inference needs 2 <= act_bits <= 24 and pieces 1 or 2")
         convs, slope = _layers_of(model)
@@ -404,10 +453,14 @@ class ExactPredictor:
             h.update(np.array([layer.out_max], "<i8").tobytes())
         return h.hexdigest()
 
-    @torch.no_grad()
     def predict(self, windows) -> np.ndarray:
         """uint8 views (N, 16, 24) or (N, 1, 16, 24) -> uint8 predictions
-        (N, 8, 8) or (N, 1, 8, 8), bit-exact (module docstring)."""
+        (N, 8, 8) or (N, 1, 8, 8), bit-exact (module docstring). Runs on
+        :data:`PREDICT_THREADS` torch threads (:func:`predictor_threads`)."""
+        with predictor_threads(), torch.no_grad():
+            return self._predict(windows)
+
+    def _predict(self, windows) -> np.ndarray:
         arr = windows.cpu().numpy() if isinstance(windows, torch.Tensor) else np.asarray(windows)
         squeeze = arr.ndim == 3
         if squeeze:

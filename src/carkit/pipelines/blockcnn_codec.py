@@ -57,8 +57,10 @@ quality, size, predictor name and weights hash, payload length, CRC32).
 Decoding refuses, with a one-line :class:`BcnnFormatError` or
 :class:`PredictorMismatchError` (both ``CodecError``): a wrong magic, an
 unsupported version, a truncated file or trailing bytes, a CRC mismatch, a
-payload inconsistent with the header, a predictor name that is not in the
-zoo, and a predictor whose weights hash differs from the file's.
+payload inconsistent with the header (its frame size is compared before
+libjpeg reads it), a predictor name that is not in the zoo, and a predictor
+whose weights hash differs from the file's; a size above carkit's pixel
+limit is a ``DecompressionBombError`` before anything is allocated.
 
 Checks and speed: with a predictor that always says 128 the codec *is* JPEG
 (residual = level-shifted block); it then matches Pillow's JPEG within 0.3 %
@@ -207,7 +209,17 @@ def texture_of(pred: np.ndarray) -> np.ndarray:
 def run_wavefront(planes: list[_Plane], predictor, encode: bool) -> None:
     """Predict, (encoder: code) and reconstruct every block of every plane,
     one batched prediction per wavefront step ``c + 2r = t``. Fills each
-    plane's canvas and, when ``encode``, its coefficients."""
+    plane's canvas and, when ``encode``, its coefficients. The predictions
+    run on one torch thread (``models.exact.predictor_threads``: hundreds of
+    tiny convolutions, which several threads only slow down), the caller's
+    count restored after."""
+    from ..models.exact import predictor_threads
+
+    with predictor_threads():
+        _run_wavefront(planes, predictor, encode)
+
+
+def _run_wavefront(planes: list[_Plane], predictor, encode: bool) -> None:
     for t in range(max(p.steps for p in planes)):
         where, views = [], []
         for p in planes:
@@ -280,9 +292,11 @@ def decode_bcnn(data: bytes, restore: str | None = None) -> np.ndarray:
     the container is checked first, then the predictor, then the payload.
     ``restore``: a zoo artifact remover applied after decoding (paper
     Figure 10), through the one codec+restorer wrapper."""
+    from .. import io
     from ..codecs.restored import RestoredCodec
 
     header = read_header(data)
+    io.check_pixel_limit(header.width, header.height, ".bcnn file")
     zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
     codec = BlockCNNCodec(model=header.model)
     return (RestoredCodec(codec, restore) if restore else codec).decode(data)
@@ -392,9 +406,7 @@ class BlockCNNCodec(Codec):
         from .. import io
 
         header = read_header(data)
-        if header.width * header.height > io.MAX_PIXELS:
-            raise BcnnFormatError(f"a .bcnn image of {header.width}x{header.height} exceeds the limit of "
-                                  f"{io.MAX_PIXELS} pixels (carkit.io.MAX_PIXELS)")
+        io.check_pixel_limit(header.width, header.height, ".bcnn file")  # before any allocation
         exact = self._predictor_for(header)
         planes = self._read_payload(bytes(data)[header.payload_offset:], header)
         run_wavefront(planes, exact, encode=False)
@@ -410,9 +422,12 @@ class BlockCNNCodec(Codec):
 
     def _read_payload(self, payload: bytes, header: BcnnHeader) -> list[_Plane]:
         from ..jpeg.coefficients import expected_block_dims, read_coefficients
+        from ..jpeg.files import frame_size
 
         unit = BLOCK if header.gray else 2 * BLOCK
         hp, wp = -(-header.height // unit) * unit, -(-header.width // unit) * unit
+        if frame_size(payload) not in (None, (wp, hp)):  # before libjpeg allocates for the payload's size
+            raise BcnnFormatError("corrupted .bcnn payload (residual JPEG size does not match the header)")
         try:
             jc = read_coefficients(payload)
         except CarkitError as exc:

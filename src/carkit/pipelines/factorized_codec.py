@@ -196,6 +196,11 @@ def choose_weights(quality: int) -> str:
     return min(names, key=lambda n: (distance(n), n))
 
 
+#: the coder's tables per (zoo name, weights sha256), built once per process
+#: (they take most of a small image's decode time)
+_TABLES: dict = {}
+
+
 class FactorizedCodec(Codec):
     """Ballé 2018 factorized prior + range coding (constriction), ``.ckfp`` files.
 
@@ -233,7 +238,10 @@ class FactorizedCodec(Codec):
 
         if name not in self._loaded:
             net, record = load_codec_weights(name, _KIND, "factorized-prior")
-            self._loaded[name] = (net, record, build_tables(net.entropy_bottleneck))
+            key = (name, record.sha256)
+            if key not in _TABLES:  # a deterministic function of the (sha256-checked) weights
+                _TABLES[key] = build_tables(net.entropy_bottleneck)
+            self._loaded[name] = (net, record, _TABLES[key])
         net, record, tables = self._loaded[name]
         if sha256 is not None and not record.sha256.startswith(sha256):
             raise CodecError(f"this file was coded with other {name} weights "
@@ -303,11 +311,12 @@ class FactorizedCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         import torch
 
-        from ..io import to_uint8
+        from ..io import check_pixel_limit, to_uint8
         from ..models.factorized_prior import latent_size
         from .entropy_coding import decode_symbols
 
         head = unpack(data)
+        check_pixel_limit(head["width"], head["height"], "factorized-prior file")  # before any allocation
         net, record, tables = self.load(head["model"], head["sha256"])
         if head["tables"] != tables.digest:
             raise CodecError(f"{head['model']}: this machine's CDF tables differ from the encoder's "

@@ -50,19 +50,19 @@ TILE, OVERLAP = 512, 96
 
 def read_marker(data: bytes) -> dict | None:
     """The marker of a residual-hiding file, or None for any other file."""
-    from ..codecs.markers import find_payload
+    from ..codecs.markers import check_weights_digest, find_payload, json_marker
 
     found = find_payload(data, MARKER)
     if found is None:
         return None
     carrier, payload = found
-    try:
-        marker = json.loads(payload[len(MARKER):])
-        _ = (str(marker["model"]), str(marker["sha256"]), str(marker["codec"]), int(marker["quality"]))
-    except (ValueError, KeyError, TypeError):
-        raise CodecError("damaged carkit-hiding marker in this file") from None
+    marker = json_marker(payload, MARKER, {"model": str, "sha256": str, "codec": str, "quality": int},
+                         "carkit-hiding")
     if marker["codec"] != carrier:
-        raise CodecError(f"damaged carkit-hiding marker: it names {marker['codec']!r} inside a {carrier} file")
+        raise CodecError(f"damaged carkit-hiding marker: it names {marker['codec'][:40]!r} inside a {carrier} file")
+    check_weights_digest(marker, "carkit-hiding")
+    if not isinstance(marker.get("gray", False), bool):
+        raise CodecError("damaged carkit-hiding marker in this file ('gray' is not a boolean)")
     return marker
 
 

@@ -128,13 +128,13 @@ def read_marker(data: bytes) -> dict | None:
             comment = im.info.get("comment") if im.format == "JPEG" else None
     except Exception:  # not an image Pillow knows: not ours either
         return None
-    if not comment or not comment.startswith(MARKER):
+    if not isinstance(comment, bytes) or not comment.startswith(MARKER):
         return None
-    try:
-        marker = json.loads(comment[len(MARKER):])
-        _ = (marker["model"], marker["sha256"], int(marker["height"]), int(marker["width"]))
-    except (ValueError, KeyError, TypeError):
-        raise CodecError("damaged carkit-vcodec marker in this JPEG") from None
+    from ..codecs.markers import check_weights_digest, json_marker
+
+    marker = json_marker(comment, MARKER, {"model": str, "sha256": str, "height": int, "width": int},
+                         "carkit-vcodec")
+    check_weights_digest(marker, "carkit-vcodec")
     return marker
 
 
@@ -196,7 +196,7 @@ class VirtualCodecCodec(Codec):
         import torch
 
         from ..codecs._pillow import pil_decode
-        from ..io import to_tensor, to_uint8
+        from ..io import check_pixel_limit, to_tensor, to_uint8
         from ..models.virtual_codec import description_size
 
         marker = read_marker(data)
@@ -206,7 +206,8 @@ class VirtualCodecCodec(Codec):
         if not record.sha256.startswith(marker["sha256"]):
             raise CodecError(f"this file was coded with other {marker['model']} weights "
                              f"(sha256 {marker['sha256']}, the zoo has {record.sha256[:16]})")
-        size = (int(marker["height"]), int(marker["width"]))
+        size = (marker["height"], marker["width"])
+        check_pixel_limit(size[1], size[0], "carkit-vcodec file")  # the output, before anything is decoded
         luma = marker.get("planes") == "luma"
         if luma and not record.gray:
             raise CodecError(f"damaged carkit-vcodec marker: luma mode with the color model {marker['model']}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +118,14 @@ def list_weights(include_extra: bool = False) -> list[str]:
     return sorted({p.stem for d in folders for p in d.glob("*.json")})
 
 
+#: what a zoo name may be: letters, digits, '.', '_' and '-', not starting with
+#: a dot, at most 128 characters (names also arrive from files being decoded)
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
 def weights_record(name: str) -> WeightsRecord:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ModelError(f"{str(name)[:80]!r} is not a zoo weights name")
     path = _record_path(name)
     if path is None:
         known = ", ".join(list_weights()) or "none"
