@@ -149,6 +149,9 @@ def codec_info() -> list[dict]:
 # Built-in codecs, registered lazily (import strings).
 register_codec("jpeg", "carkit.codecs.jpeg:JpegCodec", aliases=("jpg",),
                description="JPEG via Pillow/libjpeg-turbo (PROTOCOL settings: baseline, 4:2:0)")
+register_codec("jpegli", "carkit.codecs.jpegli:JpegliCodec",
+               description="JPEG by Google's jpegli encoder (ajpegli): 4:2:0, adaptive quantization, progressive; "
+                           "standard files, decoded by Pillow/libjpeg-turbo as a viewer would")
 register_codec("jpeg2000", "carkit.codecs.jpeg2000:Jpeg2000Codec", aliases=("j2k", "jp2"),
                description="JPEG 2000 via Pillow/OpenJPEG, rate-controlled: ratio 4*2^((100-q)/20)")
 register_codec("webp", "carkit.codecs.webp:WebPCodec",

@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import ImageReadError, UsageError
 from ..extras import require_bench_deps
 
-DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "heif", "factorized")
+DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpegli", "jpeg2000", "webp", "avif", "heif", "factorized")
 DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 ANCHOR = "jpeg"
 BENCH_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".pgm")
