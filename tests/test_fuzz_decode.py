@@ -48,29 +48,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def decode_like_cli(data: bytes) -> np.ndarray:
     """What ``carkit decode FILE -o out.png`` does with FILE's bytes (method
-    auto, no --restore), in process: the dispatch of ``cli._cmd_decode``, down
-    to the PNG bytes it would write. Returns the decoded pixels; raises what
-    the command would report."""
-    from carkit.io import encode_image, read_image_bytes
-    from carkit.pipelines import hiding_codec
-    from carkit.pipelines.blockcnn_codec import decode_bcnn, is_bcnn
-    from carkit.pipelines.factorized_codec import FactorizedCodec, is_ckfp
-    from carkit.pipelines.vcodec_codec import VirtualCodecCodec, read_marker
+    auto, no --restore), in process: the library's ``decode_file`` (the CLI's
+    dispatch), down to the PNG bytes it would write. Returns the decoded
+    pixels; raises what the command would report."""
+    from carkit.api import decode_file
+    from carkit.io import encode_image
 
-    metadata = None
-    if hiding_codec.read_marker(data) is not None:
-        pixels = hiding_codec.HidingCodec().decode_with_note(data)[0]
-    elif is_bcnn(data):
-        pixels = decode_bcnn(data)
-    elif is_ckfp(data):
-        pixels = FactorizedCodec().decode(data)
-    elif read_marker(data) is not None:
-        pixels = VirtualCodecCodec().decode(data)
-    else:
-        image = read_image_bytes(data, "<fuzz>")
-        pixels, metadata = image.pixels, image.metadata
-    encode_image(pixels, "PNG", metadata=metadata, name="<fuzz>.png")
-    return pixels
+    decoded = decode_file(data, "<fuzz>")
+    encode_image(decoded.pixels, "PNG", metadata=decoded.metadata, name="<fuzz>.png")
+    return decoded.pixels
 
 
 # ---------------------------------------------------------------- valid files
