@@ -268,3 +268,15 @@ def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch
         assert torch.equal(chroma, torch.as_tensor(tables[1 if mode == "RGB" else 0], dtype=torch.float32))
         # a fresh JpegNet is the identity: the restore path changes nothing
         assert np.abs(out.astype(int) - np.asarray(Image.open(path)).astype(int)).max() <= 1
+
+
+def test_progress_is_reported_per_tile(tmp_path, monkeypatch):
+    from carkit.pipelines.restore import Restorer, restore_jpeg
+    from carkit.pipelines.tiling import count_tiles
+
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    data = _jpeg(tmp_path / "a.jpg", size=(200, 150), quality=20).read_bytes()
+    ticks = []
+    out = restore_jpeg(Restorer(tile=96), data, progress=ticks.append).pixels
+    assert out.shape == (150, 200, 3)
+    assert len(ticks) == count_tiles(150, 200, 96, 32) > 1
