@@ -224,8 +224,9 @@ def test_tiled_networks_equal_untiled():
     with torch.no_grad():
         y = net.describe(x)
         assert y.std() > 1e-3
-        assert torch.equal(describe(net, x, tile=64, overlap=32), y)
-        assert not torch.equal(describe(net, x, tile=16, overlap=8), y)
+        # equal up to float rounding: oneDNN picks its convolution kernels by input size
+        assert torch.allclose(describe(net, x, tile=64, overlap=32), y, atol=1e-6)
+        assert not torch.allclose(describe(net, x, tile=16, overlap=8), y, atol=1e-6)
         full = net.reconstruct(y, (300, 230))
         assert torch.allclose(reconstruct(net, y, (300, 230), tile=128, overlap=64), full, atol=1e-6)
         assert not torch.allclose(reconstruct(net, y, (300, 230), tile=32, overlap=16), full, atol=1e-6)
