@@ -15,10 +15,10 @@ Two ways to get it, which agree exactly (tested on real files):
 The DCT of :func:`encode_kspace` is libjpeg's default ``JDCT_ISLOW``
 (:func:`islow_fdct`: the Loeffler-Ligtenberg-Moschytz factorisation in
 13-bit fixed point, ``jfdctint.c``), not the exact transform: with the exact
-DCT (``carkit.jpeg.dct``) about 6 levels in 10,000 land one step away from
-what libjpeg-turbo writes (quotients near a rounding boundary), measured on
-128x128 crops of val/cid22 at Q 10/30/50; with this one, none. No library
-exposes libjpeg's forward DCT on arrays, hence the 40 lines here.
+DCT (``carkit.jpeg.dct``) a few levels land one step away from what
+libjpeg-turbo writes (quotients near a rounding boundary); with this one,
+none. No library exposes libjpeg's forward DCT on arrays, hence the 40 lines
+here.
 """
 
 from __future__ import annotations

@@ -32,9 +32,8 @@ Differs from the paper:
   less work); the masked centre and right blocks of the middle row are zeros;
 - Adam's weight decay is applied decoupled (AdamW), by the training engine;
 - the CPU-sized removers train under bf16 autocast and, with
-  ``bf16_inference``, also infer under it on CPU in eval mode: 2.5x faster at
-  one thread, 0.001 dB from fp32 on a LIVE1 QF 10 image (max 0.7 levels
-  before rounding). The codec's predictor never does: it must be exact
+  ``bf16_inference``, also infer under it on CPU in eval mode. The codec's
+  predictor never does: it must be exact
   (``carkit.models.exact``).
 """
 

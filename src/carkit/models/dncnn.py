@@ -8,11 +8,8 @@ DnCNN-3 (the paper's blind model); same padding keeps size.
 
 ``zero_tail`` (not the paper's; it initialises orthogonally and trains with
 SGD for 50 epochs) starts the last convolution at zero, so the network
-starts as the identity instead of subtracting a large random residual. On a
-short CPU budget at a high JPEG quality this is what lets it learn: with
-Adam at 1e-4, 250 steps of 8 x 64 px RGB patches at quality 50 reached
-1.6e-5 below JPEG's MSE with it, while the default initialisation was still
-4e-5 above (and at Adam 1e-3 both stalled at JPEG's MSE for 2500 steps).
+starts as the identity instead of subtracting a large random residual: on a
+short CPU budget at a high JPEG quality this is what lets it learn.
 """
 
 from __future__ import annotations

@@ -45,32 +45,9 @@ How (:meth:`ExactPredictor.from_model`):
   machine, and so does :attr:`ExactPredictor.weights_hash`, which the .bcnn
   container stores.
 
-Route chosen, with measurements (this repo's machine, 1 thread, CPU shared
-with training runs, so roughly; ``blockcnn-predictor`` width 32, 5 residual
-blocks; PSNR of the uint8 predictions against the float32 model's on 600
-causal views of Kodak Y; "trained" = a 750-step run of the recipe):
-
-=========================================  =========  ===========  ===========
-design                                     trained    untrained    ms / view
-=========================================  =========  ===========  ===========
-float32, 11-bit activations, one piece     47.2 dB    62.2 dB      1.3
-  (max error 5)
-float32, 15-bit activations, two pieces    59.7 dB    71.7 dB      2.5
-  (chosen; max error 1, 93 % identical)
-float64, same integers, one piece          59.7 dB    71.7 dB      8.2
-float64, 16-bit, L1 2^25, per-tensor       58.0 dB    71.3 dB      7.4
-  power-of-two scales (a first design)
-=========================================  =========  ===========  ===========
-
-(float64 convolutions run at about 5 GMAC/s against 30-40 for float32.) The
-one-piece design is not good enough although its error is far below the
-predictor's own (about 20 dB against the original): prediction noise smaller
-than a quantization step passes straight into the reconstruction, so on
-Kodak 23 it cost 0.1-0.2 dB at the same rate (q20, q50) against the float
-model, whereas the chosen design matches the float model's rate and PSNR
-(17174 vs 17215 bytes, 30.05 vs 30.03 dB at q20). float64 convolutions give
-the same integers (tested on predictions; Kodak 23 at q50 gives the identical
-file) but encode in 42 s instead of 16 s.
+Two pieces, not one: an 11-bit, one-piece design is cheaper, but its
+prediction noise passes straight into the reconstruction and costs PSNR at
+equal rate; the two-piece design matches the float model's rate and PSNR.
 
 Work saved: the output is the centre 8x8, and after ``d`` more convolutions
 only the pixels within ``d`` of it matter, so each layer is computed on the
@@ -82,8 +59,8 @@ Differs from the float model only by the quantization (a few pixels +-1).
 
 Threads: :meth:`ExactPredictor.predict` (and the codec's whole wavefront)
 runs on one torch thread, :data:`PREDICT_THREADS`, the caller's count restored
-after (:func:`predictor_threads`): the convolutions are too small to share, and
-two threads were 5-13x slower on a busy 2-core machine (issue 34).
+after (:func:`predictor_threads`): the convolutions are too small to share
+between threads.
 """
 
 from __future__ import annotations
@@ -218,11 +195,9 @@ def predictor_threads():
 
     Why one thread: the codec runs hundreds of tiny batched convolutions per
     image (one call per wavefront step, views of 16x24 pixels, 32 channels),
-    each too small to split across threads; with torch's default of 2 OpenMP
-    threads on a 2-core machine shared with other work the threads spin at
-    every barrier, and encoding a 128x128 Kodak crop took 6-16 s against
-    1.0-1.4 s on one thread (issue 34). The sums are exact, so the integers
-    and files are the same on any thread count (tested with
+    each too small to split across threads; more threads only wait at every
+    barrier. The sums are exact, so the integers and files are the same on
+    any thread count (tested with
     ``PREDICT_THREADS = None`` at 1 and 2 threads)."""
     return torch_threads(PREDICT_THREADS)
 

@@ -28,11 +28,8 @@ Choices where the paper is silent or ambiguous:
 * **activations inside the residual blocks**: eq. 7 writes none, which would
   make the four blocks one linear filter. ``inner_act="relu"`` (default)
   puts a ReLU after the 11x11 and the 7x7 convolutions, the SRCNN-like
-  pattern the kernel sizes follow; ``"none"`` is eq. 7 read literally
-  (``recipes/hrcnn/ablation/hrcnn-q10-linear.toml`` trains it beside
-  ``hrcnn-q10`` at equal steps). Measured on val/cid22 at Q 10 after 500
-  equal steps (runs/hrcnn-q10{,-linear}/log.jsonl): ReLU 28.92 dB (+0.86
-  over JPEG), none 28.70 dB (+0.64), so ReLU is the default;
+  pattern the kernel sizes follow and the better of the two in training;
+  ``"none"`` is eq. 7 read literally;
 * **the ReLU of the decoding segment**: the text says "applied to F_5" in
   the decoding paragraph; we apply it to that segment's output (F_4);
 * **input scale**: the levels are multiplied by ``input_scale`` (1/16)

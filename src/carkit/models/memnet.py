@@ -43,11 +43,8 @@ Configurations: ``memnet-gray`` (M=4, R=3, 48 maps; 222,577 parameters,
 the hiding baselines, on the Y channel of color images through
 ``pipelines/restore.py`` (``color-via-Y``); ``memnet-gray-m6r6`` is the
 paper's MemNet_M6R6 with 64 maps and the multi-supervised output (694,855
-parameters), registered to be built and counted, not trained here. Measured
-on 1 CPU thread at batch 16 x 48 px (float32 forward, backward and an AdamW
-step, median of 4 steps, on a 2-core machine shared with two training jobs):
-0.44 it/s for ``memnet-gray``, 0.10 it/s for the paper size, 0.56 it/s for
-DnCNN-3 on RGB (669,379 parameters) in the same run.
+parameters), registered to be built and counted, not trained here (it trains about 4x
+slower than ``memnet-gray`` on a CPU).
 """
 
 from __future__ import annotations

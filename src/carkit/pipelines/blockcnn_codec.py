@@ -34,8 +34,7 @@ What differs from the paper, or what it leaves open:
   with its mean set to 128 and its texture halved (:func:`texture_of`); the
   block means go through JPEG's own DC path, which predicts them from the
   left block better than the network does, and the halving keeps wrong
-  predictions from costing more than they save (both measured; see
-  :func:`texture_of`).
+  predictions from costing more than they save (:func:`texture_of`).
 * **Order**: row by row in the paper's sense, processed as a wavefront:
   block (r, c) needs (r-1, c-1), (r-1, c), (r-1, c+1) and (r, c-1), so all
   blocks with ``c + 2r = t`` are independent and are predicted in one batch
@@ -62,15 +61,10 @@ libjpeg reads it), a predictor name that is not in the zoo, and a predictor
 whose weights hash differs from the file's; a size above carkit's pixel
 limit is a ``DecompressionBombError`` before anything is allocated.
 
-Checks and speed: with a predictor that always says 128 the codec *is* JPEG
-(residual = level-shifted block); it then matches Pillow's JPEG within 0.3 %
-in bytes and 0.04 dB on Kodak (tested). Kodak 768x512 colour (9216 blocks,
-222 wavefront steps) with the ``blockcnn-predictor`` architecture (untrained
-weights; speed does not depend on them), one torch thread, on a 2-core
-machine busy with training runs (so roughly): encode 16-17 s, decode 16-18 s,
-two thirds of it in the predictor's convolutions (float64 convolutions: 42 s
-each way, identical file). The decoder runs the same predictions as the
-encoder, so it is no faster.
+Check: with a predictor that always says 128 the codec *is* JPEG (residual =
+level-shifted block); it then matches Pillow's JPEG in bytes and PSNR
+(tested). The decoder runs the same predictions as the encoder, so it is no
+faster.
 """
 
 from __future__ import annotations
@@ -189,18 +183,14 @@ def texture_of(pred: np.ndarray) -> np.ndarray:
 
     Why the mean goes: JPEG already codes block means cheaply (DC DPCM from
     the left block); the network's mean errors are nearly independent from
-    block to block, so residual DCs cost more than the means themselves
-    (measured on Kodak Y crops with the first trained predictor: 4-8 % fewer
-    bytes and up to 0.6 dB more PSNR than the whole prediction).
+    block to block, so residual DCs would cost more than the means
+    themselves.
 
     Why the texture is halved (format version 2): where the residual
-    quantizes to zero, a wrong prediction's error stays in the picture, so
-    the full texture lost about 0.27 dB at equal quality for no saving in
-    bytes; half of it saved about 3 % of the bytes for 0.05 dB (Kodak Y
-    crops 384x384 of kodim01/07/13/19, qualities 5-40, shipped predictor:
-    the probe is in the issue 3 note). The same shrinkage toward
-    "no prediction" is what an MSE-optimal predictor does when unsure; ours,
-    trained on a CPU budget, is unsure almost everywhere."""
+    quantizes to zero, a wrong prediction's error stays in the picture. The
+    same shrinkage toward "no prediction" is what an MSE-optimal predictor
+    does when unsure; ours, trained on a CPU budget, is unsure almost
+    everywhere."""
     pred = pred.astype(np.int64)
     texture = pred - (pred.sum(axis=(1, 2), keepdims=True) + 32) // 64
     return texture // 2 + 128

@@ -17,9 +17,8 @@ and the result equals the untiled one.
 Color images use color weights when the zoo has them. Otherwise they are
 coded in *luma mode* (``"planes": "luma"`` in the marker): the gray pair
 describes and restores the JFIF luma, while Cb and Cr are averaged over 2x2
-into the description and upsampled bicubically after decoding. This is the
-YCbCr variant of issue 7's "description in YCbCr or RGB" choice; the paper
-itself only codes gray images.
+into the description and upsampled bicubically after decoding (beyond the
+paper, which only codes gray images).
 """
 
 from __future__ import annotations

@@ -14,11 +14,10 @@ L1 loss of eq. 14 over ``restorer_parameters()`` (eq. 15).
 Stage zero (``task = "dagn-qf-warmup"``, an addition to the paper) trains
 only E_cs and the QF predictor with eq. 9. The paper starts both encoders
 from ImageNet weights; from scratch, a QF classifier on 64x64 patches sits on
-a long plateau before it starts to learn, and stage one alone (5000 steps at
-batch 8, bf16) never left it: its predictor gave one answer for every
-quality. A cheap warm-up of the
-sensitive branch alone (no decoder, no insensitive branch) gets it off the
-plateau; stage one then continues from it (``init_from``).
+a long plateau before it starts to learn, which stage one alone may never
+leave. A cheap warm-up of the sensitive branch alone (no decoder, no
+insensitive branch) gets it off the plateau; stage one then continues from
+it (``init_from``).
 
 Known limit: under ``torchrun`` the engine wraps only the model in DDP, and
 stage one trains through the auto-encoder extras, so its gradients are not
