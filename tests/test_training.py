@@ -196,6 +196,16 @@ def test_export_run_to_zoo_and_load(tmp_path, shared_data, monkeypatch):
     for k, v in model.state_dict().items():
         # shipped as float16: equal to the EMA weights to half precision
         assert torch.allclose(v, ema[k].float(), rtol=1e-3, atol=1e-4), k
+    # a model still in training goes to another weights folder, found by name (init_from = "zoo:NAME")
+    bench = tmp_path / "bench"
+    monkeypatch.setenv("CARKIT_WEIGHTS_PATH", str(bench))
+    assert main(["zoo", "export", str(tmp_path / "run"), "tiny-wip", "--to", str(bench)]) == 0
+    assert (bench / "tiny-wip.safetensors").exists() and not (tmp_path / "zoo" / "tiny-wip.json").exists()
+    wip = zoo.weights_record("tiny-wip")
+    assert wip.path == bench / "tiny-wip.safetensors" and wip.training["steps"] == 3
+    for k, v in zoo.load_pretrained("tiny-wip").state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert "tiny-wip" not in zoo.list_weights() and "tiny-wip" in zoo.list_weights(include_extra=True)
 
 
 def test_task_with_extras_and_two_optimizers_resumes_exactly(tmp_path, shared_data):

@@ -395,7 +395,7 @@ def _cmd_zoo_export(args) -> int:
     from .zoo.registry import export_run
 
     record = export_run(args.run, args.name, description=args.description or "", part=args.part,
-                        runs_root=args.runs_root)
+                        runs_root=args.runs_root, folder=args.to)
     print(f"exported {args.run} as {record.name} (sha256 {record.sha256[:12]}, {record.training['steps']} steps)")
     return 0
 
@@ -576,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--part", help="ship one of the run's extra networks instead of its model "
                                   "(e.g. 'sim', a Strategy I codec simulator)")
     z.add_argument("--runs-root", help="where the run's init_from runs are (default: the folder holding RUN)")
+    z.add_argument("--to", metavar="DIR", help="weights folder to write to (default: the package's zoo; "
+                                               "weights/bench for a model still in training)")
     z.set_defaults(func=_cmd_zoo_export)
     return parser
 

@@ -276,8 +276,13 @@ def _part_model(run_dir: Path, recipe: dict, part: str) -> tuple[str, dict]:
 
 
 def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use_ema: bool = True,
-               part: str | None = None, runs_root: str | os.PathLike | None = None) -> WeightsRecord:
+               part: str | None = None, runs_root: str | os.PathLike | None = None,
+               folder: str | os.PathLike | None = None) -> WeightsRecord:
     """Copy a training run's final (EMA) weights into the zoo with a fresh record.
+
+    ``folder``: where to write them (default the package's WEIGHTS_DIR); a
+    model still in training goes to the repository's weights/bench, found by
+    name all the same (``init_from = "zoo:NAME"`` resumes from it).
 
     ``runs_root``: where the run's ``init_from`` runs are (their budgets join
     the record's); default the folder holding ``run_dir``.
@@ -298,8 +303,9 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     # A run started from earlier stages (init_from) carries their budget too.
     stages = _stage_chain(run_dir, recipe, runs_root)
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in raw.items()}
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = WEIGHTS_DIR / f"{name}.safetensors"
+    target = Path(folder) if folder is not None else WEIGHTS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{name}.safetensors"
     # One metadata key: safetensors writes a metadata map in hash order, so
     # two keys made a re-export of the same weights a file with another sha256.
     save_file(state, str(path), metadata={"carkit": json.dumps({"model": model, "name": name})})
@@ -311,6 +317,7 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
                   "wall_seconds": sum(s.get("wall_seconds", 0) for s in stages),
                   "slices": [sl for s in stages for sl in s.pop("slices", [])],
                   "stages": stages, "data": recipe["train_dirs"], "validation": recipe["val_dir"]},
+        folder=None if folder is None else target,
     )
     save_record(record)
     return record
