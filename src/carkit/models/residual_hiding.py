@@ -42,8 +42,6 @@ is chosen here, for CPU training:
   encoders frozen): a recipe's ``init_from`` + ``init_into = "decoder"``
   starts D from the shipped restorer, so the untrained pair is codec +
   restorer and training adds what hiding brings on top of it.
-  ``train_awareness=True`` lets a DAGN D's awareness encoders learn too
-  (frozen by default, as in DAGN's stage two).
 - A pair with more U-Net scales than a trained one starts from it grown
   (``grown_state``, applied by ``init_from``): it computes what the trained
   pair did, and the new scale learns from there.
@@ -84,26 +82,25 @@ class ResidualHiding(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (32, 64, 128),
-                 blocks: int | tuple[int, ...] = (1, 2, 2), decoder: str = "", train_awareness: bool = False):
+                 blocks: int | tuple[int, ...] = (1, 2, 2), decoder: str = ""):
         super().__init__()
         self.in_channels = in_channels
         self.encoder = ResUNet(2 * in_channels, channels, blocks, out_channels=in_channels)
         # D is the encoder's twin, or a registered restorer (``decoder``, e.g. "dagn-small"), so a
         # pair can start from a trained restorer's weights (a recipe's init_from + init_into)
         self.decoder = (ResUNet(in_channels, channels, blocks) if not decoder
-                        else self._restorer(decoder, in_channels, train_awareness))
+                        else self._restorer(decoder, in_channels))
 
     @staticmethod
-    def _restorer(name: str, in_channels: int, train_awareness: bool = False) -> nn.Module:
+    def _restorer(name: str, in_channels: int) -> nn.Module:
         from .registry import create_model, model_config
 
         cfg = model_config(name)
         if cfg.kind != "restorer" or cfg.kwargs.get("in_channels", in_channels) != in_channels:
             raise ValueError(f"decoder {name!r} is not a restorer of {in_channels}-plane images")
         net = create_model(name)
-        if hasattr(net, "freeze_awareness_encoders") and not train_awareness:
+        if hasattr(net, "freeze_awareness_encoders"):
             # DAGN's stage two: its awareness encoders stay as trained, only its restorer learns
-            # (``train_awareness`` lets them learn too, to read what E hides: beyond the paper)
             net.freeze_awareness_encoders()
         return net
 

@@ -42,18 +42,9 @@ One step, for a batch of originals IH (``batch["gt"]``):
 ``rate_weight`` > 0 (JPEG only; beyond the paper) adds a rate term on E's
 output: ``rate_weight * R(IH_enc)``, R the bits per pixel that
 :func:`jpeg_rate_proxy` estimates from carkit's differentiable JPEG's
-quantized coefficients. E's image costs 20-25% more real bits than IH at
-every quality (Kodak, hiding-jpeg-q10-80-s2-dagn), which is what keeps the
-pairs' BD-rate short of their same-quality PSNR gain; the paper's L_con
-alone does not see bits. ``rate_log`` puts the term on log bits,
-``rate_weight * mean(log R_i)`` over the images i of a step: a BD-rate
-compares log-rates, and on Kodak the rate pair's E cost +25% bits at JPEG
-10 but +8% at 80 (hiding-jpeg-q10-80-s2-dagn-rate-p128), because a bit
-weighed the same at every quality while the L2 error is largest at low
-quality; on log bits a bit weighs 1/R_i, most where the file is smallest.
-Measured: continuing that pair 3000 steps with it (recipe
-hiding-jpeg-q10-80-s2-dagn-ratelog-p128) moved it along its curve, -0.01 to
-+0.06 dB val at equal rate, so no shipped pair uses it.
+quantized coefficients. Without it E's image costs more real bits than IH,
+which keeps a pair's BD-rate short of its same-quality PSNR gain; the
+paper's L_con alone does not see bits.
 
 What differs from the paper: squared errors are means over pixels, not sums
 (the same minimiser; lambda keeps its meaning because both terms are scaled
@@ -146,7 +137,6 @@ class ResidualHidingTask(TrainTask):
             autoencoder only).
         rate_weight: weight of the rate term on IH_enc (module doc; JPEG
             only, 0 = the paper's loss).
-        rate_log: the rate term on each image's log bits (module doc).
         sim_init: where the autoencoder starts (Strategy I with the
             autoencoder only): ``zoo:NAME``, shipped ``hiding-sim-*`` weights,
             or a run folder (its checkpoint's simulator), so a Strategy I run
@@ -159,7 +149,7 @@ class ResidualHidingTask(TrainTask):
     def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
                  simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
                  sim_features: int = 64, sim_blocks: int = 8, sim_pretrain: int = 0, rate_weight: float = 0.0,
-                 rate_log: bool = False, sim_init: str = ""):
+                 sim_init: str = ""):
         from ..codecs import canonical_name, check_quality
 
         if strategy not in STRATEGIES:
@@ -203,9 +193,6 @@ class ResidualHidingTask(TrainTask):
         self.rate_weight = float(rate_weight)
         if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
-        if rate_log and not self.rate_weight:
-            raise RecipeError("rate_log shapes the rate term: it needs rate_weight > 0")
-        self.rate_log = bool(rate_log)
         self._pretraining = False
         self._codec = None
         self._proxy = None
@@ -332,8 +319,7 @@ class ResidualHidingTask(TrainTask):
         if self.rate_weight:
             with torch.autocast(encoded.device.type, enabled=False):
                 rate = jpeg_rate_proxy(encoded, qualities, self.jpeg_proxy())
-                # the floor keeps log finite for an image whose coefficients all quantize to 0
-                loss = loss + self.rate_weight * (rate.clamp_min(1e-4).log() if self.rate_log else rate).mean()
+                loss = loss + self.rate_weight * rate.mean()
         return loss
 
     def val_degradation(self):
