@@ -81,14 +81,22 @@ def _inverse(matrix, offset):
     return inv.tolist(), (-inv @ np.asarray(offset, dtype=np.float64)).tolist()
 
 
-# JFIF: luma weights Kr, Kb; chroma scaled so that each spans [-0.5, 0.5].
-_KR, _KB = 0.299, 0.114
-_KG = 1.0 - _KR - _KB
-_JPEG_M = [
-    [_KR, _KG, _KB],
-    [-_KR / (2 * (1 - _KB)), -_KG / (2 * (1 - _KB)), 0.5],
-    [0.5, -_KG / (2 * (1 - _KR)), -_KB / (2 * (1 - _KR))],
-]
+#: JFIF (ITU-T T.871) full-range RGB -> YCbCr, the one definition carkit uses
+#: (the proxy, the BlockCNN codec and the torch functions below): rows Y, Cb,
+#: Cr of weights on R, G, B (0..255; Cb and Cr then get + 128).
+JPEG_RGB_TO_YCBCR = (
+    (0.299, 0.587, 0.114),
+    (-0.168736, -0.331264, 0.5),
+    (0.5, -0.418688, -0.081312),
+)
+#: T.871's inverse: rows R, G, B of weights on (Cb - 128, Cr - 128); Y's weight is 1.
+JPEG_YCBCR_TO_RGB = (
+    (0.0, 1.402),
+    (-0.344136, -0.714136),
+    (1.772, 0.0),
+)
+
+_JPEG_M = [list(row) for row in JPEG_RGB_TO_YCBCR]
 _JPEG_B = [0.0, 128.0 / 255.0, 128.0 / 255.0]
 _JPEG_MI, _JPEG_BI = _inverse(_JPEG_M, _JPEG_B)
 

@@ -43,11 +43,8 @@ other way; measured agreement is well above 40 dB PSNR (see
 modelled; no 4:2:2, progressive, optimized Huffman (irrelevant for pixels)
 or non-IJG tables.
 
-Color conversion uses the JFIF matrices inline (as buffers) rather than
-``carkit.color``: written while the torch color functions were being added
-there, and kept because these are libjpeg's own 5-digit constants for each
-direction (``jccolor.c``, ``jdcolor.c``), which are not exact inverses of
-each other.
+Color conversion uses ``carkit.color``'s JFIF (T.871) matrices, held as
+buffers (libjpeg's fixed-point constants round the same numbers to 16 bits).
 
 Design: the tables and matrices are non-persistent buffers (they follow
 ``.to(device)`` but never appear in ``parameters()`` or ``state_dict()``);
@@ -62,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..color import JPEG_RGB_TO_YCBCR, JPEG_YCBCR_TO_RGB
 from .dct import blockify, dct_matrix, unblockify
 from .tables import STD_CHROMINANCE, STD_LUMINANCE, check_quality
 
@@ -72,18 +70,6 @@ QualityLike = Union[int, torch.Tensor]
 _SUBSAMPLINGS = ("4:2:0", "4:4:4")
 _ROUNDINGS = ("ste", "smooth")
 
-# JFIF (T.871) full-range RGB -> YCbCr, libjpeg jccolor.c constants.
-_RGB_TO_YCC = [
-    [0.29900, 0.58700, 0.11400],
-    [-0.16874, -0.33126, 0.50000],
-    [0.50000, -0.41869, -0.08131],
-]
-# YCbCr -> RGB, libjpeg jdcolor.c constants (rows: R, G, B; columns: Cb, Cr).
-_YCC_TO_RGB = [
-    [0.0, 1.40200],
-    [-0.34414, -0.71414],
-    [1.77200, 0.0],
-]
 
 
 # ------------------------------------------------------------ straight-through ops
@@ -215,9 +201,9 @@ class DiffJPEG(nn.Module):
         self.register_buffer("chroma_base", torch.tensor(STD_CHROMINANCE.tolist()),
                              persistent=False)
         self.register_buffer("dct", dct_matrix(8, dtype=torch.float32), persistent=False)
-        self.register_buffer("rgb_to_ycc", torch.tensor(_RGB_TO_YCC, dtype=torch.float32),
+        self.register_buffer("rgb_to_ycc", torch.tensor(JPEG_RGB_TO_YCBCR, dtype=torch.float32),
                              persistent=False)
-        self.register_buffer("ycc_to_rgb", torch.tensor(_YCC_TO_RGB, dtype=torch.float32),
+        self.register_buffer("ycc_to_rgb", torch.tensor(JPEG_YCBCR_TO_RGB, dtype=torch.float32),
                              persistent=False)
 
     def extra_repr(self) -> str:

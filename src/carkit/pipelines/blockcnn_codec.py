@@ -74,6 +74,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codecs.base import Codec, check_image, check_quality
+from ..color import JPEG_RGB_TO_YCBCR, JPEG_YCBCR_TO_RGB
 from ..errors import CarkitError, CodecError
 from ..jpeg.intdct import forward_dct_int, inverse_dct_int
 from .bcnn_container import MAGIC, VERSION, BcnnFormatError, BcnnHeader, is_bcnn, pack_container, read_header
@@ -99,9 +100,10 @@ def rgb_to_ycbcr_planes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     T.871 full range, float64 one operation at a time, rounded half to even;
     chroma averaged over 2x2 in integers, rounded half up."""
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128.0
-    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128.0
+    (yr, yg, yb), (br, bg, bb), (rr, rg, rb) = JPEG_RGB_TO_YCBCR
+    y = yr * r + yg * g + yb * b
+    cb = br * r + bg * g + bb * b + 128.0
+    cr = rr * r + rg * g + rb * b + 128.0
 
     def u8(x):
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
@@ -135,9 +137,10 @@ def ycbcr_planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.nda
     yf = y.astype(np.float64)
     cbf = cb.astype(np.float64) - 128.0
     crf = cr.astype(np.float64) - 128.0
-    r = yf + 1.402 * crf
-    g = yf - 0.344136 * cbf - 0.714136 * crf
-    b = yf + 1.772 * cbf
+    (_, r_cr), (g_cb, g_cr), (b_cb, _) = JPEG_YCBCR_TO_RGB
+    r = yf + r_cr * crf
+    g = yf + g_cb * cbf + g_cr * crf
+    b = yf + b_cb * cbf
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
 
 
