@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CodecError
+from ..jpeg.tables import check_quality  # noqa: F401  (re-exported: codecs take JPEG's 1..100)
 
 
 @dataclass
@@ -106,13 +107,6 @@ class Codec:
             raise CodecError(
                 f"{self.name}: decoded {decoded.dtype}{decoded.shape}, expected uint8{image.shape}")
         return RoundTrip(decoded=decoded, data=data, encode_s=t1 - t0, decode_s=t2 - t1)
-
-
-def check_quality(quality: int) -> int:
-    q = int(quality)
-    if q != quality or not 1 <= q <= 100:
-        raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
-    return q
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -450,16 +450,19 @@ class CompressionInsensitiveAE(nn.Module):
                                   self.discriminator(features_o.detach()).squeeze(-1), form)
 
 
-class QualityEstimate(NamedTuple):
+class QFPrediction(NamedTuple):
+    """The QF predictor's answer for a batch of decoded images (not the
+    table-based :class:`carkit.jpeg.quality.QualityEstimate` of a file)."""
+
     logits: torch.Tensor       #: (N, 100); class k is JPEG quality k + 1
     expected: torch.Tensor     #: (N,) float, sum_k p_k (k + 1), in [1, 100]
     most_likely: torch.Tensor  #: (N,) int64 in 1..100
 
 
-def _quality_estimate(logits: torch.Tensor) -> QualityEstimate:
+def _qf_prediction(logits: torch.Tensor) -> QFPrediction:
     probs = logits.softmax(-1)
     q = torch.arange(1, logits.shape[-1] + 1, device=logits.device, dtype=probs.dtype)
-    return QualityEstimate(logits, (probs * q).sum(-1), logits.argmax(-1) + 1)
+    return QFPrediction(logits, (probs * q).sum(-1), logits.argmax(-1) + 1)
 
 
 class CompressionSensitiveAE(nn.Module):
@@ -487,8 +490,8 @@ class CompressionSensitiveAE(nn.Module):
         """Reconstruction D_cs(E_cs(x)), same shape as ``x``."""
         return self.decoder(self._encode(x))[..., : x.shape[-2], : x.shape[-1]]
 
-    def predict_quality(self, x: torch.Tensor) -> QualityEstimate:
-        return _quality_estimate(self.qf_predictor(self._encode(x)))
+    def predict_quality(self, x: torch.Tensor) -> QFPrediction:
+        return _qf_prediction(self.qf_predictor(self._encode(x)))
 
     def losses(self, c: torch.Tensor, o: torch.Tensor, qf, lambda_cs: float = 1.0, qf_original: int = 100,
                form: str = "paper") -> dict[str, torch.Tensor]:
@@ -781,11 +784,11 @@ class DAGN(nn.Module):
         ``forward``): (N, C, ceil(H/16), ceil(W/16)) each."""
         return self._awareness(_pad_to_multiple(x, self.pad_multiple))
 
-    def predict_quality(self, x: torch.Tensor) -> QualityEstimate:
+    def predict_quality(self, x: torch.Tensor) -> QFPrediction:
         """The compression-sensitive branch's JPEG quality estimate:
         ``logits`` (N, 100), ``expected`` quality (N,) in [1, 100] and
         ``most_likely`` (N,) int in 1..100."""
-        return _quality_estimate(self.qf_logits(x))
+        return _qf_prediction(self.qf_logits(x))
 
     def qf_logits(self, x: torch.Tensor) -> torch.Tensor:
         """P_qf(E_cs(x)): (N, 100) logits, class k is JPEG quality k + 1."""
