@@ -82,7 +82,7 @@ def restore_kspace(restorer, source, name: str | None = None):
     from ..jpeg.files import require_jpeg_bytes
     from ..jpeg.jpegfile import read_source_bytes
     from ..jpeg.quality import estimate_quality_of_file
-    from .restore import RestorePlan, Restored
+    from .restore_plan import RestorePlan, Restored
 
     data, name = read_source_bytes(source, name)
     require_jpeg_bytes(data, name)

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from ..errors import CarkitError, ModelError, OutputExistsError, UsageError
-from ..io import (ImageMetadata, check_output_path, encode_image, orient, output_format, to_tensor,
+from ..io import (check_output_path, encode_image, orient, output_format, to_tensor,
                   to_uint8, write_bytes)
 from ..jpeg.jpegfile import JpegFile
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
+from .restore_plan import RestorePlan, Restored
 from .tiling import tiled_apply
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
@@ -41,29 +42,6 @@ QUALITY_MARGIN = 10
 ESTIMATE_CROP = 1024
 #: A measured gain is quoted for a file only when it was measured this close to the file's quality.
 QUOTE_WITHIN = 5
-
-
-@dataclass
-class RestorePlan:
-    quality: int | None
-    standard_tables: bool | None
-    model: str | None
-    mode: str  # "gray", "color", "color-via-Y", or "passthrough"
-    reason: str
-    #: the model's own blind estimate of the quality (models with a QF predictor, e.g. DAGN)
-    model_quality: float | None = None
-    #: why the quality is unknown (invalid tables), when it is
-    quality_problem: str | None = None
-    #: the file's (luma, chroma) quantization tables, for models conditioned on them
-    tables: tuple | None = None
-
-    def explain(self) -> str:
-        q = f"unknown ({self.quality_problem})" if self.quality_problem else (
-            "unknown" if self.quality is None else str(self.quality))
-        tables = "" if self.standard_tables is None else (
-            " (standard IJG tables)" if self.standard_tables else " (non-standard tables, nearest IJG quality)")
-        own = "" if self.model_quality is None else f"; model's own estimate {self.model_quality:.0f}"
-        return f"quality {q}{tables}{own}; model {self.model or 'none'} [{self.mode}]: {self.reason}"
 
 
 def grid_aligned_crop(pixels: np.ndarray, size: int = ESTIMATE_CROP) -> np.ndarray:
@@ -286,17 +264,6 @@ class Restorer:
         y = torch.round(ycc[:, :1] * 255.0) / 255.0
         ycc[:, :1] = ycc[:, :1] + (self._run(net, y, progress) - y)
         return to_uint8(ycbcr_bt601_to_rgb(ycc).clamp_(0, 1))
-
-
-@dataclass
-class Restored:
-    """One restored JPEG: upright pixels, alpha, the metadata to write with
-    them, and the plan that made them."""
-
-    pixels: np.ndarray
-    alpha: np.ndarray | None
-    metadata: ImageMetadata
-    plan: RestorePlan
 
 
 def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: str | None = None,
