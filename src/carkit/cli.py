@@ -384,6 +384,25 @@ def _cmd_bench_complexity(args) -> int:
     return 0
 
 
+def _cmd_bench_speed(args) -> int:
+    from .evaluation.speed_bench import run_speed_bench
+
+    image = args.image if Path(args.image).is_file() else str(_data_file(args.image))
+    path = run_speed_bench(image, _split(args.models) or [], _split(args.architectures) or [], args.quality,
+                           args.repeats, args.threads, args.precision, args.results, args.tag or "")
+    print(f"wrote {path}")
+    return 0
+
+
+def _data_file(path: str) -> Path:
+    from .training.recipe import default_data_root
+
+    candidate = default_data_root() / path
+    if not candidate.is_file():
+        raise UsageError(f"{path}: no such image (also looked in {default_data_root()})")
+    return candidate
+
+
 def _cmd_bench_report(args) -> int:
     from .evaluation.report import write_report
 
@@ -555,6 +574,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_hiding_arguments(b)
     b.set_defaults(func=_cmd_bench_hiding)
+    b = bsub.add_parser("speed", help="restore one ~2 MP color 4:2:0 JPEG end to end: seconds per MP beside the "
+                                       "plain decode and DnCNN-3 (fp32, luma only), in one run")
+    from .evaluation.speed_bench import DEFAULT_IMAGE
+
+    b.add_argument("--image", default=DEFAULT_IMAGE, help=f"the photograph (default {DEFAULT_IMAGE} under the data root)")
+    b.add_argument("--quality", type=int, default=50, help="JPEG quality it is coded at (4:2:0)")
+    b.add_argument("--models", default="dagn-small", help="comma-separated zoo restorers (DnCNN-3 is always timed)")
+    b.add_argument("--architectures", default="", help="registry models timed untrained (e.g. jpegnet)")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.add_argument("--tag", help="suffix of the result file name")
+    b.add_argument("--results", default="results")
+    b.set_defaults(func=_cmd_bench_speed)
     b = bsub.add_parser("report", help="regenerate docs/RESULTS.md from result files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")
