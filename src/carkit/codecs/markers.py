@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import CodecError
+from ..jpeg.files import header_segments
 
 #: the ``uuid`` box type of carkit's payloads in ISO-BMFF files
 CARKIT_UUID = uuid.uuid5(uuid.NAMESPACE_URL, "https://carkit/markers/v1").bytes
@@ -69,20 +70,8 @@ def jpeg_write(data: bytes, payload: bytes) -> bytes:
 def jpeg_read(data: bytes) -> list[bytes]:
     """COM payloads of a JPEG's header (up to the first SOS), [] for anything else."""
     data = bytes(data)
-    if not data.startswith(b"\xff\xd8"):
-        return []
-    out, pos = [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xDA or marker == 0xD9:  # SOS / EOI: the header is over
-            break
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if length < 2 or pos + 2 + length > len(data):
-            break
-        if marker == 0xFE:
-            out.append(data[pos + 4:pos + 2 + length])
-        pos += 2 + length
-    return out
+    return [data[pos + 4:pos + 2 + length] for marker, pos, length in header_segments(data)
+            if marker == 0xFE and pos + 2 + length <= len(data)]
 
 
 # ------------------------------------------------------------------ JPEG 2000

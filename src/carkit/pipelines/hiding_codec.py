@@ -40,7 +40,7 @@ import json
 import numpy as np
 
 from ..codecs.base import Codec, check_image
-from ..codecs.markers import CARRIERS
+from ..codecs.markers import CARRIERS, check_weights_digest, find_payload, json_marker
 from ..errors import CodecError, NotAJpegError
 
 MARKER = b"carkit-hiding "
@@ -50,8 +50,6 @@ TILE, OVERLAP = 512, 96
 
 def read_marker(data: bytes) -> dict | None:
     """The marker of a residual-hiding file, or None for any other file."""
-    from ..codecs.markers import check_weights_digest, find_payload, json_marker
-
     found = find_payload(data, MARKER)
     if found is None:
         return None

@@ -23,12 +23,12 @@ paper, which only codes gray images).
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 
 from ..codecs.base import Codec, check_image
+from ..codecs.markers import check_weights_digest, jpeg_read, json_marker
 from ..errors import CodecError
 
 MARKER = b"carkit-vcodec "
@@ -120,17 +120,9 @@ def reconstruct(net, z, size: tuple[int, int], tile: int = RECONSTRUCT_TILE, ove
 
 def read_marker(data: bytes) -> dict | None:
     """The marker of a virtual-codec JPEG, or None for any other file."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(bytes(data))) as im:
-            comment = im.info.get("comment") if im.format == "JPEG" else None
-    except Exception:  # not an image Pillow knows: not ours either
+    comment = next((c for c in jpeg_read(data) if c.startswith(MARKER)), None)
+    if comment is None:
         return None
-    if not isinstance(comment, bytes) or not comment.startswith(MARKER):
-        return None
-    from ..codecs.markers import check_weights_digest, json_marker
-
     marker = json_marker(comment, MARKER, {"model": str, "sha256": str, "height": int, "width": int},
                          "carkit-vcodec")
     check_weights_digest(marker, "carkit-vcodec")
