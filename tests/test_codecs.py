@@ -220,3 +220,28 @@ def test_webp_gray_decode_option():
     data = codec.encode(g, 80)
     assert codec.decode(data).shape == g.shape + (3,)
     assert codec.decode(data, gray=True).shape == g.shape
+
+
+def test_get_codec_composite_codec_plus_restorer():
+    """``get_codec("CODEC+RESTORER")``, as carkit.codecs.restored documents:
+    the codec's bytes unchanged, the restorer on what it decodes."""
+    from carkit.codecs.restored import RestoredCodec
+
+    img = _synthetic(48, 64)
+    codec = get_codec("jpg+dagn-small")
+    assert isinstance(codec, RestoredCodec) and codec.name == "jpeg+dagn-small"
+    assert canonical_name("JPG+dagn-small") == "jpeg+dagn-small"
+    jpeg = get_codec("jpeg")
+    data = codec.encode(img, 20)
+    assert data == jpeg.encode(img, 20)
+    out = codec.decode(data)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out, codec.restore(jpeg.decode(data))) and not np.array_equal(out, jpeg.decode(data))
+    if "webp" in AVAILABLE:
+        assert get_codec("webp+dagn-small", method=6).inner.method == 6  # options go to the codec
+    with pytest.raises(CodecError, match="restore model"):
+        get_codec("jpeg+no-such-model")
+    with pytest.raises(CodecError, match="unknown codec"):
+        get_codec("nocodec+dagn-small")
+    with pytest.raises(CodecError, match="no restorer"):
+        get_codec("jpeg+")

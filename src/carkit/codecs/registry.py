@@ -17,6 +17,10 @@ nor torch. A codec is *available* when its target imports and its
 
     >>> codec = get_codec("webp", method=4)
     >>> rt = codec.roundtrip(image, quality=50)   # decoded, data, bpp, times
+
+Any registered codec followed by any zoo restorer is ``CODEC+RESTORER``
+(``carkit.codecs.restored``): ``get_codec("jpeg+dagn-small")`` writes the
+codec's bytes and restores what it decodes; options go to the codec.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CodecError
+from .restored import RestoredCodec, split_name
 
 Target = Any  # a Codec subclass, a factory callable, or "package.module:Attr"
 
@@ -105,13 +110,22 @@ def _entry(name: str) -> CodecEntry:
 
 
 def canonical_name(name: str) -> str:
-    """The registered name for ``name`` or one of its aliases."""
-    return _entry(name).name
+    """The registered name for ``name`` or one of its aliases (``CODEC+RESTORER``:
+    the codec's registered name, then the restorer)."""
+    inner, restorer = split_name(name)
+    return _entry(inner).name if restorer is None else f"{_entry(inner).name}+{restorer}"
 
 
 def get_codec(name: str, **options):
-    """A ready codec instance. Unknown names, codecs this machine cannot run,
-    and options the codec does not take raise ``CodecError``."""
+    """A ready codec instance; ``CODEC+RESTORER`` is that codec (built with
+    ``options``) followed by the zoo restorer (:class:`RestoredCodec`).
+    Unknown names and restorers, codecs this machine cannot run, and options
+    the codec does not take raise ``CodecError``."""
+    inner, restorer = split_name(name)
+    if restorer is not None:
+        if not restorer:
+            raise CodecError(f"{name!r}: no restorer after '+' (give CODEC+RESTORER, e.g. jpeg+dagn-small)")
+        return RestoredCodec(get_codec(inner, **options), restorer)
     entry = _entry(name)
     reason = entry.unavailable_reason()
     if reason:
