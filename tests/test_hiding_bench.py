@@ -25,6 +25,16 @@ MEMNET_KWARGS = {"features": 4, "blocks": 1, "recursions": 2}
 SWEEP = [20, 35, 50, 65, 80]
 
 
+def _jpegli() -> bool:
+    from carkit.codecs.registry import available_codecs
+
+    return "jpegli" in available_codecs()
+
+
+#: the curves of what a user would use instead of hiding over JPEG, when jpegli is here
+JPEGLI = ["jpegli", "jpegli+tiny-gray"]
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -120,15 +130,20 @@ def test_table2_both_protocols_from_real_bytes(full, kodak):
     assert any("given (--fixq-quality)" in n for n in fixq["notes"])
 
     rd = entry["rd"]
-    assert rd["config"]["curves"] == ["jpeg", "jpeg+tiny-gray", "hiding+D (tiny-s1)", "hiding+D (tiny-s2)"]
+    users = JPEGLI if _jpegli() else []
+    assert rd["config"]["curves"] == ["jpeg", "jpeg+tiny-gray", *users, "hiding+D (tiny-s1)", "hiding+D (tiny-s2)",
+                                      "hiding, plain viewer (tiny-s1)", "hiding, plain viewer (tiny-s2)"]
     points = rd["codecs"]["hiding+D (tiny-s2)"]["points"]
     assert [p["quality"] for p in points] == SWEEP and [p["in_training_quality"] for p in points] == \
         [q == 50 for q in SWEEP]
     assert points[2]["mean"] == s2["mean"]                   # the table's measurement, not another one
     assert [p["restorer_in_range"] for p in rd["codecs"]["jpeg+tiny-gray"]["points"]] == [q <= 40 for q in SWEEP]
     pairs = [(c["method"], c["against"]) for c in rd["comparisons"]]
-    assert pairs == [("jpeg+tiny-gray", "jpeg")] + [(f"hiding+D ({m})", a) for m in ("tiny-s1", "tiny-s2")
-                                                   for a in ("jpeg", "jpeg+tiny-gray")]
+    refs = ["jpeg", "jpeg+tiny-gray", *users]
+    assert pairs == ([(r, "jpeg") for r in refs[1:]] + [(f"hiding+D ({m})", a) for m in ("tiny-s1", "tiny-s2")
+                                                        for a in refs]
+                     + [(f"hiding, plain viewer ({m})", a) for m in ("tiny-s1", "tiny-s2")
+                        for a in ["jpeg", *users[:1]]])
     for c in rd["comparisons"]:
         assert all(("bd_rate" in r) != ("error" in r) for t in (c["bd"], c["bd_window"]) for r in t.values())
     assert len(hb.target_lines(rd)) == 2
@@ -146,6 +161,98 @@ def test_table2_both_protocols_from_real_bytes(full, kodak):
     json.dumps(payload)
 
 
+def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
+    """Issue 37: beside JPEG, jpegli and jpegli + the same restorer on the same
+    images and qualities; the hiding files as a plain viewer shows them (Pillow,
+    no D) at their real bytes; BD-rates against each in both windows; encode
+    and decode time per megapixel of every pipeline."""
+    import io
+
+    from carkit.codecs import get_codec
+    from carkit.evaluation import metrics
+    from carkit.evaluation.codec_bench import _curve
+    from carkit.pipelines.restore import Restorer
+
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    payload = hb.bench_hiding(kodak, models=["tiny-s2"], restorer="tiny-gray", sweep=SWEEP, progress=False)
+    entry = payload["codecs"]["jpeg"]
+    rd = entry["rd"]
+    users = JPEGLI if _jpegli() else []
+    plain, hid = "hiding, plain viewer (tiny-s2)", "hiding+D (tiny-s2)"
+    assert rd["config"]["references"] == ["jpeg", "jpeg+tiny-gray", *users]
+    assert rd["config"]["wide_window_bpp"] == [0.3, 2.0] and rd["codecs"][plain]["family"] == "hiding-plain"
+    names = ("kodim01.png", "kodim02.png")
+    images = [_image(kodak, f) for f in names]
+
+    # the plain viewer: the hiding file's own bytes, decoded by Pillow without D, against the original
+    for i, q in enumerate(SWEEP):
+        point = rd["codecs"][plain]["points"][i]
+        assert point["quality"] == q and point["model"] == "tiny-s2"
+        for j, img in enumerate(images):
+            data = get_codec("hiding", model="tiny-s2").encode(img, q)
+            viewer = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+            assert point["per_image"]["bytes"][j] == len(data) == rd["codecs"][hid]["points"][i]["per_image"][
+                "bytes"][j]
+            assert point["per_image"]["psnr_rgb"][j] == pytest.approx(score(viewer, img)["psnr_rgb"], abs=1e-4)
+    fixbpp = next(t for t in entry["table2"] if t["protocol"] == "fix-bpp")
+    assert rd["codecs"][plain]["points"][SWEEP.index(50)]["mean"] == fixbpp["rows"][-1]["il_enc"]   # one measurement
+
+    pairs = {(c["method"], c["against"]): c for c in rd["comparisons"]}
+    assert {(hid, a) for a in ["jpeg", "jpeg+tiny-gray", *users]} | {(plain, "jpeg")} <= set(pairs)
+    for c in pairs.values():
+        for table in (c["bd"], c["bd_window"], c["bd_wide"]):
+            assert {"psnr_rgb", "ssim_rgb"} <= set(table)
+            assert all(("bd_rate" in r) != ("error" in r) for r in table.values())
+    ra, qa = _curve(rd["codecs"]["jpeg"], "psnr_rgb")
+    rb, qb = _curve(rd["codecs"][plain], "psnr_rgb")
+    wide = pairs[(plain, "jpeg")]["bd_wide"]["psnr_rgb"]
+    try:
+        expected = {"bd_rate": pytest.approx(metrics.bd_rate(ra, qa, rb, qb, rate_window=(0.3, 2.0)))}
+    except ValueError as exc:
+        expected = {"error": str(exc)}
+    assert wide == expected
+
+    timing = entry["timing"]
+    assert list(timing["rows"]) == ["jpeg", "jpeg+tiny-gray", *users, hid, plain]
+    assert timing["threads"] == 1 == payload["config"]["threads"] and timing["cpu"] and timing["n_images"] == 2
+    assert timing["quality"] == 50
+    for r in timing["rows"].values():
+        assert r["encode_s_per_mp"] > 0 and r["decode_s_per_mp"] > 0
+        assert len(r["per_image"]["encode_s_per_mp"]) == 2
+    text = hb.format_hiding_tables(payload)
+    assert "Encode and decode time, seconds per megapixel at quality 50" in text and f"| {plain} |" in text
+    assert "BD-rate psnr_rgb, 0.3-2.0 bpp" in text
+    assert f"- {plain} against jpeg, BD-rate (psnr_rgb) within 0.3-2.0 bpp" in text
+
+    if users:
+        jpegli, restorer = get_codec("jpegli"), Restorer(model="tiny-gray")
+        assert entry["user_codecs"]["jpegli"]["decoder"] == "pillow"
+        i = SWEEP.index(35)
+        for j, img in enumerate(images):
+            data = jpegli.encode(img, 35)
+            decoded = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+            point = rd["codecs"]["jpegli"]["points"][i]
+            assert point["per_image"]["bytes"][j] == len(data)
+            assert point["per_image"]["psnr_rgb"][j] == pytest.approx(score(decoded, img)["psnr_rgb"], abs=1e-4)
+            restored = restorer.restore_pixels(decoded, restorer.plan(False, None))
+            assert rd["codecs"]["jpegli+tiny-gray"]["points"][i]["per_image"]["psnr_rgb"][j] == \
+                pytest.approx(score(restored, img)["psnr_rgb"], abs=1e-4)
+        assert f"- {hid} against jpegli+tiny-gray, BD-rate (psnr_rgb) within 0.3-2.0 bpp" in text
+    json.dumps(payload)
+
+
+def test_without_jpegli_its_curves_are_left_out_with_a_note(zoo, kodak, monkeypatch):
+    monkeypatch.setitem(hb.USER_CODECS, "jpeg", ("no-such-codec",))
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    payload = hb.bench_hiding(kodak, models=["tiny-s2"], restorer="", sweep=[30, 50, 70, 90], progress=False,
+                              timing_images=0)
+    entry = payload["codecs"]["jpeg"]
+    assert list(entry["rd"]["codecs"]) == ["jpeg", "hiding+D (tiny-s2)", "hiding, plain viewer (tiny-s2)"]
+    assert any(n.startswith("no no-such-codec curves") for n in entry["notes"])
+    assert entry["timing"] is None and "Encode and decode time" not in hb.format_hiding_tables(payload)
+    assert "--timing-images 0" in hb.command_line(payload)
+
+
 def test_a_pair_trained_over_a_quality_range_counts_as_trained_across_it(zoo, kodak):
     """A range pair (task quality [lo, hi]) has a Table 2 row when the range
     holds the table's quality, its RD points inside the range are in its
@@ -158,7 +265,7 @@ def test_a_pair_trained_over_a_quality_range_counts_as_trained_across_it(zoo, ko
     payload = hb.bench_hiding(kodak, models=["tiny-range"], restorer="", sweep=SWEEP, fixq_quality=62, progress=False,
                               tag="range")
     assert hb.command_line(payload).endswith("--models tiny-range --restorer '' --fixq-quality 62 --sweep "
-                                             "20,35,50,65,80 --tag range")
+                                             "20,35,50,65,80 --threads 1 --tag range")
     assert "images, range)" in hb.report_section(payload)[0]
     entry = payload["codecs"]["jpeg"]
     row = entry["table2"][0]["rows"][-1]
@@ -212,7 +319,7 @@ def test_a_codec_whose_quality_fixes_the_rate_has_one_protocol(full, kodak):
         "jpeg2000", "tiny-j2k", *_zoo_pair("tiny-j2k")).encode(_image(kodak, "kodim01.png"), 28)
     fixq = payload["codecs"]["jpeg"]["table2"][0]
     assert [r["model"] for r in fixq["rows"]] == [None, "dncnn-q62", "tiny-s2"]    # not the J2K DnCNN
-    assert list(j2k["rd"]["codecs"]) == ["jpeg2000", "hiding+D (tiny-j2k)"]
+    assert list(j2k["rd"]["codecs"]) == ["jpeg2000", "hiding+D (tiny-j2k)", "hiding, plain viewer (tiny-j2k)"]
     assert [r["model"] for r in payload["codecs"]["jpeg"]["table2"][1]["rows"]] == [None, "tiny-s2"]
     assert "#### jpeg2000" in hb.format_hiding_tables(payload)
     heif = hb.bench_hiding(kodak, ["heif"], models=[], restorer="", sweep=[39], progress=False)["codecs"]["heif"]
@@ -275,7 +382,7 @@ def test_missing_weights_are_skipped_with_notes_and_the_report_renders(zoo, koda
     assert any("blind-dncnn" in n and "one quality" in n for n in payload["notes"])
     notes = entry["table2"][0]["notes"]
     assert any(n.startswith("DnCNN: no weights") for n in notes) and any("no hiding model" in n for n in notes)
-    assert list(entry["rd"]["codecs"]) == ["jpeg", "jpeg+tiny-gray"]
+    assert list(entry["rd"]["codecs"]) == ["jpeg", "jpeg+tiny-gray", *(JPEGLI if _jpegli() else [])]
     write_result(tmp_path / "results" / "hiding_kodak_color.json", payload)
     text = build_report(tmp_path / "results")
     assert "## Residual hiding (paper Table 2, then RD curves)" in text and "**Fix-BPP**" in text

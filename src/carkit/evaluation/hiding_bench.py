@@ -55,6 +55,22 @@ quality gain at equal rate; this part reuses ``bench vcodec``'s comparison
 and rendering (``vcodec_bench.compare``, its tables and ``plot_rd``), with the
 same payload layout.
 
+**What a user would use instead** (PROTOCOL.md, issue 37): for JPEG, the
+same sweep through jpegli (``codecs/jpegli.py``: ajpegli, 4:2:0, default
+settings, files decoded by Pillow as a viewer would) and jpegli followed by
+the same restorer (the same plan as the codec + restorer curve), and per
+hiding model its files in a plain viewer ("hiding, plain viewer"): IL_enc,
+the hiding file decoded by Pillow without D, at its real bytes (the
+measurement Table 2's "IL_enc before D" column shows). BD-rates of hiding+D
+against each of the codec, codec + restorer, jpegli and jpegli + restorer, and
+of the plain-viewer files against libjpeg-turbo and jpegli, over the overlap,
+within ``window`` and within ``wide_window`` (issue 37's 0.3-2 bpp). Then
+encode and decode seconds per megapixel of every pipeline (:func:`time_per_mp`:
+the codecs, codec + restorer, hiding E + codec / codec + D, and the hiding
+file in a plain viewer), interleaved per image at Table 2's quality after a
+warm-up, median over images, with the thread count and CPU model. jpegli
+needs ``carkit[jpegli]``; without it those curves are left out with a note.
+
 Weights that are not in the zoo yet are left out with a note (nothing is
 trained at first); ``--runs`` scores training-run folders (hiding or
 baseline) before anything ships.
@@ -77,6 +93,14 @@ from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
 TARGET_BD_RATE = -30.0
+#: issue 37's rate window, and its targets there (BD-rate of psnr_rgb): the hiding files in a plain viewer
+#: against libjpeg-turbo, hiding+D against jpegli + the restorer and against libjpeg-turbo
+WIDE_WINDOW = (0.3, 2.0)
+TARGET_PLAIN_BD_RATE = 0.0
+TARGET_VS_USER_RESTORED = 0.0
+TARGET_VS_CODEC_WIDE = -35.0
+#: standard-file codecs a user would pick instead of the benched one (PROTOCOL.md), same files and decoder
+USER_CODECS = {"jpeg": ("jpegli",)}
 #: a baseline trained this many quality points from the one a protocol tests at still stands in (flagged)
 BASELINE_MARGIN = 4
 #: restorer families of the paper's baselines: row label -> registry-name prefix of the architecture
@@ -463,54 +487,167 @@ def _table2(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], baselines: l
     return tables
 
 
+def plain_label(name: str) -> str:
+    """The RD curve name of a hiding model's files in a plain viewer (Pillow, no D)."""
+    return f"hiding, plain viewer ({name})"
+
+
+def _bd_in(rd: dict, method: str, against: str, window: tuple[float, float]) -> dict:
+    """BD-rate of ``method`` against ``against`` within ``window`` (PSNR by
+    ``codec_bench.bd_table``, SSIM alike), as ``compare``'s ``bd_window``."""
+    from .codec_bench import bd_table
+    from .vcodec_bench import _bd_metric
+
+    ssim_key = rd["config"]["rd_metrics"][1]
+    view = {"config": rd["config"], "codecs": {k: rd["codecs"][k] for k in (against, method)}}
+    out = bd_table(view, anchor=against, rate_window=tuple(window))["codecs"][method]
+    out[ssim_key] = _bd_metric(rd["codecs"][against], rd["codecs"][method], ssim_key, tuple(window))
+    return out
+
+
 def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | None, gray: bool,
-        window: tuple[float, float]) -> dict:
-    """The RD curves and comparisons of one codec, in ``bench vcodec``'s layout."""
+        window: tuple[float, float], others: dict[str, Scorer] | None = None,
+        wide_window: tuple[float, float] = WIDE_WINDOW) -> dict:
+    """The RD curves and comparisons of one codec, in ``bench vcodec``'s
+    layout; ``others``: the scorers of the codecs a user would use instead
+    (jpegli for JPEG), each alone and followed by the restorer."""
     from .vcodec_bench import RD_METRICS, _point, compare
 
     anchor = cfg.codec
-    restored = f"{anchor}+{rst[2]['name']}" if rst else None
-    restorers = {restored: (rst[0], rst[1])} if rst else {}
-    curves: dict[str, dict] = {anchor: {"family": "codec", "settings": scorer.codec.settings(), "points": []}}
-    if restored:
-        curves[restored] = {"family": "restored", "points": [],
-                            "settings": {**scorer.codec.settings(), "restorer": rst[2]["name"]}}
+    others = others or {}
+    name = rst[2]["name"] if rst else None
+    restored = f"{anchor}+{name}" if rst else None
     lo, hi = rst[2]["qualities"] if rst else (0, 0)
-    for q in cfg.sweep:
-        per = scorer.plain(q, restorers)
-        curves[anchor]["points"].append(_point(q, per[""]))
-        if restored:
-            extra = {"restorer_in_range": lo <= q <= hi} if anchor == "jpeg" else {}
-            curves[restored]["points"].append(_point(q, per[restored], **extra))
+    curves: dict[str, dict] = {}
+    users: list[tuple[str, str | None]] = []   # (codec curve, its restored curve)
+    for codec, sc in [(anchor, scorer), *others.items()]:
+        rname = f"{codec}+{name}" if rst else None
+        curves[codec] = {"family": "codec", "settings": sc.codec.settings(), "points": []}
+        if rname:
+            curves[rname] = {"family": "restored", "points": [], "settings": {**sc.codec.settings(), "restorer": name}}
+        users.append((codec, rname))
+        for q in cfg.sweep:
+            per = sc.plain(q, {rname: (rst[0], rst[1])} if rst else {})
+            curves[codec]["points"].append(_point(q, per[""]))
+            if rname:
+                extra = {"restorer_in_range": lo <= q <= hi} if codec in ("jpeg", "jpegli") else {}
+                curves[rname]["points"].append(_point(q, per[rname], **extra))
     for m in hiding:
-        name = hiding_label(m.name)
-        curves[name] = {"family": "hiding", "settings": {**m.runner.settings(), "models": [m.name]}, "points": [
-            _point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
-                   in_training_quality=m.covers(q)) for q in cfg.sweep]}
+        curves[hiding_label(m.name)] = {
+            "family": "hiding", "settings": {**m.runner.settings(), "models": [m.name]}, "points": [
+                _point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
+                       in_training_quality=m.covers(q)) for q in cfg.sweep]}
+    for m in hiding:   # the same files, decoded by Pillow without D (IL_enc)
+        curves[plain_label(m.name)] = {
+            "family": "hiding-plain", "settings": {**m.runner.settings(), "models": [m.name],
+                                                   "decoder": f"{scorer.codec.name}'s plain decoder, no D"}, "points": [
+                _point(q, scorer.hiding(m, q)[1], model=m.name, trained_quality=m.trained_quality,
+                       in_training_quality=m.covers(q)) for q in cfg.sweep]}
     metric_keys = [k for k in curves[anchor]["points"][0]["mean"] if k not in ("bytes", "bpp")]
+    references = [c for pair in users for c in pair if c]
     rd = {"config": {"metrics": metric_keys, "rd_metrics": list(RD_METRICS[gray]), "anchor": anchor,
                      "restored": restored, "window_bpp": [float(window[0]), float(window[1])],
-                     "curves": list(curves), "qualities": list(cfg.sweep)},
+                     "wide_window_bpp": [float(wide_window[0]), float(wide_window[1])],
+                     "references": references, "curves": list(curves),
+                     "qualities": list(cfg.sweep)},
           "codecs": curves}
-    pairs = ([(restored, anchor)] if restored else []) + [
-        (n, a) for n in curves if curves[n]["family"] == "hiding" for a in (anchor, restored) if a]
-    rd["comparisons"] = [compare(rd, m, a) for m, a in pairs]
+    pairs = [(r, anchor) for r in references if r != anchor]
+    pairs += [(hiding_label(m.name), a) for m in hiding for a in references]
+    pairs += [(plain_label(m.name), c) for m in hiding for c, _ in users]
+    rd["comparisons"] = [{**compare(rd, m, a), "bd_wide": _bd_in(rd, m, a, wide_window)} for m, a in pairs]
     return rd
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def time_per_mp(images, quality: int, codecs: dict, rst: tuple | None, hiding: list[Method],
+                n_images: int | None = None) -> dict:
+    """Encode and decode seconds per megapixel of every pipeline at ``quality``
+    on the first ``n_images`` images (None: all), interleaved per image (so a
+    shared machine's load falls on all alike), after a warm-up of each on the
+    first image; median over images. ``codecs``: {curve name: codec}, the
+    benched one first (each also followed by the restorer ``rst``);
+    hiding: E + codec to encode, codec + D to decode, and the same file in a
+    plain viewer (the benched codec's decoder, Pillow for JPEG)."""
+    import statistics
+    import time
+
+    import torch
+
+    def clock(fn):
+        t0 = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t0
+
+    plain = next(iter(codecs.values()))
+    todo = list(images[:n_images] if n_images is not None else images)
+    rows: dict[str, dict] = {}
+
+    def record(name, what, mp, enc, dec):
+        r = rows.setdefault(name, {"what": what, "encode_s_per_mp": [], "decode_s_per_mp": []})
+        r["encode_s_per_mp"].append(enc / mp)
+        r["decode_s_per_mp"].append(dec / mp)
+
+    for i, img in enumerate(todo[:1] + todo if todo else []):
+        warm = i == 0
+        mp = img.shape[0] * img.shape[1] / 1e6
+        add = (lambda *a: None) if warm else (lambda name, what, enc, dec: record(name, what, mp, enc, dec))
+        for name, codec in codecs.items():
+            data, te = clock(lambda: codec.encode(img, quality))
+            decoded, td = clock(lambda: codec.decode(data))
+            by = "Pillow" if codec.name == "jpeg" or codec.settings().get("decoder") == "pillow" else codec.name
+            add(name, f"{codec.name} encode; decode by {by}", te, td)
+            if rst:
+                _, tr = clock(lambda: rst[0].restore_pixels(decoded, rst[1]))
+                add(f"{name}+{rst[2]['name']}", f"{codec.name} encode; decode by {by} + {rst[2]['name']}", te,
+                    td + tr)
+        for m in hiding:
+            rt = m.runner.roundtrip(img, quality)
+            add(hiding_label(m.name), "E + codec + marker; codec decode + D", rt.encode_s, rt.decode_s)
+            _, tp = clock(lambda: plain.decode(rt.data))
+            add(plain_label(m.name), f"E + codec + marker; plain {plain.name} decode, no D", rt.encode_s, tp)
+    out = {}
+    for name, r in rows.items():
+        out[name] = {"what": r["what"],
+                     "encode_s_per_mp": statistics.median(r["encode_s_per_mp"]),
+                     "decode_s_per_mp": statistics.median(r["decode_s_per_mp"]),
+                     "per_image": {k: [float(f"{v:.4g}") for v in r[k]] for k in ("encode_s_per_mp",
+                                                                               "decode_s_per_mp")}}
+    return {"quality": int(quality), "n_images": len(todo), "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "median_mp": statistics.median(im.shape[0] * im.shape[1] / 1e6 for im in todo) if todo else None,
+            "warmup": "each pipeline once on the first image, not counted", "rows": out}
 
 
 def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",), models: Sequence[str] | None = None,
                  runs: Sequence = (), restorer: str | None = None, sweep: Sequence[int] | None = None,
                  quality: int | None = None, fixq_quality: int | None = None,
                  window: tuple[float, float] = DEFAULT_WINDOW, limit: int | None = None,
-                 progress: bool = True, tag: str | None = None) -> dict:
+                 progress: bool = True, tag: str | None = None,
+                 wide_window: tuple[float, float] = WIDE_WINDOW, timing_images: int | None = None) -> dict:
     """Table 2 and the RD curves on one image folder, for each codec; return
     the payload (module doc). ``models``: zoo names (None: every hiding model
     and fixed-quality DnCNN/MemNet in the zoo); ``restorer``: the RD curves'
     artifact remover (None: ``bench vcodec``'s default, left out with a note
     when the zoo lacks it; "": none); ``sweep``/``quality``: override every
     codec's config; ``tag``: this measurement's own result file and figures
-    (:func:`result_path`)."""
+    (:func:`result_path`); ``wide_window``: the second BD-rate window;
+    ``timing_images``: the images :func:`time_per_mp` times (None: all, 0:
+    no timing)."""
     require_bench_deps()   # BD numbers and the plots, before minutes of coding
+    import torch
+
     from ..codecs import get_codec
     from ..codecs.base import check_quality
     from ..pipelines.restore import Restorer
@@ -526,8 +663,11 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    if not (len(window) == 2 and 0 < window[0] < window[1]):
-        raise UsageError(f"the rate window needs two rates 0 < low < high, got {window}")
+    for w in (window, wide_window):
+        if not (len(w) == 2 and 0 < w[0] < w[1]):
+            raise UsageError(f"the rate window needs two rates 0 < low < high, got {w}")
+    if timing_images is not None and timing_images < 0:
+        raise UsageError(f"--timing-images must be 0 or more, got {timing_images}")
     if tag is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", tag):
         raise UsageError(f"--tag must be lower-case letters, digits and '-', got {tag!r}")
     configs = [codec_config(c) for c in dict.fromkeys(codecs)]
@@ -542,6 +682,13 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     data_dir = Path(data_dir)
     files, images, gray = _load_images(data_dir, None, limit)
     coders = {c.codec: get_codec(c.codec) for c in configs}
+    user_notes: dict[str, list[str]] = {}
+    for c in configs:   # the standard-file codecs a user would use instead (jpegli for JPEG)
+        for u in USER_CODECS.get(c.codec, ()):
+            try:
+                coders.setdefault(u, get_codec(u))
+            except CodecError as exc:
+                user_notes.setdefault(c.codec, []).append(f"no {u} curves (what a user would use instead): {exc}")
     # sweep only qualities that give different files (the learned codec: one per trained rate point)
     configs = [replace(c, sweep=coders[c.codec].distinct_qualities(c.sweep) or (c.quality,)) for c in configs]
     baseline_restorer = Restorer()
@@ -578,18 +725,28 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                              if models is not None else
                              f"baselines: no DnCNN/MemNet trained behind {cfg.codec} (a restore recipe with "
                              f"data.codec = \"{cfg.codec}\", as recipes/hiding/baselines/*-{cfg.codec}-*.toml)")
+            notes += user_notes.get(cfg.codec, [])
             table2 = _table2(cfg, scorer, at_q, baselines, baseline_restorer, fixq_quality, notes)
-            rd = _rd(cfg, scorer, hiding, rst, gray, window)
+            others = {u: Scorer(images, coders[u], bar) for u in USER_CODECS.get(cfg.codec, ()) if u in coders}
+            rd = _rd(cfg, scorer, hiding, rst, gray, window, others, wide_window)
+            timing = None
+            if timing_images != 0:
+                bar.set_description(f"timing {cfg.codec} q{cfg.quality}")
+                timing = time_per_mp(images, cfg.quality, {cfg.codec: scorer.codec, **{u: o.codec for u, o in
+                                                                                       others.items()}},
+                                     rst, hiding, timing_images)
             used = {r["model"] for t in table2 for r in t["rows"] if r.get("model")} | {m.name for m in hiding}
             out[cfg.codec] = {"config": asdict(cfg), "settings": coders[cfg.codec].settings(), "table2": table2,
-                              "rd": rd, "notes": notes,
+                              "rd": rd, "timing": timing, "notes": notes,
+                              "user_codecs": {u: o.codec.settings() for u, o in others.items()},
                               "models": {m.name: {"role": m.role, "label": m.label, **m.info,
                                                   "trained_quality": m.trained_quality}
                                          for m in methods if m.name in used}}
     finally:
         bar.close()
 
-    settings = {c: {"codec": e["settings"], "restorer": rst[2] if rst else None} for c, e in out.items()}
+    settings = {c: {"codec": e["settings"], "restorer": rst[2] if rst else None, "user_codecs": e["user_codecs"]}
+                for c, e in out.items()}
     used = sorted({n for e in out.values() for n in e["models"]} | ({rst[2]["name"]} if rst else set()))
     return {
         "kind": "hiding_bench",
@@ -598,7 +755,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                    "models": list(models) if models is not None else None, "runs": [str(r) for r in runs],
                    "restorer": rst[2]["name"] if rst else None, "quality": quality,
                    "sweep": list(sweep) if sweep else None, "fixq_quality": fixq_quality,
-                   "window_bpp": [float(window[0]), float(window[1])], "tag": tag},
+                   "window_bpp": [float(window[0]), float(window[1])], "tag": tag,
+                   "wide_window_bpp": [float(wide_window[0]), float(wide_window[1])],
+                   "timing_images": timing_images, "threads": torch.get_num_threads(), "cpu": cpu_model()},
         "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
                    for f, im in zip(files, images)],
         "codecs": out,
@@ -712,10 +871,91 @@ def target_lines(rd: dict) -> list[str]:
     return out
 
 
+def issue37_lines(rd: dict) -> list[str]:
+    """Issue 37's targets read off the comparisons, BD-rate of the PSNR within
+    the wide window: the files in a plain viewer against the codec alone (0 %
+    or better), hiding+D against the other codec + restorer (negative) and
+    against the codec alone (-35 % or better)."""
+    if "wide_window_bpp" not in rd["config"]:
+        return []
+    psnr_key = rd["config"]["rd_metrics"][0]
+    lo, hi = rd["config"]["wide_window_bpp"]
+    anchor = rd["config"]["anchor"]
+    restored_users = [c for c in rd["config"].get("references", [])
+                      if rd["codecs"][c]["family"] == "restored" and c != rd["config"]["restored"]]
+    out = []
+    for c in rd["comparisons"]:
+        plain = c["method"].startswith("hiding, plain viewer")
+        if plain and c["against"] == anchor:
+            meets, want = (lambda b: b <= TARGET_PLAIN_BD_RATE), f"{TARGET_PLAIN_BD_RATE:+.0f}% or better"
+        elif c["method"].startswith("hiding+D") and c["against"] in restored_users:
+            meets, want = (lambda b: b < TARGET_VS_USER_RESTORED), "negative"
+        elif c["method"].startswith("hiding+D") and c["against"] == anchor:
+            meets, want = (lambda b: b <= TARGET_VS_CODEC_WIDE), f"{TARGET_VS_CODEC_WIDE:+.0f}% or better"
+        else:
+            continue
+        w = c["bd_wide"][psnr_key]
+        verdict = (f"not comparable ({w['error']})" if "error" in w else
+                   f"{w['bd_rate']:+.1f}%: {'meets' if meets(w['bd_rate']) else 'misses'} the target ({want})")
+        out.append(f"- {c['method']} against {c['against']}, BD-rate ({psnr_key}) within {lo}-{hi} bpp: {verdict}")
+    return out
+
+
+def _bd_lines(rd: dict) -> list[str]:
+    """BD-rates of every comparison: over the overlap, within the window and
+    within the wide window (issue 37's 0.3-2 bpp)."""
+    from .vcodec_bench import _bd_cell
+
+    psnr_key, ssim_key = rd["config"]["rd_metrics"]
+    lo, hi = rd["config"]["window_bpp"]
+    wide = rd["config"].get("wide_window_bpp")
+    head = (f"| method | against | BD-rate {psnr_key} (BD-PSNR dB) | BD-rate {ssim_key} (BD-SSIM) | "
+            f"BD-rate {psnr_key}, {lo}-{hi} bpp | BD-rate {ssim_key}, {lo}-{hi} bpp |")
+    if wide:
+        head += f" BD-rate {psnr_key}, {wide[0]}-{wide[1]} bpp | BD-rate {ssim_key}, {wide[0]}-{wide[1]} bpp |"
+    out = [head, "|---" * (8 if wide else 6) + "|"]
+    notes = []
+    for c in rd["comparisons"]:
+        tables = [c["bd"], c["bd_window"]] + ([c["bd_wide"]] if wide and "bd_wide" in c else [])
+        line = (f"| {c['method']} | {c['against']} | {_bd_cell(c['bd'][psnr_key], 'bd_psnr', '+.2f')} | "
+                f"{_bd_cell(c['bd'][ssim_key], f'bd_{ssim_key}', '+.4f')} | "
+                f"{_bd_cell(c['bd_window'][psnr_key], None, '')} | {_bd_cell(c['bd_window'][ssim_key], None, '')} |")
+        if wide:
+            line += (f" {_bd_cell(c['bd_wide'][psnr_key], None, '')} | {_bd_cell(c['bd_wide'][ssim_key], None, '')} |"
+                     if "bd_wide" in c else " - | - |")
+        out.append(line)
+        why = dict.fromkeys(t[m]["error"] for t in tables for m in (psnr_key, ssim_key) if "error" in t[m])
+        if why:
+            notes.append(f"{c['method']} vs {c['against']}: " + "; ".join(why))
+    return out + ([""] + [f"- n/a: {n}" for n in notes] if notes else [])
+
+
+def timing_lines(entry: dict) -> list[str]:
+    """The encode/decode time table of one codec (:func:`time_per_mp`)."""
+    t = entry.get("timing")
+    if not t or not t.get("rows"):
+        return []
+    anchor = entry["rd"]["config"]["anchor"]
+    ref = t["rows"].get(anchor)
+    out = [f"Encode and decode time, seconds per megapixel at quality {t['quality']}: median over {t['n_images']} "
+           f"images (median {_f(t.get('median_mp'), '.3f')} MP), every pipeline on each image in turn after a "
+           f"warm-up; {t['threads']} torch threads, CPU {t['cpu']}. Ratios are to {anchor} in the same run "
+           "(absolute times on a shared machine are noise, ratios less so):", "",
+           f"| pipeline | what is timed (encode; decode) | encode s/MP | decode s/MP | encode / {anchor} | "
+           f"decode / {anchor} |", "|---|---|---|---|---|---|"]
+    for name, r in t["rows"].items():
+        ratios = [f"{r[k] / ref[k]:.0f}x" if ref and ref[k] > 0 and r[k] / ref[k] >= 10 else
+                  f"{r[k] / ref[k]:.2f}x" if ref and ref[k] > 0 else "-" for k in ("encode_s_per_mp",
+                                                                                  "decode_s_per_mp")]
+        out.append(f"| {name} | {r['what']} | {r['encode_s_per_mp']:.4g} | {r['decode_s_per_mp']:.4g} | "
+                   f"{ratios[0]} | {ratios[1]} |")
+    return out + [""]
+
+
 def format_hiding_tables(payload: dict) -> str:
     """Markdown: per codec, Table 2 beside the paper's, then the RD tables."""
     from .report import dataset_name
-    from .vcodec_bench import _bd_table_lines, _equal_rate_lines, _points_table
+    from .vcodec_bench import _equal_rate_lines, _points_table
 
     gray = payload["config"]["gray"]
     kodak = dataset_name(payload) == "kodak" and len(payload["images"]) == 24   # the paper's set, whole
@@ -736,9 +976,16 @@ def format_hiding_tables(payload: dict) -> str:
                   f"(hiding+D: the E/D pair applied at every quality; issue 6's target: BD-rate "
                   f"{TARGET_BD_RATE:+.0f}% or better against the codec alone within {lo}-{hi} bpp):", ""]
         lines += target_lines(rd) or ["- no hiding+D curve (no hiding model for this codec)"]
+        wide = issue37_lines(rd)
+        if wide:
+            lo2, hi2 = rd["config"]["wide_window_bpp"]
+            lines += ["", f"Against what a user would use instead (issue 37's targets, within {lo2}-{hi2} bpp; "
+                      "'plain viewer': the hiding file decoded by Pillow without D, as anyone without carkit "
+                      "sees it):", "", *wide]
         lines += ["", *_points_table(rd), "", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = "
-                  "fewer bits for the same quality):", "", *_bd_table_lines(rd), "",
-                  "Quality at equal bpp (positive = the method is better):", "", *_equal_rate_lines(rd), ""]
+                  "fewer bits for the same quality):", "", *_bd_lines(rd), "",
+                  "Quality at equal bpp (positive = the method is better):", "", *_equal_rate_lines(rd), "",
+                  *timing_lines(entry)]
     return "\n".join(lines).rstrip()
 
 
@@ -798,6 +1045,10 @@ def command_line(payload: dict) -> str:
     cmd += f" --sweep {','.join(map(str, cfg['sweep']))}" if cfg.get("sweep") else ""
     if list(cfg["window_bpp"]) != list(DEFAULT_WINDOW):
         cmd += f" --window {cfg['window_bpp'][0]},{cfg['window_bpp'][1]}"
+    if cfg.get("wide_window_bpp") and list(cfg["wide_window_bpp"]) != list(WIDE_WINDOW):
+        cmd += f" --wide-window {cfg['wide_window_bpp'][0]},{cfg['wide_window_bpp'][1]}"
+    cmd += f" --timing-images {cfg['timing_images']}" if cfg.get("timing_images") is not None else ""
+    cmd += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     cmd += f" --tag {cfg['tag']}" if cfg.get("tag") else ""
     return cmd
 
@@ -807,7 +1058,9 @@ INTRO = ("The Residual hiding paper (section 4.2.1, Table 2) compares its two tr
          "alone and with DnCNN and MemNet trained on the same data, under Fix-Q (baselines at the higher quality "
          "whose mean bpp matches the hiding output's) and Fix-BPP (everyone at the training quality; the hiding "
          "output then has more bits). Here the same rows from real files, beside the paper's Kodak numbers, then "
-         "full RD curves: the codec alone, the codec + the best zoo restorer, and hiding+D at every quality.")
+         "full RD curves: the codec alone, the codec + the best zoo restorer, and hiding+D at every quality; for "
+         "JPEG also what a user would use instead (jpegli, jpegli + the restorer) and the hiding files as an "
+         "ordinary viewer shows them (decoded by Pillow, no D), with encode and decode times per megapixel.")
 
 
 def report_section(payload: dict) -> list[str]:
@@ -847,6 +1100,12 @@ def add_bench_hiding_arguments(parser) -> None:
                                       "pair with --models, beside the codec's full table)")
     parser.add_argument("--no-update-zoo", action="store_true",
                         help="do not store the hiding pairs' measured rows in their zoo records")
+    parser.add_argument("--wide-window", default=",".join(map(str, WIDE_WINDOW)),
+                        help="second bpp window of the BD-rates (default: issue 37's "
+                             f"{WIDE_WINDOW[0]},{WIDE_WINDOW[1]})")
+    parser.add_argument("--timing-images", type=int,
+                        help="time encode and decode per megapixel on the first N images (default: all; 0: no "
+                             "timing)")
     from .vcodec_bench import add_run_arguments
 
     add_run_arguments(parser, DEFAULT_WINDOW, "first N images only")
@@ -903,10 +1162,17 @@ def main_bench_hiding(args) -> int:
     from .vcodec_bench import _ints, threads_and_window
 
     window = threads_and_window(args)
+    try:
+        wide = tuple(float(v) for v in args.wide_window.split(","))
+    except ValueError:
+        wide = ()
+    if len(wide) != 2 or not 0 < wide[0] < wide[1]:
+        raise UsageError(f"--wide-window needs two rates low,high, got {args.wide_window!r}")
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     payload = bench_hiding(args.data, [c.strip() for c in args.codecs.split(",") if c.strip()], models,
                            args.runs or (), args.restorer, _ints(args.sweep), args.quality, args.fixq_quality,
-                           window, args.limit, progress=not args.no_progress, tag=args.tag)
+                           window, args.limit, progress=not args.no_progress, tag=args.tag, wide_window=wide,
+                           timing_images=args.timing_images)
     path = write_result(result_path(args.results, payload), payload)
     print(format_hiding_tables(payload))
     if not args.no_update_zoo and not args.limit:
@@ -922,4 +1188,5 @@ def main_bench_hiding(args) -> int:
 __all__ = ["CODECS", "CodecConfig", "DEFAULT_WINDOW", "TARGET_BD_RATE", "bench_hiding", "match_quality",
            "find_methods", "format_hiding_tables", "report_section", "figure_path", "result_path", "plot_rd",
            "write_figures", "add_bench_hiding_arguments", "main_bench_hiding", "command_line", "INTRO",
-           "update_zoo_hiding", "zoo_results_key", "hiding_label"]
+           "update_zoo_hiding", "zoo_results_key", "hiding_label", "plain_label", "time_per_mp",
+           "WIDE_WINDOW", "issue37_lines", "timing_lines"]
