@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import numpy as np
 
-from ..codecs.base import Codec, check_image
+from ..codecs.base import Codec, check_image, check_quality
 from ..codecs.markers import CARRIERS, check_weights_digest, find_payload, json_marker
 from ..errors import CodecError, NotAJpegError
 
@@ -220,7 +220,6 @@ class HidingCodec(Codec):
         import torch
 
         from ..io import to_tensor, to_uint8
-        from ..jpeg.tables import check_quality
 
         image = check_image(image)
         quality = check_quality(quality)

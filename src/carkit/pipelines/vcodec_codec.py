@@ -27,7 +27,7 @@ import json
 
 import numpy as np
 
-from ..codecs.base import Codec, check_image
+from ..codecs.base import Codec, check_image, check_quality
 from ..codecs.markers import check_weights_digest, jpeg_read, json_marker
 from ..errors import CodecError
 
@@ -165,7 +165,6 @@ class VirtualCodecCodec(Codec):
 
         from ..codecs._pillow import pil_encode
         from ..io import to_tensor, to_uint8
-        from ..jpeg.tables import check_quality
 
         image = check_image(image)
         quality = check_quality(quality)
