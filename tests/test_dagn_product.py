@@ -16,7 +16,7 @@ from carkit.cli import main
 from carkit.evaluation.paper_numbers import DAGN_TABLE_I, paper_gains
 from carkit.evaluation.report import build_report
 from carkit.models.registry import create_model
-from carkit.pipelines.restore import estimate_quality, grid_aligned_crop
+from carkit.pipelines.restore import grid_aligned_crop, predict_quality
 from carkit.training.engine import init_from_run, train
 from carkit.training.recipe import RecipeError, load_recipe
 from carkit.zoo.registry import load_pretrained
@@ -48,14 +48,14 @@ def test_grid_aligned_crop_keeps_the_8x8_grid():
     assert grid_aligned_crop(small, 1024).shape == (37, 29)
 
 
-def test_estimate_quality_only_for_models_with_a_predictor(tmp_path, monkeypatch):
+def test_predict_quality_only_for_models_with_a_predictor(tmp_path, monkeypatch):
     _zoo(tmp_path, monkeypatch)
     dagn, gray = load_pretrained("tiny-dagn"), load_pretrained("tiny-gray")
     rgb = np.random.default_rng(0).integers(0, 255, (40, 56, 3)).astype(np.uint8)
-    q = estimate_quality(dagn, rgb)
+    q = predict_quality(dagn, rgb)
     assert isinstance(q, float) and 1.0 <= q <= 100.0
-    assert 1.0 <= estimate_quality(dagn, rgb[:, :, 0]) <= 100.0  # gray given as RGB
-    assert estimate_quality(gray, rgb[:, :, 0]) is None
+    assert 1.0 <= predict_quality(dagn, rgb[:, :, 0]) <= 100.0  # gray given as RGB
+    assert predict_quality(gray, rgb[:, :, 0]) is None
 
 
 def test_explain_prints_tables_quality_model_estimate_and_model(tmp_path, monkeypatch, capsys, shared_data):

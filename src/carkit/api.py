@@ -109,6 +109,16 @@ def _read_pixels(image) -> np.ndarray:
 # ------------------------------------------------------------------ encode
 
 
+def checked_quality(quality) -> int:
+    """A codec quality 1..100 (:func:`carkit.jpeg.tables.check_quality`), or a UsageError."""
+    from .jpeg.tables import check_quality
+
+    try:
+        return check_quality(quality)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 #: Hiding carriers and learned codecs take a zoo pair with ``model=``; these accept it.
 _MODEL_METHODS = ("hiding", "blockcnn", "vcnn")
 
@@ -154,12 +164,11 @@ def encode(image, method: str = "jpeg", quality: int = 75, **options) -> bytes:
     registered codec; returns the file's bytes. ``options`` go to the codec
     (``model=``/``codec=`` for the learned methods, e.g. ``encode(img,
     "hiding", 50, codec="jpeg")``)."""
-    if not isinstance(quality, (int, np.integer)) or not 1 <= int(quality) <= 100:
-        raise UsageError(f"quality must be an int in 1..100, got {quality!r}")
+    quality = checked_quality(quality)
     codec = encoder(method, **options)
     pixels = _read_pixels(image)
     try:
-        return codec.encode(pixels, int(quality))
+        return codec.encode(pixels, quality)
     except ValueError as exc:
         raise CarkitError(str(exc)) from exc
 

@@ -167,11 +167,10 @@ def canonical_name_or_none(method: str) -> str | None:
 def _cmd_encode(args) -> int:
     import warnings
 
-    from .api import encoder
+    from .api import checked_quality, encoder
     from .io import check_output_path, read_image, write_bytes
 
-    if not 1 <= args.quality <= 100:
-        raise UsageError(f"quality must be an int in 1..100, got {args.quality}")
+    checked_quality(args.quality)
     src, dst = Path(args.input), Path(args.output)
     check_output_path(src, dst, args.force)
     suffix = dst.suffix.lower()

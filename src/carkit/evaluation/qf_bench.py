@@ -11,7 +11,7 @@ from the file's quantization tables (``carkit.jpeg.quality``), on
 
 The estimate is the expectation over the predictor's 100 classes, on the
 grid-aligned centre crop ``carkit restore --explain`` uses
-(``pipelines.restore.estimate_quality``).
+(``pipelines.restore.predict_quality``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..data.folders import as_mode, list_images
 from ..errors import CarkitError, UsageError
 from ..io import read_image
 from ..jpeg.jpegfile import JpegFile
-from ..pipelines.restore import JPEG_SUFFIXES, estimate_quality
+from ..pipelines.restore import JPEG_SUFFIXES, predict_quality
 from ..zoo.registry import load_pretrained, weights_record
 from .results import provenance, write_result
 
@@ -56,7 +56,7 @@ def _real_files(real_dir: Path, net, progress: bool) -> dict:
             skipped.append({"file": f.name, "reason": jpeg.quality_problem or "no quality in the tables"})
             continue
         rows.append({"file": f.name, "table_quality": int(tables.quality), "standard": bool(tables.standard),
-                     "gray": bool(image.is_gray), "estimate": estimate_quality(net, image.pixels)})
+                     "gray": bool(image.is_gray), "estimate": predict_quality(net, image.pixels)})
     standard = [r for r in rows if r["standard"]]
     return {"dir": str(real_dir), "files": rows, "skipped": skipped,
             "all": _summary([r["table_quality"] for r in rows], [r["estimate"] for r in rows]) if rows else None,
@@ -77,7 +77,7 @@ def _known_qualities(data_dir: Path, qualities, net, limit: int | None, progress
     for q in qualities:
         e = []
         for im in images:
-            e.append(estimate_quality(net, codec.roundtrip(im, q).decoded))
+            e.append(predict_quality(net, codec.roundtrip(im, q).decoded))
             bar.update(1)
         per_q[f"q{q}"] = {**_summary([q] * len(e), e), "mean_estimate": float(np.mean(e)),
                           "estimates": [round(v, 2) for v in e]}

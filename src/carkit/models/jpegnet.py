@@ -1,4 +1,4 @@
-"""JpegNet: a restorer built around JPEG's own structure (issue 36).
+"""JpegNet: a restorer built around JPEG's own structure.
 
 Not from one of the five papers. Ideas borrowed: pixel-unshuffled trunks
 (as in fast super-resolution and FBCNN-style U-Nets at reduced resolution),

@@ -54,7 +54,7 @@ def grid_aligned_crop(pixels: np.ndarray, size: int = ESTIMATE_CROP) -> np.ndarr
 
 
 @torch.no_grad()
-def estimate_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cpu") -> float | None:
+def predict_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cpu") -> float | None:
     """The network's own estimate of the JPEG quality of decoded ``pixels``
     (uint8 gray or RGB), from a grid-aligned centre crop; None for networks
     without a quality predictor. Gray images are given to color networks as RGB."""
@@ -282,7 +282,7 @@ def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: st
     plan.quality_problem = jpeg.quality_problem
     plan.tables = jpeg.coding_tables
     if explain and plan.model is not None:
-        plan.model_quality = estimate_quality(restorer.model(plan.model), jpeg.pixels, restorer.device)
+        plan.model_quality = predict_quality(restorer.model(plan.model), jpeg.pixels, restorer.device)
     image = jpeg.image
     out = orient(restorer.restore_pixels(image.pixels, plan, progress), image.orientation)
     alpha = None if image.alpha is None else orient(image.alpha, image.orientation)

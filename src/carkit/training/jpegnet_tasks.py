@@ -1,4 +1,4 @@
-"""Training task of JpegNet (carkit.models.jpegnet, issue 36).
+"""Training task of JpegNet (carkit.models.jpegnet).
 
 ``task = "jpegnet"``: batches from :class:`carkit.data.jpeg_mix.JpegMixBatches`
 (qualities 5..100 with 60..95 weighted as 5..40, gray / 4:2:0 / 4:2:2 /
