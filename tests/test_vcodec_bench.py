@@ -89,7 +89,7 @@ def test_payload_curves_rates_and_comparisons(tiny):
             assert all(("bd_rate" in r) != ("error" in r) for r in table.values())
         assert set(c["equal_rate"]) == {"psnr", "ssim"}
     text = vb.format_vcodec_tables(payload)
-    assert "| virtual codec | vcodec-gray-q5 | 5 |" in text and "Issue 7 target" in text
+    assert "| virtual codec | vcodec-gray-q5 | 5 |" in text and "Target (equal-rate" in text
     json.dumps(payload)  # storable (write_result turns numpy into plain values)
 
 
@@ -144,7 +144,7 @@ def test_cli_writes_result_figure_and_report_section(tiny, tmp_path, capsys):
                  "--threads", "1", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "vcodec_set_gray.json" in out and "Issue 7 target" in out
+    assert "vcodec_set_gray.json" in out and "Target (equal-rate" in out
     payload = json.loads((results / "vcodec_set_gray.json").read_text())
     assert payload["config"]["jpeg_qualities"] == [3, 5, 8, 12, 20, 30]
     assert (figures / "vcodec_rd_set_gray.png").stat().st_size > 1000

@@ -1,6 +1,6 @@
 """``carkit bench hiding``: residual hiding against the codec alone and the
 artifact-removal baselines (the Residual hiding paper,
-../shared/papers/residual-hiding.txt, section 4.2.1 and Table 2; issue 6),
+../shared/papers/residual-hiding.txt, section 4.2.1 and Table 2),
 then rate-distortion curves past the paper.
 
 For each codec (``CODECS``: JPEG, JPEG 2000, HEIF and carkit's learned
@@ -55,7 +55,7 @@ quality gain at equal rate; this part reuses ``bench vcodec``'s comparison
 and rendering (``vcodec_bench.compare``, its tables and ``plot_rd``), with the
 same payload layout.
 
-**What a user would use instead** (PROTOCOL.md, issue 37): for JPEG, the
+**What a user would use instead** (PROTOCOL.md): for JPEG, the
 same sweep through jpegli (``codecs/jpegli.py``: ajpegli, 4:2:0, default
 settings, files decoded by Pillow as a viewer would) and jpegli followed by
 the same restorer (the same plan as the codec + restorer curve), and per
@@ -64,7 +64,7 @@ the hiding file decoded by Pillow without D, at its real bytes (the
 measurement Table 2's "IL_enc before D" column shows). BD-rates of hiding+D
 against each of the codec, codec + restorer, jpegli and jpegli + restorer, and
 of the plain-viewer files against libjpeg-turbo and jpegli, over the overlap,
-within ``window`` and within ``wide_window`` (issue 37's 0.3-2 bpp). Then
+within ``window`` and within ``wide_window`` (the standard-file targets' 0.3-2 bpp). Then
 encode and decode seconds per megapixel of every pipeline (:func:`time_per_mp`:
 the codecs, codec + restorer, hiding E + codec / codec + D, and the hiding
 file in a plain viewer), interleaved per image at Table 2's quality after a
@@ -93,7 +93,7 @@ from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
 TARGET_BD_RATE = -30.0
-#: issue 37's rate window, and its targets there (BD-rate of psnr_rgb): the hiding files in a plain viewer
+#: the standard-file targets' rate window, and its targets there (BD-rate of psnr_rgb): the hiding files in a plain viewer
 #: against libjpeg-turbo, hiding+D against jpegli + the restorer and against libjpeg-turbo
 WIDE_WINDOW = (0.3, 2.0)
 TARGET_PLAIN_BD_RATE = 0.0
@@ -871,8 +871,8 @@ def target_lines(rd: dict) -> list[str]:
     return out
 
 
-def issue37_lines(rd: dict) -> list[str]:
-    """Issue 37's targets read off the comparisons, BD-rate of the PSNR within
+def standard_file_target_lines(rd: dict) -> list[str]:
+    """The standard-file targets read off the comparisons, BD-rate of the PSNR within
     the wide window: the files in a plain viewer against the codec alone (0 %
     or better), hiding+D against the other codec + restorer (negative) and
     against the codec alone (-35 % or better)."""
@@ -903,7 +903,7 @@ def issue37_lines(rd: dict) -> list[str]:
 
 def _bd_lines(rd: dict) -> list[str]:
     """BD-rates of every comparison: over the overlap, within the window and
-    within the wide window (issue 37's 0.3-2 bpp)."""
+    within the wide window (the standard-file targets' 0.3-2 bpp)."""
     from .vcodec_bench import _bd_cell
 
     psnr_key, ssim_key = rd["config"]["rd_metrics"]
@@ -973,13 +973,13 @@ def format_hiding_tables(payload: dict) -> str:
         if kodak and _paper(entry["config"], "fix-q") and _paper(entry["config"], "fix-bpp"):
             lines += [PAPER_CAVEAT, ""]
         lines += [f"Past the paper, RD curves over qualities {','.join(map(str, rd['config']['qualities']))} "
-                  f"(hiding+D: the E/D pair applied at every quality; issue 6's target: BD-rate "
+                  f"(hiding+D: the E/D pair applied at every quality; the project's target: BD-rate "
                   f"{TARGET_BD_RATE:+.0f}% or better against the codec alone within {lo}-{hi} bpp):", ""]
         lines += target_lines(rd) or ["- no hiding+D curve (no hiding model for this codec)"]
-        wide = issue37_lines(rd)
+        wide = standard_file_target_lines(rd)
         if wide:
             lo2, hi2 = rd["config"]["wide_window_bpp"]
-            lines += ["", f"Against what a user would use instead (issue 37's targets, within {lo2}-{hi2} bpp; "
+            lines += ["", f"Against what a user would use instead (the standard-file targets, within {lo2}-{hi2} bpp; "
                       "'plain viewer': the hiding file decoded by Pillow without D, as anyone without carkit "
                       "sees it):", "", *wide]
         lines += ["", *_points_table(rd), "", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = "
@@ -1101,7 +1101,7 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--no-update-zoo", action="store_true",
                         help="do not store the hiding pairs' measured rows in their zoo records")
     parser.add_argument("--wide-window", default=",".join(map(str, WIDE_WINDOW)),
-                        help="second bpp window of the BD-rates (default: issue 37's "
+                        help="second bpp window of the BD-rates (default: the standard-file targets' "
                              f"{WIDE_WINDOW[0]},{WIDE_WINDOW[1]})")
     parser.add_argument("--timing-images", type=int,
                         help="time encode and decode per megapixel on the first N images (default: all; 0: no "
@@ -1189,4 +1189,4 @@ __all__ = ["CODECS", "CodecConfig", "DEFAULT_WINDOW", "TARGET_BD_RATE", "bench_h
            "find_methods", "format_hiding_tables", "report_section", "figure_path", "result_path", "plot_rd",
            "write_figures", "add_bench_hiding_arguments", "main_bench_hiding", "command_line", "INTRO",
            "update_zoo_hiding", "zoo_results_key", "hiding_label", "plain_label", "time_per_mp",
-           "WIDE_WINDOW", "issue37_lines", "timing_lines"]
+           "WIDE_WINDOW", "standard_file_target_lines", "timing_lines"]

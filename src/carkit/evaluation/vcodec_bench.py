@@ -1,6 +1,6 @@
 """``carkit bench vcodec``: the virtual codec's very-low-rate comparison
 (Zhao et al. 2017, ../shared/papers/virtual-codec.txt, section III-B and
-Fig. 4-5; issue 7).
+Fig. 4-5; the project's equal-rate target).
 
 On each evaluation set (the issue: Classic5 and Kodak in gray, then Kodak in
 color), one rate-distortion curve per method:
@@ -471,7 +471,7 @@ def compare_all(payload: dict) -> list[dict]:
 
 
 def target_verdict(payload: dict) -> list[str]:
-    """Issue 7's target, read off the comparisons: in the rate window the
+    """The project's equal-rate target, read off the comparisons: in the rate window the
     virtual codec beats JPEG + the restorer and the directly connected
     baseline at equal rate (PSNR, then SSIM)."""
     psnr_key, ssim_key = payload["config"]["rd_metrics"]
@@ -587,7 +587,7 @@ def format_vcodec_tables(payload: dict) -> str:
     """Markdown: the target verdict, the RD points, BD-rates and equal-rate gains."""
     cfg = payload["config"]
     lo, hi = cfg["window_bpp"]
-    lines = [f"Issue 7 target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
+    lines = [f"Target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
     lines += target_verdict(payload) or ["- no virtual-codec curve (vcodec-* models) in this run"]
     lines += ["", "RD points (mean over images; bpp = the real file bytes over the full image's pixels):", ""]
     lines += _points_table(payload)
