@@ -215,6 +215,21 @@ def _complexity_section(payload: dict) -> list[str]:
             f"Provenance: {_provenance_line(payload['provenance'])}", ""]
 
 
+def _speed_section(payload: dict) -> list[str]:
+    from .speed_bench import format_speed_table
+
+    rows = payload["rows"]
+    models = [n for n, r in rows.items() if r["kind"] == "zoo" and n != payload["reference"]]
+    archs = [n for n, r in rows.items() if r["kind"].startswith("architecture")]
+    command = (f"carkit bench speed --models {','.join(models)} --architectures {','.join(archs)} "
+               f"--repeats {payload['repeats']} --threads {payload['threads']}")
+    return [f"Command: `{command}` (on `{payload['image']}`)", "",
+            *format_speed_table(payload).splitlines(), "",
+            "Architectures are timed untrained (the same computation as trained weights). The target for "
+            "the default restorer: at least 5x faster than DnCNN-3 (Y, fp32).", "",
+            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+
+
 def _codec_section(payload: dict) -> list[str]:
     from .codec_bench import format_codec_table, named_codecs
 
@@ -306,6 +321,7 @@ SECTIONS = (
      "Cells: PSNR (gain over JPEG) / SSIM / PSNR-B. Gray sets score the gray image; "
      "color sets score RGB (PROTOCOL.md's color tables).", _restore_section),
     ("complexity", "## Model cost (DAGN Table III)", "", _complexity_section),
+    ("speed", "## Restoring a 2 MP JPEG end to end", "", _speed_section),
     ("qf", "## Blind quality estimation", "", _qf_section),
     ("zoo", "", "", None),
     ("codec_bench", "## Codecs", "", _codec_section),

@@ -104,9 +104,20 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
         row["seconds_per_mp"] = row["seconds"] / mp
         row["speedup_vs_dncnn3"] = ref / row["seconds"]
         row["x_decode"] = row["seconds"] / rows["decode"]["seconds"]
-    return {"kind": "speed", "image": str(image_path), "size": [w, h], "megapixels": mp, "quality": quality,
+    return {"kind": "speed", "image": _data_relative(image_path), "size": [w, h], "megapixels": mp, "quality": quality,
             "subsampling": "4:2:0", "repeats": repeats, "threads": torch.get_num_threads(), "cpu": cpu_model(),
             "tile": tile, "reference": REFERENCE, "rows": rows, "provenance": provenance()}
+
+
+def _data_relative(path: str | Path) -> str:
+    """The image's path under the shared data root when it is there (results
+    name data the way PROTOCOL.md does), else as given."""
+    from ..training.recipe import default_data_root
+
+    try:
+        return str(Path(path).resolve().relative_to(default_data_root().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def format_speed_table(payload: dict) -> str:
