@@ -101,3 +101,45 @@ def test_task_loss_and_validation_inference_run():
     assert torch.isfinite(loss)
     x = torch.rand(1, 3, 20, 20)
     assert task.infer(net.eval(), x, x, 30).shape == x.shape
+
+
+def test_bench_restore_gives_each_coded_file_its_tables(tmp_path, monkeypatch):
+    """`carkit bench restore` restores with the tables of the file it coded
+    (a table-conditioned model never falls back to default tables there)."""
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    import carkit.zoo.registry as zoo
+    from carkit.evaluation.restore_bench import run_restore_bench
+    from carkit.models.jpegnet import JpegNet
+    from carkit.models.registry import create_model
+    from carkit.zoo.registry import WeightsRecord, save_record, sha256_of
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "extra_dirs", lambda: [])
+    (tmp_path / "zoo").mkdir()
+    net = create_model("jpegnet")
+    path = tmp_path / "zoo" / "tiny-jpegnet.safetensors"
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
+    save_record(WeightsRecord(name="tiny-jpegnet", model="jpegnet", model_kwargs={}, gray=False,
+                              qualities=[5, 100], sha256=sha256_of(path), description="test"))
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3)).astype(np.uint8)).save(images / f"{i}.png")
+    seen = []
+    real = JpegNet.forward
+
+    def forward(self, x, luma_table=None, chroma_table=None):
+        seen.append(None if luma_table is None else float(torch.as_tensor(luma_table).reshape(-1)[0]))
+        return real(self, x, luma_table, chroma_table)
+
+    monkeypatch.setattr(JpegNet, "forward", forward)
+    run_restore_bench([str(images)], ["tiny-jpegnet"], [10, 90], gray=None, limit=None,
+                      results_dir=str(tmp_path / "r"), update_zoo=False, threads=1)
+    from carkit.jpeg.tables import STD_LUMINANCE, quality_scale, _scale_with_factor
+
+    expected = {float(_scale_with_factor(STD_LUMINANCE, quality_scale(q), True).reshape(-1)[0]) for q in (10, 90)}
+    assert len(seen) == 4 and set(seen) == expected

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..codecs.jpeg import JpegCodec
 from ..errors import UsageError
 from ..data.folders import as_mode, list_images
 from ..io import read_image
+from ..jpeg.jpegfile import coding_tables_of
 from ..pipelines.restore import Restorer
 from ..zoo.registry import weights_record
 from .metrics import score
@@ -154,6 +156,9 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
                 t0 = time.perf_counter()
                 if m in kspace:
                     out = _kspace_restore(restorer.model(m), coded.data, restorer)
+                elif getattr(restorer.model(m), "takes_tables", False):  # the coded file's own tables
+                    plan = replace(plans[m], tables=coding_tables_of(coded.data))
+                    out = restorer.restore_pixels(lq, plan)
                 else:
                     out = restorer.restore_pixels(lq, plans[m])
                 seconds[m] += time.perf_counter() - t0

@@ -69,11 +69,24 @@ class JpegFile:
         """(luma, chroma) (8, 8) tables of the first two components (a gray
         file's chroma is its luma table), for models conditioned on them; None
         when the tables are invalid (``quality_problem``)."""
-        if self.quality is None or not self.component_slots:
+        if self.quality is None:
             return None
-        luma = self.tables[self.component_slots[0]]
-        chroma = self.tables[self.component_slots[1]] if len(self.component_slots) > 1 else luma
-        return luma, chroma
+        return coding_tables(self.tables, self.component_slots)
+
+
+def coding_tables(tables: dict[int, np.ndarray], component_slots: tuple[int, ...]):
+    """(luma, chroma) tables of a frame's first two components (a gray file's
+    chroma is its luma table), or None without a frame header."""
+    if not component_slots or any(s not in tables for s in component_slots[:2]):
+        return None
+    luma = tables[component_slots[0]]
+    chroma = tables[component_slots[1]] if len(component_slots) > 1 else luma
+    return luma, chroma
+
+
+def coding_tables_of(data: bytes, name: str = "<bytes>"):
+    """:func:`coding_tables` of a JPEG file's bytes."""
+    return coding_tables(*read_quant_tables(data, name))
 
     @property
     def pixels(self) -> np.ndarray:
