@@ -73,6 +73,18 @@ class JpegFile:
             return None
         return coding_tables(self.tables, self.component_slots)
 
+    @property
+    def pixels(self) -> np.ndarray:
+        return self.image.pixels
+
+    @property
+    def is_gray(self) -> bool:
+        return self.image.is_gray
+
+    @property
+    def metadata(self) -> ImageMetadata:
+        return self.image.metadata
+
 
 def coding_tables(tables: dict[int, np.ndarray], component_slots: tuple[int, ...]):
     """(luma, chroma) tables of a frame's first two components (a gray file's
@@ -87,18 +99,6 @@ def coding_tables(tables: dict[int, np.ndarray], component_slots: tuple[int, ...
 def coding_tables_of(data: bytes, name: str = "<bytes>"):
     """:func:`coding_tables` of a JPEG file's bytes."""
     return coding_tables(*read_quant_tables(data, name))
-
-    @property
-    def pixels(self) -> np.ndarray:
-        return self.image.pixels
-
-    @property
-    def is_gray(self) -> bool:
-        return self.image.is_gray
-
-    @property
-    def metadata(self) -> ImageMetadata:
-        return self.image.metadata
 
 
 def read_source_bytes(source: str | os.PathLike | bytes, name: str | None = None) -> tuple[bytes, str]:
