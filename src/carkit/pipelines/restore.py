@@ -101,8 +101,33 @@ def _gain_note(gain: float | None, at: int | None, quality: int | None) -> str:
     return f"; no measurement within {QUOTE_WITHIN} quality points of QF {quality} (nearest QF {at})"
 
 
+def _reviewed_plan(gray: bool, quality: int | None) -> RestorePlan | None:
+    """The plan of the reviewed default table (:mod:`carkit.zoo.defaults`):
+    its model where the zoo ships it, a pass-through where no row covers the
+    quality; None when the zoo lacks the table's models (a custom zoo), so
+    that the choice falls back to ranking the records."""
+    from ..zoo.defaults import RESTORE_DEFAULTS, default_restorer
+
+    shipped = set(list_weights())
+    if not {row.model for row in RESTORE_DEFAULTS} <= shipped:
+        return None
+    row = default_restorer(gray, quality)
+    if row is None:
+        return RestorePlan(quality, None, None, "passthrough",
+                           "no model is measured near this quality; output is the decoded JPEG")
+    record = weights_record(row.model)
+    lo, hi = record.qualities
+    if quality is None:
+        reason = f"quality unknown: blind model (trained for QF {lo}..{hi})"
+    else:
+        reason = f"trained for QF {lo}..{hi}{_gain_note(*_measured_gain(record, quality, color=not gray), quality)}"
+    return RestorePlan(quality, None, row.model, row.mode, reason)
+
+
 def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] | None = None) -> RestorePlan:
-    """Pick the zoo model for an image. Candidates: gray models for gray
+    """Pick the zoo model for an image: the reviewed default table
+    (:mod:`carkit.zoo.defaults`) when the zoo ships its models. Otherwise
+    (``records`` given, or a custom zoo) by ranking. Candidates: gray models for gray
     images; color models and gray models through Y for color images. Among
     those trained for the quality, the one that measures best on images of
     that kind (RGB gain on color sets, gain on gray sets) wins; unmeasured
@@ -110,6 +135,9 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
     tie. No model covers the quality: the nearest within ``QUALITY_MARGIN``,
     else the decoded JPEG is passed through."""
     if records is None:
+        reviewed = _reviewed_plan(gray, quality)
+        if reviewed is not None:
+            return reviewed
         records = [weights_record(n) for n in list_weights()]
     # JPEG restorers only: a DnCNN trained on JPEG 2000 (a residual hiding baseline) is not one
     records = [r for r in records if r.kind == "restorer" and r.trained_codec == "jpeg"]
