@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from carkit.evaluation import metrics
-from carkit.evaluation.blockcnn_bench import curve_at, format_blockcnn_tables, plot_rd, speed_summary
+from carkit.evaluation.blockcnn_bench import format_blockcnn_tables, plot_rd, speed_summary
+from carkit.evaluation.common import curve_at
 from carkit.evaluation.codec_bench import bd_table
 
 

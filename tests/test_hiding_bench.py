@@ -170,7 +170,7 @@ def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
 
     from carkit.codecs import get_codec
     from carkit.evaluation import metrics
-    from carkit.evaluation.codec_bench import _curve
+    from carkit.evaluation.common import rd_curve
     from carkit.pipelines.restore import Restorer
 
     add_hiding(zoo, "tiny-s2", "II", seed=2)
@@ -203,8 +203,8 @@ def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
         for table in (c["bd"], c["bd_window"], c["bd_wide"]):
             assert {"psnr_rgb", "ssim_rgb"} <= set(table)
             assert all(("bd_rate" in r) != ("error" in r) for r in table.values())
-    ra, qa = _curve(rd["codecs"]["jpeg"], "psnr_rgb")
-    rb, qb = _curve(rd["codecs"][plain], "psnr_rgb")
+    ra, qa = rd_curve(rd["codecs"]["jpeg"], "psnr_rgb")
+    rb, qb = rd_curve(rd["codecs"][plain], "psnr_rgb")
     wide = pairs[(plain, "jpeg")]["bd_wide"]["psnr_rgb"]
     try:
         expected = {"bd_rate": pytest.approx(metrics.bd_rate(ra, qa, rb, qb, rate_window=(0.3, 2.0)))}

@@ -40,6 +40,10 @@ import numpy as np
 
 from ..errors import CodecError
 from ..extras import require_bench_deps
+from .common import (
+    bd_table, bench_images, curve_at, dataset_name, fmt, format_codec_table, mean_of, progress_bar,
+    rd_curve, read_bench_images, round_stored,
+)
 
 DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 60)  # Kodak JPEG: about 0.2-1.0 bpp
 DEFAULT_WINDOW = (0.15, 0.6)
@@ -48,21 +52,11 @@ RD_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "psnr", "ssim")
 
 
 def _point(per: dict, pixels: float) -> dict:
-    from .codec_bench import _mean, _round
-
-    mean = {k: _mean(v) for k, v in per.items()}
+    mean = {k: mean_of(v) for k, v in per.items()}
     for kind in ("encode", "decode"):
         times = [t for t in per.get(f"{kind}_s", []) if t is not None]
         mean[f"{kind}_mpix_s"] = (pixels * len(times) / max(sum(times), 1e-12)) if times else None
-    return {"mean": mean, "per_image": {k: [_round(k, x) for x in v] for k, v in per.items()}}
-
-
-def curve_at(entry: dict, metric: str, bpp: float) -> float | None:
-    """A curve's ``metric`` at ``bpp`` by PCHIP on log rate; None outside its range."""
-    from .codec_bench import _curve
-    from .metrics import quality_at_rate
-
-    return quality_at_rate(*_curve(entry, metric), bpp)
+    return {"mean": mean, "per_image": {k: [round_stored(k, x) for x in v] for k, v in per.items()}}
 
 
 def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None = None,
@@ -73,12 +67,11 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
     from . import metrics
     from ..codecs import get_codec
     from ..codecs.restored import RestoredCodec
-    from .codec_bench import _load, _progress, bd_table, bench_images
     from .results import provenance
 
     quals = sorted(set(int(q) for q in (qualities or DEFAULT_QUALITIES)))
     files = bench_images(data_dir, limit)
-    images, mode = _load(files, gray=False)
+    images, mode = read_bench_images(files, gray=False)
     metric_keys = list(metrics.score(images[0], images[0]).keys())
     jpeg = get_codec("jpeg")
     bcnn = get_codec("blockcnn", model=predictor)
@@ -88,7 +81,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
     curves = {n: [] for n in names}
     mpix = float(np.mean([im.shape[0] * im.shape[1] for im in images])) / 1e6
     n_verify = len(images) if verify_images is None else verify_images
-    bar = _progress(len(quals) * len(images), progress)
+    bar = progress_bar(len(quals) * len(images), progress)
     try:
         for qi, q in enumerate(quals):
             bar.set_description(f"q{q}")
@@ -175,14 +168,13 @@ def speed_summary(payload: dict) -> dict:
 
 def format_blockcnn_tables(payload: dict) -> str:
     """The RD tables (as ``bench codecs``), the Fig. 10 table, window BD-rates and speed."""
-    from .codec_bench import _fmt, format_codec_table
 
     lines = [format_codec_table(payload), ""]
     at = payload["at_bpp"]
     lines += [f"Four combinations at {at['bpp']} bpp (paper Fig. 10; PCHIP on log rate):",
               f"{'combination':<28} {'PSNR-RGB':>9} {'SSIM-RGB':>9}"]
     for name, row in at["codecs"].items():
-        lines.append(f"{name:<28} {_fmt(row['psnr_rgb'], '9.2f')} {_fmt(row['ssim_rgb'], '9.4f')}")
+        lines.append(f"{name:<28} {fmt(row['psnr_rgb'], '9.2f')} {fmt(row['ssim_rgb'], '9.4f')}")
     bw = payload["bd_window"]
     lo, hi = bw["window_bpp"]
     lines += ["", f"BD-rate vs {bw['anchor']} within {lo}-{hi} bpp (negative = fewer bits):"]
@@ -193,8 +185,8 @@ def format_blockcnn_tables(payload: dict) -> str:
     sp = payload["speed"]
     lines += ["", "Speed, seconds per megapixel (same run, same images; decode timed on the verified images):"]
     for name, row in sp.items():
-        lines.append(f"{name:<28} encode {_fmt(row['encode_s_per_mpix'], '.3f')} s/MP, "
-                     f"decode {_fmt(row['decode_s_per_mpix'], '.3f')} s/MP")
+        lines.append(f"{name:<28} encode {fmt(row['encode_s_per_mpix'], '.3f')} s/MP, "
+                     f"decode {fmt(row['decode_s_per_mpix'], '.3f')} s/MP")
     return "\n".join(lines)
 
 
@@ -206,12 +198,11 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .codec_bench import _curve
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, label in ((axes[0], "psnr_rgb", "PSNR RGB (dB)"), (axes[1], "ssim_rgb", "SSIM RGB")):
         for name, entry in payload["codecs"].items():
-            rates, values = _curve(entry, metric)
+            rates, values = rd_curve(entry, metric)
             ax.plot(rates, values, marker="o", ms=3, label=name)
         lo, hi = payload["bd_window"]["window_bpp"]
         ax.axvspan(lo, hi, color="0.92", zorder=0)
@@ -219,7 +210,6 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    from .report import dataset_name
 
     ds = dataset_name(payload)
     fig.suptitle(f"BlockCNN codec and artifact removal on {ds} (shaded: {lo}-{hi} bpp)")

@@ -31,84 +31,19 @@ PROTOCOL.md speed measurement.
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
-
-from ..errors import ImageReadError, UsageError
+from ..errors import UsageError
 from ..extras import require_bench_deps
+from .common import (
+    ANCHOR, bd_table, bench_images, format_codec_table, mean_of, parse_list, progress_bar, read_bench_images,
+    round_stored,
+)
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpegli", "jpeg2000", "webp", "avif", "heif", "factorized")
 DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-ANCHOR = "jpeg"
-BENCH_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".pgm")
-
-#: metrics shown in the text table, in order (those present in the payload)
-TABLE_METRICS = ("psnr_rgb", "psnr_y", "psnr", "ssim_rgb", "ssim_y", "ssim")
-#: PSNR flavours BD-rate/BD-PSNR are computed on (those present)
-BD_METRICS = ("psnr_rgb", "psnr_y", "psnr")
-
-
-def bench_images(data_dir: str | os.PathLike, limit: int | None = None) -> list[Path]:
-    """The benchmark files of a folder: images directly inside it, sorted."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise ImageReadError(f"{root}: not a folder")
-    files = sorted(p for p in root.iterdir()
-                   if p.is_file() and p.suffix.lower() in BENCH_EXTENSIONS and not p.name.startswith("."))
-    if limit is not None:
-        if int(limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        files = files[: int(limit)]
-    if not files:
-        raise ImageReadError(f"{root}: no images ({', '.join(BENCH_EXTENSIONS)})")
-    return files
-
-
-def _load(files: Sequence[Path], gray: bool) -> tuple[list[np.ndarray], str]:
-    from ..color import rgb_to_y_matlab_uint8
-    from ..io import read_image
-
-    pixels = [read_image(f).pixels for f in files]
-    if gray:
-        return [p if p.ndim == 2 else rgb_to_y_matlab_uint8(p) for p in pixels], "gray"
-    if all(p.ndim == 2 for p in pixels):
-        return pixels, "gray"
-    return [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels], "color"
-
-
-def _parse_list(value, cast) -> list | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    return [cast(v) for v in value]
-
-
-def _round(key: str, v):
-    """Stored precision: 1e-4 dB, 1e-6 SSIM/bpp, 1 microsecond (keeps result files small)."""
-    if v is None or isinstance(v, int) or not math.isfinite(v):
-        return v
-    return round(float(v), 4 if key.startswith("psnr") else 6)
-
-
-def _mean(values: Iterable[float]) -> float | None:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    return float(np.mean(vals))
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", disable=not (enabled and sys.stderr.isatty()),
-                dynamic_ncols=True, leave=False)
-
 
 def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None = None,
                  qualities: Sequence[int] | str | None = None, gray: bool = False,
@@ -140,26 +75,26 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
     from ..codecs.base import check_quality
     from .results import provenance
 
-    names = _parse_list(codecs, str)
+    names = parse_list(codecs, str)
     if names is None:
         avail = set(available_codecs())
         names = [n for n in DEFAULT_CODECS if n in avail]
     names = list(dict.fromkeys(canonical_name(n) for n in names))
     if not names:
         raise UsageError("no codec to benchmark")
-    quals = _parse_list(qualities, int) or list(DEFAULT_QUALITIES)
+    quals = parse_list(qualities, int) or list(DEFAULT_QUALITIES)
     quals = sorted(set(check_quality(q) for q in quals))
     codec_options = {canonical_name(k): dict(v) for k, v in (codec_options or {}).items()}
     coders = {n: get_codec(n, **codec_options.get(n, {})) for n in names}
 
     files = bench_images(data_dir, limit)
-    images, mode = _load(files, gray)
+    images, mode = read_bench_images(files, gray)
     metric_keys = list(metrics.score(images[0], images[0]).keys())
 
     # qualities that give the same file (a learned codec's quality range) are coded once
     sweeps = {n: c.distinct_qualities(quals) or tuple(quals[:1]) for n, c in coders.items()}
     results: dict[str, dict] = {}
-    bar = _progress(sum(len(s) for s in sweeps.values()) * len(images), progress)
+    bar = progress_bar(sum(len(s) for s in sweeps.values()) * len(images), progress)
     try:
         for name, codec in coders.items():
             sweep = sweeps[name]
@@ -181,10 +116,10 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
                     per["decode_s"].append(rt.decode_s)
                     bar.update(1)
                 mpix = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-                mean = {k: _mean(v) for k, v in per.items()}
+                mean = {k: mean_of(v) for k, v in per.items()}
                 mean["encode_mpix_s"] = mpix / max(sum(per["encode_s"]), 1e-12)
                 mean["decode_mpix_s"] = mpix / max(sum(per["decode_s"]), 1e-12)
-                per = {k: [_round(k, x) for x in v] for k, v in per.items()}
+                per = {k: [round_stored(k, x) for x in v] for k, v in per.items()}
                 points.append({"quality": q, "mean": mean, "per_image": per})
             results[name] = {"settings": codec.settings(), "points": points}
     finally:
@@ -203,100 +138,6 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
     }
     payload["bd"] = bd_table(payload, anchor=anchor)
     return payload
-
-
-def _curve(entry: dict, metric: str) -> tuple[list[float], list[float]]:
-    pts = [p["mean"] for p in entry["points"]]
-    pairs = [(m["bpp"], m.get(metric)) for m in pts]
-    pairs = [(r, d) for r, d in pairs if d is not None and math.isfinite(d) and r and r > 0]
-    return [r for r, _ in pairs], [d for _, d in pairs]
-
-
-def bd_table(payload: dict, anchor: str = ANCHOR, rate_window: tuple[float, float] | None = None) -> dict:
-    """BD-rate (%) and BD-PSNR (dB) of every codec against ``anchor`` for each
-    PSNR flavour present, on the mean RD curves. A pair that cannot be
-    computed (fewer than 4 points, no overlap) gets {"error": reason}.
-    ``rate_window`` (bpp): BD-rate only, averaged within that window
-    (``metrics.bd_rate``)."""
-    from . import metrics
-
-    keys = payload["config"]["metrics"]
-    bd_metrics = [m for m in BD_METRICS if m in keys]
-    out: dict = {"anchor": anchor, "metrics": bd_metrics, "codecs": {}}
-    if rate_window is not None:
-        out["window_bpp"] = list(rate_window)
-    if anchor not in payload["codecs"]:
-        out["error"] = f"anchor {anchor!r} was not benchmarked"
-        return out
-    ref = payload["codecs"][anchor]
-    for name, entry in payload["codecs"].items():
-        if name == anchor:
-            continue
-        row = {}
-        for m in bd_metrics:
-            ra, da = _curve(ref, m)
-            rb, db = _curve(entry, m)
-            try:
-                row[m] = {"bd_rate": metrics.bd_rate(ra, da, rb, db, rate_window=rate_window)}
-                if rate_window is None:
-                    row[m]["bd_psnr"] = metrics.bd_psnr(ra, da, rb, db)
-            except ValueError as exc:
-                row[m] = {"error": str(exc)}
-        out["codecs"][name] = row
-    return out
-
-
-def _fmt(v, spec: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return format(v, spec)
-
-
-def format_codec_table(payload: dict) -> str:
-    """Text tables: per codec, one row per quality (mean bpp, PSNRs, SSIMs,
-    encode/decode ms per image), then the BD table against the anchor."""
-    cfg = payload["config"]
-    prov = payload.get("provenance") or {}
-    ds = (prov.get("dataset") or {}).get("name") or Path(cfg["data_dir"]).name
-    lines = [f"Codec benchmark: {ds}, {len(payload['images'])} images, {cfg['mode']}, "
-             f"qualities {','.join(map(str, cfg['qualities']))}"]
-    cols = [m for m in TABLE_METRICS if m in cfg["metrics"]]
-    header = f"{'q':>4} {'bpp':>7} " + " ".join(f"{c:>9}" for c in cols) + f" {'enc ms':>8} {'dec ms':>8}"
-    for name, entry in payload["codecs"].items():
-        st = entry.get("settings") or {}
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(st.items())
-                         if k not in ("codec", "library", "rate_map"))
-        lines += ["", f"{name}  [{st.get('library') or '?'}{'; ' + opts if opts else ''}]", header]
-        for p in entry["points"]:
-            m = p["mean"]
-            row = f"{p['quality']:>4} {_fmt(m['bpp'], '7.4f')} "
-            row += " ".join(f"{_fmt(m.get(c), '9.4f' if c.startswith('ssim') else '9.2f')}" for c in cols)
-            row += f" {_fmt(m['encode_s'] * 1e3 if m.get('encode_s') is not None else None, '8.1f')}"
-            row += f" {_fmt(m['decode_s'] * 1e3 if m.get('decode_s') is not None else None, '8.1f')}"
-            lines.append(row)
-    bd = payload.get("bd") or {}
-    if bd.get("codecs"):
-        lines += ["", f"BD vs {bd['anchor']} on the mean curves (BD-rate %: negative = fewer bits "
-                      f"for the same PSNR; BD-PSNR dB: positive = better)"]
-        head = f"{'codec':<10}" + "".join(f" {'BD-rate ' + m:>18} {'BD-PSNR ' + m:>18}"
-                                        for m in bd["metrics"])
-        lines.append(head)
-        for name, row in bd["codecs"].items():
-            cells = []
-            for m in bd["metrics"]:
-                r = row.get(m, {})
-                if "error" in r:
-                    cells.append(f" {'n/a':>18} {'n/a':>18}")
-                else:
-                    cells.append(f" {_fmt(r['bd_rate'], '+17.1f')}% {_fmt(r['bd_psnr'], '+15.2f')} dB")
-            lines.append(f"{name:<10}" + "".join(cells))
-        for name, row in bd["codecs"].items():
-            for m in bd["metrics"]:
-                if "error" in row.get(m, {}):
-                    lines.append(f"  {name} {m}: {row[m]['error']}")
-    elif bd.get("error"):
-        lines += ["", f"BD: {bd['error']}"]
-    return "\n".join(lines)
 
 
 def named_codecs(codecs: Sequence[str]) -> list[str]:

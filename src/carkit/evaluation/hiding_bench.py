@@ -52,7 +52,7 @@ BD-PSNR / BD-SSIM) of hiding+D against the codec alone and against codec +
 restorer over the overlap and within ``window`` (0.4-1.5 bpp: the issue's
 target is a BD-rate of -30 % or better against libjpeg-turbo alone), and the
 quality gain at equal rate; this part reuses ``bench vcodec``'s comparison
-and rendering (``vcodec_bench.compare``, its tables and ``plot_rd``), with the
+and rendering (``common.compare``, its tables and ``plot_rd_curves``), with the
 same payload layout.
 
 **What a user would use instead** (PROTOCOL.md): for JPEG, the
@@ -89,6 +89,11 @@ from typing import Callable, Sequence
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
 from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
+from .common import (
+    DEFAULT_RESTORER, RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
+    compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
+    plot_rd_curves, points_table, progress_bar, provenance_line, rd_point, threads_and_window,
+)
 
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
@@ -274,7 +279,6 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
     the run's E/D) and DnCNN/MemNet restorers (loaded into ``restorer``)."""
     from ..models.registry import model_config
     from ..zoo.registry import load_run_model, recipe_codec, run_budget
-    from .restore_bench import _add_runs
     from .results import sha256_file
 
     out = []
@@ -305,7 +309,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
         if len(set(quals)) != 1:
             raise UsageError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
-        (name, (plan, info)), = _add_runs(restorer, [run], gray).items()
+        (name, (plan, info)), = add_runs(restorer, [run], gray).items()
         out.append(Method(name, family, recipe_codec(recipe), (int(quals[0]),) * 2,
                           {"source": "run", **info, "mode": plan.mode}, plan))
     return out
@@ -382,7 +386,6 @@ class Scorer:
     def plain(self, q: int, restorers: dict[str, tuple] | None = None) -> dict[str, dict]:
         """Per-image rows of the codec alone (key ``""``) and of each
         restorer {key: (Restorer, plan)} after it, at quality ``q``."""
-        from .vcodec_bench import _add
 
         restorers = restorers or {}
         todo = [k for k in ["", *restorers] if (k, q) not in self._per]
@@ -393,7 +396,7 @@ class Scorer:
                 decoded = self.codec.decode(data)
                 for k in todo:
                     out = decoded if not k else restorers[k][0].restore_pixels(decoded, restorers[k][1])
-                    _add(rows[k], len(data), out, img)
+                    add_row(rows[k], len(data), out, img)
                 self.bar.update(1)
             self._per.update({(k, q): rows[k] for k in todo})
         return {k: self._per[(k, q)] for k in ["", *restorers]}
@@ -401,7 +404,6 @@ class Scorer:
     def hiding(self, method: Method, q: int) -> tuple[dict, dict]:
         """Per-image rows of I'H (decoded from the hiding file's bytes) and of
         IL_enc (the same file through the plain codec, before D)."""
-        from .vcodec_bench import _add
 
         key = (f"hiding:{method.name}", q)
         if key not in self._per:
@@ -409,8 +411,8 @@ class Scorer:
             self.bar.set_description(f"{method.name} q{q}")
             for img in self.images:
                 rt = method.runner.roundtrip(img, q)
-                _add(out, rt.nbytes, rt.decoded, img)
-                _add(enc, rt.nbytes, self.codec.decode(rt.data), img)
+                add_row(out, rt.nbytes, rt.decoded, img)
+                add_row(enc, rt.nbytes, self.codec.decode(rt.data), img)
                 self.bar.update(1)
             self._per[key] = (out, enc)
         return self._per[key]
@@ -427,9 +429,7 @@ def _nearest_baselines(methods: list[Method], quality: int) -> list[Method]:
 
 
 def _row(method: str, model: str | None, q: int, trained: int | None, per: dict, **extra) -> dict:
-    from .vcodec_bench import _point
-
-    return _point(q, per, method=method, model=model, trained_quality=trained, **extra)
+    return rd_point(q, per, method=method, model=model, trained_quality=trained, **extra)
 
 
 def _table2(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], baselines: list[Method], restorer,
@@ -495,13 +495,11 @@ def plain_label(name: str) -> str:
 def _bd_in(rd: dict, method: str, against: str, window: tuple[float, float]) -> dict:
     """BD-rate of ``method`` against ``against`` within ``window`` (PSNR by
     ``codec_bench.bd_table``, SSIM alike), as ``compare``'s ``bd_window``."""
-    from .codec_bench import bd_table
-    from .vcodec_bench import _bd_metric
 
     ssim_key = rd["config"]["rd_metrics"][1]
     view = {"config": rd["config"], "codecs": {k: rd["codecs"][k] for k in (against, method)}}
     out = bd_table(view, anchor=against, rate_window=tuple(window))["codecs"][method]
-    out[ssim_key] = _bd_metric(rd["codecs"][against], rd["codecs"][method], ssim_key, tuple(window))
+    out[ssim_key] = bd_metric(rd["codecs"][against], rd["codecs"][method], ssim_key, tuple(window))
     return out
 
 
@@ -511,7 +509,6 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
     """The RD curves and comparisons of one codec, in ``bench vcodec``'s
     layout; ``others``: the scorers of the codecs a user would use instead
     (jpegli for JPEG), each alone and followed by the restorer."""
-    from .vcodec_bench import RD_METRICS, _point, compare
 
     anchor = cfg.codec
     others = others or {}
@@ -528,20 +525,20 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
         users.append((codec, rname))
         for q in cfg.sweep:
             per = sc.plain(q, {rname: (rst[0], rst[1])} if rst else {})
-            curves[codec]["points"].append(_point(q, per[""]))
+            curves[codec]["points"].append(rd_point(q, per[""]))
             if rname:
                 extra = {"restorer_in_range": lo <= q <= hi} if codec in ("jpeg", "jpegli") else {}
-                curves[rname]["points"].append(_point(q, per[rname], **extra))
+                curves[rname]["points"].append(rd_point(q, per[rname], **extra))
     for m in hiding:
         curves[hiding_label(m.name)] = {
             "family": "hiding", "settings": {**m.runner.settings(), "models": [m.name]}, "points": [
-                _point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
+                rd_point(q, scorer.hiding(m, q)[0], model=m.name, trained_quality=m.trained_quality,
                        in_training_quality=m.covers(q)) for q in cfg.sweep]}
     for m in hiding:   # the same files, decoded by Pillow without D (IL_enc)
         curves[plain_label(m.name)] = {
             "family": "hiding-plain", "settings": {**m.runner.settings(), "models": [m.name],
                                                    "decoder": f"{scorer.codec.name}'s plain decoder, no D"}, "points": [
-                _point(q, scorer.hiding(m, q)[1], model=m.name, trained_quality=m.trained_quality,
+                rd_point(q, scorer.hiding(m, q)[1], model=m.name, trained_quality=m.trained_quality,
                        in_training_quality=m.covers(q)) for q in cfg.sweep]}
     metric_keys = [k for k in curves[anchor]["points"][0]["mean"] if k not in ("bytes", "bpp")]
     references = [c for pair in users for c in pair if c]
@@ -652,10 +649,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     from ..codecs.base import check_quality
     from ..pipelines.restore import Restorer
     from ..zoo.registry import list_weights
-    from .codec_bench import _progress
-    from .restore_bench import _data_arg
     from .results import provenance
-    from .vcodec_bench import DEFAULT_RESTORER, _load_images, _restorer
 
     def checked(q: int) -> int:
         try:
@@ -680,7 +674,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     if fixq_quality is not None:
         fixq_quality = checked(fixq_quality)
     data_dir = Path(data_dir)
-    files, images, gray = _load_images(data_dir, None, limit)
+    files, images, gray = load_image_set(data_dir, None, limit)
     coders = {c.codec: get_codec(c.codec) for c in configs}
     user_notes: dict[str, list[str]] = {}
     for c in configs:   # the standard-file codecs a user would use instead (jpegli for JPEG)
@@ -701,9 +695,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         general_notes.append(f"no codec + restorer curve: the default restorer {DEFAULT_RESTORER[gray]} is not in "
                              "the zoo (give --restorer)")
     else:
-        rst = _restorer(restorer, gray)
+        rst = load_restorer(restorer, gray)
 
-    bar = _progress(None, progress)  # the number of images to score depends on the Fix-Q search
+    bar = progress_bar(None, progress)  # the number of images to score depends on the Fix-Q search
     out: dict[str, dict] = {}
     try:
         for cfg in configs:
@@ -750,7 +744,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     used = sorted({n for e in out.values() for n in e["models"]} | ({rst[2]["name"]} if rst else set()))
     return {
         "kind": "hiding_bench",
-        "config": {"data": _data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
+        "config": {"data": data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
                    "mode": "gray" if gray else "color", "limit": limit, "codecs": list(out),
                    "models": list(models) if models is not None else None, "runs": [str(r) for r in runs],
                    "restorer": rst[2]["name"] if rst else None, "quality": quality,
@@ -770,9 +764,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
 
 
 def _f(v, spec: str) -> str:
-    from .codec_bench import _fmt
-
-    return _fmt(v, spec)
+    return fmt(v, spec)
 
 
 def _paper(cfg: dict, protocol: str) -> dict | None:
@@ -782,8 +774,6 @@ def _paper(cfg: dict, protocol: str) -> dict | None:
 
 
 def _table2_lines(entry: dict, gray: bool, kodak: bool) -> list[str]:
-    from .vcodec_bench import RD_METRICS
-
     psnr_key, ssim_key = RD_METRICS[gray]
     extra = [] if gray else ["psnr_y", "ssim_y"]
     out = []
@@ -904,7 +894,6 @@ def standard_file_target_lines(rd: dict) -> list[str]:
 def _bd_lines(rd: dict) -> list[str]:
     """BD-rates of every comparison: over the overlap, within the window and
     within the wide window (the standard-file targets' 0.3-2 bpp)."""
-    from .vcodec_bench import _bd_cell
 
     psnr_key, ssim_key = rd["config"]["rd_metrics"]
     lo, hi = rd["config"]["window_bpp"]
@@ -917,11 +906,11 @@ def _bd_lines(rd: dict) -> list[str]:
     notes = []
     for c in rd["comparisons"]:
         tables = [c["bd"], c["bd_window"]] + ([c["bd_wide"]] if wide and "bd_wide" in c else [])
-        line = (f"| {c['method']} | {c['against']} | {_bd_cell(c['bd'][psnr_key], 'bd_psnr', '+.2f')} | "
-                f"{_bd_cell(c['bd'][ssim_key], f'bd_{ssim_key}', '+.4f')} | "
-                f"{_bd_cell(c['bd_window'][psnr_key], None, '')} | {_bd_cell(c['bd_window'][ssim_key], None, '')} |")
+        line = (f"| {c['method']} | {c['against']} | {bd_cell(c['bd'][psnr_key], 'bd_psnr', '+.2f')} | "
+                f"{bd_cell(c['bd'][ssim_key], f'bd_{ssim_key}', '+.4f')} | "
+                f"{bd_cell(c['bd_window'][psnr_key], None, '')} | {bd_cell(c['bd_window'][ssim_key], None, '')} |")
         if wide:
-            line += (f" {_bd_cell(c['bd_wide'][psnr_key], None, '')} | {_bd_cell(c['bd_wide'][ssim_key], None, '')} |"
+            line += (f" {bd_cell(c['bd_wide'][psnr_key], None, '')} | {bd_cell(c['bd_wide'][ssim_key], None, '')} |"
                      if "bd_wide" in c else " - | - |")
         out.append(line)
         why = dict.fromkeys(t[m]["error"] for t in tables for m in (psnr_key, ssim_key) if "error" in t[m])
@@ -954,8 +943,6 @@ def timing_lines(entry: dict) -> list[str]:
 
 def format_hiding_tables(payload: dict) -> str:
     """Markdown: per codec, Table 2 beside the paper's, then the RD tables."""
-    from .report import dataset_name
-    from .vcodec_bench import _equal_rate_lines, _points_table
 
     gray = payload["config"]["gray"]
     kodak = dataset_name(payload) == "kodak" and len(payload["images"]) == 24   # the paper's set, whole
@@ -982,16 +969,14 @@ def format_hiding_tables(payload: dict) -> str:
             lines += ["", f"Against what a user would use instead (the standard-file targets, within {lo2}-{hi2} bpp; "
                       "'plain viewer': the hiding file decoded by Pillow without D, as anyone without carkit "
                       "sees it):", "", *wide]
-        lines += ["", *_points_table(rd), "", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = "
+        lines += ["", *points_table(rd), "", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = "
                   "fewer bits for the same quality):", "", *_bd_lines(rd), "",
-                  "Quality at equal bpp (positive = the method is better):", "", *_equal_rate_lines(rd), "",
+                  "Quality at equal bpp (positive = the method is better):", "", *equal_rate_lines(rd), "",
                   *timing_lines(entry)]
     return "\n".join(lines).rstrip()
 
 
 def _stem(payload: dict) -> str:
-    from .report import dataset_name
-
     return f"{dataset_name(payload, 'data')}_{payload['config']['mode']}"
 
 
@@ -1018,15 +1003,12 @@ def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
 
 
 def plot_rd(payload: dict, codec: str, out: str | os.PathLike) -> Path:
-    """One codec's RD curves (``bench vcodec``'s two-panel plot)."""
-    from .report import dataset_name
-    from .vcodec_bench import plot_rd as plot
-
+    """One codec's RD curves (the two-panel plot ``bench vcodec`` draws too)."""
     rd = payload["codecs"][codec]["rd"]
     lo, hi = rd["config"]["window_bpp"]
     title = (f"Residual hiding with {codec} on {dataset_name(payload, '?')} ({payload['config']['mode']}; "
              f"shaded: {lo}-{hi} bpp)")
-    return plot({**rd, "provenance": payload["provenance"]}, out, title=title)
+    return plot_rd_curves({**rd, "provenance": payload["provenance"]}, out, title=title)
 
 
 def write_figures(payload: dict, folder: str | os.PathLike) -> list[Path]:
@@ -1065,7 +1047,6 @@ INTRO = ("The Residual hiding paper (section 4.2.1, Table 2) compares its two tr
 
 def report_section(payload: dict) -> list[str]:
     """The RESULTS.md section of one result: command, figures, tables, provenance."""
-    from .report import _provenance_line, dataset_name
 
     cfg = payload["config"]
     figures = [f"![RD curves, {c}]({figure_path(payload, c)})" for c in payload["codecs"]]
@@ -1074,7 +1055,7 @@ def report_section(payload: dict) -> list[str]:
             f"{len(payload['images'])} images{tag})", "",
             f"Command: `{command_line(payload)}`", "", *figures, "",
             *format_hiding_tables(payload).splitlines(), "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 # ------------------------------------------------------------------ command line
@@ -1106,7 +1087,6 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--timing-images", type=int,
                         help="time encode and decode per megapixel on the first N images (default: all; 0: no "
                              "timing)")
-    from .vcodec_bench import add_run_arguments
 
     add_run_arguments(parser, DEFAULT_WINDOW, "first N images only")
 
@@ -1159,7 +1139,6 @@ def main_bench_hiding(args) -> int:
     """Entry for an argparse namespace built with ``add_bench_hiding_arguments``
     (``args.data`` already resolved to a folder)."""
     from .results import write_result
-    from .vcodec_bench import _ints, threads_and_window
 
     window = threads_and_window(args)
     try:
@@ -1170,7 +1149,7 @@ def main_bench_hiding(args) -> int:
         raise UsageError(f"--wide-window needs two rates low,high, got {args.wide_window!r}")
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     payload = bench_hiding(args.data, [c.strip() for c in args.codecs.split(",") if c.strip()], models,
-                           args.runs or (), args.restorer, _ints(args.sweep), args.quality, args.fixq_quality,
+                           args.runs or (), args.restorer, parse_ints(args.sweep), args.quality, args.fixq_quality,
                            window, args.limit, progress=not args.no_progress, tag=args.tag, wide_window=wide,
                            timing_images=args.timing_images)
     path = write_result(result_path(args.results, payload), payload)

@@ -13,6 +13,7 @@ from ..extras import require_bench_deps
 from .results import read_result
 from .vcodec_bench import INTRO as VCODEC_INTRO  # a plain string; the module imports torch lazily
 from .hiding_bench import INTRO as HIDING_INTRO  # likewise
+from .common import dataset_name, format_codec_table, provenance_line
 
 HEADER = """# carkit results
 
@@ -21,15 +22,6 @@ edit by hand. Every number was measured by the command named in its section,
 following `../shared/docs/PROTOCOL.md` (Pillow/libjpeg-turbo JPEG, whole images,
 uint8 scoring, no border crop, mean over images).
 """
-
-
-def _provenance_line(p: dict) -> str:
-    proj, ver, ds = p["project"], p["versions"], p.get("dataset") or {}
-    dirty = " (uncommitted changes)" if proj.get("git_dirty") else ""
-    commit = (proj.get("git_commit") or "unknown")[:10]
-    libs = ", ".join(f"{k} {v}" for k, v in sorted(ver.items()) if v)
-    data = f"{ds.get('name')} ({ds.get('n_files')} files, list hash {str(ds.get('file_list_hash'))[:12]})" if ds else "-"
-    return f"carkit {proj.get('version')} at {commit}{dirty}; {libs}; data {data}; {p.get('date')}"
 
 
 def _restore_section(payload: dict) -> list[str]:
@@ -73,7 +65,7 @@ def _restore_section(payload: dict) -> list[str]:
     out += _paper_comparison(payload)
     out += _hrcnn_table_ii(payload)
     out += _hrcnn_table_iii(payload)
-    out += [f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+    out += [f"Provenance: {provenance_line(payload['provenance'])}", ""]
     return out
 
 
@@ -205,14 +197,14 @@ def _qf_section(payload: dict) -> list[str]:
     return [f"### {payload['model']}", "",
             f"Command: `carkit bench qf --model {payload['model']} --data {data}`", "",
             *format_qf_tables(payload).splitlines(), "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def _complexity_section(payload: dict) -> list[str]:
     from .complexity_bench import format_complexity_table
 
     return ["Command: `carkit bench complexity`", "", *format_complexity_table(payload).splitlines(), "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def _speed_section(payload: dict) -> list[str]:
@@ -227,11 +219,11 @@ def _speed_section(payload: dict) -> list[str]:
             *format_speed_table(payload).splitlines(), "",
             "Architectures are timed untrained (the same computation as trained weights). The target for "
             "the default restorer: at least 5x faster than DnCNN-3 (Y, fp32).", "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def _codec_section(payload: dict) -> list[str]:
-    from .codec_bench import format_codec_table, named_codecs
+    from .codec_bench import named_codecs
 
     name = dataset_name(payload, "?")
     # a run of some codecs (the default set grew since older results) says which
@@ -240,7 +232,7 @@ def _codec_section(payload: dict) -> list[str]:
     cmd = f"carkit bench codecs --data eval/{name}" + (f" --codecs {','.join(named)}" if named else "")
     return [title, "", f"Command: `{cmd}`", "",
             "```", format_codec_table(payload), "```", "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def _blockcnn_section(payload: dict) -> list[str]:
@@ -256,7 +248,7 @@ def _blockcnn_section(payload: dict) -> list[str]:
                 "(one quality each, in turn) equal the encoder's reconstruction bit for bit.")
     return [f"### {name}", "", f"Command: `{cmd}`", "", f"![RD curves]({blockcnn_figure(payload)})", "",
             verified, "", "```", format_blockcnn_tables(payload), "```", "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def _vcodec_section(payload: dict) -> list[str]:
@@ -274,11 +266,6 @@ def _hiding_section(payload: dict) -> list[str]:
 def blockcnn_figure(payload: dict) -> str:
     """Where a BlockCNN bench's RD plot lives, relative to docs/."""
     return f"figures/blockcnn_rd_{dataset_name(payload, 'data')}.png"
-
-
-def dataset_name(payload: dict, default: str = "") -> str:
-    """The evaluation set a result was measured on (from its provenance)."""
-    return (payload.get("provenance", {}).get("dataset") or {}).get("name") or default
 
 
 def _zoo_section() -> list[str]:

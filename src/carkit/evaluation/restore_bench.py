@@ -33,18 +33,9 @@ from ..pipelines.restore import Restorer
 from ..zoo.registry import weights_record
 from .metrics import score
 from .results import provenance, write_result
+from .common import add_runs, data_arg
 
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
-
-
-def _data_arg(data_dir: Path) -> str:
-    """How the command names the folder: relative to the data root when under it."""
-    from ..training.recipe import default_data_root
-
-    try:
-        return str(data_dir.resolve().relative_to(default_data_root().resolve()))
-    except ValueError:
-        return str(data_dir)
 
 
 def _params(net) -> int:
@@ -53,27 +44,6 @@ def _params(net) -> int:
 
 def _means(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-
-
-def _add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
-    """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
-    from ..pipelines.restore import RestorePlan
-    from ..zoo.registry import load_run_model, run_budget
-
-    added = {}
-    for run in runs:
-        net, recipe = load_run_model(run)
-        name = recipe["name"]
-        if name in added:
-            raise UsageError(f"two runs are named {name!r}")
-        restorer._models[name] = net
-        mode = ("gray" if gray else "color-via-Y") if recipe["gray"] else "color"
-        budget = run_budget(run, recipe)
-        info = {"architecture": recipe["model"], "model_kwargs": recipe["model_kwargs"], "run": str(run),
-                "training": {"steps": budget["steps"], "wall_seconds": budget["wall_seconds"],
-                             "data": recipe["train_dirs"]}}
-        added[name] = (RestorePlan(None, None, name, mode, "training run"), info)
-    return added
 
 
 def crops_of(image: np.ndarray, size: int) -> list[np.ndarray]:
@@ -122,7 +92,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         restorer.forced = name
         plans[name] = restorer.plan(gray, None)
     restorer.forced = None
-    from_runs = _add_runs(restorer, runs, gray)
+    from_runs = add_runs(restorer, runs, gray)
     if set(from_runs) & set(models):
         raise UsageError(f"a run and a zoo model share a name: {sorted(set(from_runs) & set(models))}")
     plans.update({name: plan for name, (plan, _) in from_runs.items()})
@@ -182,7 +152,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     return {
         "kind": "restore",
         "dataset": data_dir.name + (f"_crops{crop}" if crop else ""),
-        "data": _data_arg(data_dir),
+        "data": data_arg(data_dir),
         "tag": tag,
         "gray": gray,
         "plane": plane if gray else "rgb",

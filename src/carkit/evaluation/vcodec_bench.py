@@ -53,25 +53,23 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
 
-import numpy as np
-
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
 from ..pipelines.vcodec_codec import VirtualCodecCodec
+from .common import (
+    DEFAULT_RESTORER, EQUAL_RATE_WINDOW, RD_METRICS, REFERENCE_FAMILIES, add_row, add_run_arguments,
+    bd_table_lines, compare, curves_of, data_arg, dataset_name, equal_rate_gain, equal_rate_lines,
+    load_image_set, load_restorer, parse_ints, plot_rd_curves, points_table, progress_bar, provenance_line,
+    rd_point, threads_and_window,
+)
 
 #: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
 DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-#: the best zoo restorer for gray images and for color ones (see docs/RESULTS.md)
-DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
 #: the issue's target rates
-DEFAULT_WINDOW = (0.1, 0.3)
+DEFAULT_WINDOW = EQUAL_RATE_WINDOW
 #: curves of the learned methods: zoo-name prefix -> curve name
 FAMILIES = (("vcodec-", "virtual codec"), ("jiang-", "Jiang et al."))
 VCODEC, JIANG = FAMILIES[0][1], FAMILIES[1][1]
-#: (PSNR, SSIM) the RD curves plot; gray sets score gray, color sets RGB (PROTOCOL.md color tables)
-RD_METRICS = {True: ("psnr", "ssim"), False: ("psnr_rgb", "ssim_rgb")}
-#: rates the equal-rate gain is read at inside the window (log-spaced)
-WINDOW_SAMPLES = 9
 PAPER_CLAIM = ("Zhao et al. (2017, section III-B, Fig. 4-6) report that at very low bit-rates their virtual "
                "codec (FDNN, JPEG of the half-resolution description at qualities 5, 10, 20 and 40, PPNN) has "
                "the best PSNR and SSIM against bpp on eight gray test images, above full-resolution JPEG, "
@@ -83,10 +81,6 @@ INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the sa
          "Jiang et al.'s directly connected baseline (jiang-*, the same networks), every point coded to real "
          "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
 
-
-#: families of the reference curves (a standard codec alone, and followed by a restorer); every
-#: other curve is a learned method's ("codec" is another bench's name for a non-JPEG anchor)
-REFERENCE_FAMILIES = ("jpeg", "codec", "restored")
 
 #: suffix of the curves of gray models coding a color set's luma (luma mode)
 LUMA = " (luma)"
@@ -201,52 +195,6 @@ def plan_methods(models: Sequence[str], runs: Sequence, qualities: Sequence[int]
 # ------------------------------------------------------------------ measuring
 
 
-def _add(per: dict, nbytes: int, decoded: np.ndarray, ref: np.ndarray) -> None:
-    """One image's row: real bytes, bpp over the full image, PROTOCOL.md metrics."""
-    from . import metrics
-
-    h, w = ref.shape[:2]
-    per.setdefault("bytes", []).append(int(nbytes))
-    per.setdefault("bpp", []).append(metrics.bpp(nbytes, h, w))
-    for k, v in metrics.score(decoded, ref).items():
-        per.setdefault(k, []).append(v)
-
-
-def _point(quality: int, per: dict, **extra) -> dict:
-    from .codec_bench import _mean, _round
-
-    return {"quality": int(quality), **extra, "mean": {k: _mean(v) for k, v in per.items()},
-            "per_image": {k: [_round(k, x) for x in v] for k, v in per.items()}}
-
-
-def _load_images(data_dir: Path, gray: bool | None, limit: int | None):
-    from ..data.folders import as_mode, list_images
-    from ..io import read_image
-
-    files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
-    if not files:
-        raise UsageError(f"{data_dir}: no images to benchmark")
-    images = [read_image(f).pixels for f in files]
-    if gray is None:
-        gray = all(im.ndim == 2 for im in images)
-    return files, [as_mode(im, gray) for im in images], bool(gray)
-
-
-def _restorer(name: str | None, gray: bool):
-    """(Restorer, plan, info) for the artifact remover applied after JPEG."""
-    from ..pipelines.restore import Restorer
-    from ..zoo.registry import weights_record
-
-    name = name or DEFAULT_RESTORER[gray]
-    rec = weights_record(name)
-    if rec.kind != "restorer":
-        raise UsageError(f"{name} is a {rec.kind}, not a pixel artifact remover")
-    restorer = Restorer(model=name)
-    plan = restorer.plan(gray, None)
-    return restorer, plan, {"name": name, "architecture": rec.model, "weights_sha256": rec.sha256,
-                            "qualities": list(rec.qualities), "mode": plan.mode}
-
-
 def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: Sequence = (),
                  qualities: Sequence[int] | None = None, restorer: str | None = None,
                  jpeg_qualities: Sequence[int] | None = None, gray: bool | None = None,
@@ -258,26 +206,24 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     require_bench_deps()   # BD numbers and the plot, before minutes of coding
     from ..codecs.jpeg import JpegCodec
     from ..codecs.base import check_quality
-    from .codec_bench import _progress
-    from .restore_bench import _data_arg
     from .results import provenance
 
     data_dir = Path(data_dir)
-    files, images, gray = _load_images(data_dir, gray, limit)
+    files, images, gray = load_image_set(data_dir, gray, limit)
     if not models and not runs:
         raise UsageError(f"no virtual-codec model to benchmark on {'gray' if gray else 'color'} images: the zoo "
                           "has none (train recipes/vcodec/*.toml and `carkit zoo export`), or give --models/--runs")
     jq = sorted({check_quality(q) for q in (jpeg_qualities or DEFAULT_JPEG_QUALITIES)})
     quals = sorted({check_quality(q) for q in qualities}) if qualities else None
     learned, model_info = plan_methods(models, runs, quals, gray)
-    rst, plan, rst_info = _restorer(restorer, gray)
+    rst, plan, rst_info = load_restorer(restorer, gray)
     jpeg, restored = JpegCodec(), f"jpeg+{rst_info['name']}"
     if set(learned) & {"jpeg", restored}:
         raise UsageError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
 
     curves: dict[str, list] = {"jpeg": [], restored: []}
     total = len(images) * (len(jq) + sum(len(v) for v in learned.values()))
-    bar = _progress(total, progress)
+    bar = progress_bar(total, progress)
     try:
         for q in jq:
             bar.set_description(f"jpeg q{q}")
@@ -285,12 +231,12 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
             for img in images:
                 data = jpeg.encode(img, q)
                 dec = jpeg.decode(data)
-                _add(per_j, len(data), dec, img)
-                _add(per_r, len(data), rst.restore_pixels(dec, plan), img)
+                add_row(per_j, len(data), dec, img)
+                add_row(per_r, len(data), rst.restore_pixels(dec, plan), img)
                 bar.update(1)
-            curves["jpeg"].append(_point(q, per_j))
+            curves["jpeg"].append(rd_point(q, per_j))
             lo, hi = rst_info["qualities"]
-            curves[restored].append(_point(q, per_r, restorer_in_range=lo <= q <= hi))
+            curves[restored].append(rd_point(q, per_r, restorer_in_range=lo <= q <= hi))
         for curve, points in learned.items():
             curves[curve] = []
             for name, codec, q in points:
@@ -298,9 +244,9 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
                 per = {}
                 for img in images:
                     rt = codec.roundtrip(img, q)  # real bytes, decoded from them
-                    _add(per, rt.nbytes, rt.decoded, img)
+                    add_row(per, rt.nbytes, rt.decoded, img)
                     bar.update(1)
-                curves[curve].append(_point(q, per, model=name))
+                curves[curve].append(rd_point(q, per, model=name))
     finally:
         bar.close()
 
@@ -314,7 +260,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     metric_keys = [k for k in metric_keys if k not in ("bytes", "bpp")]
     payload = {
         "kind": "vcodec_bench",
-        "config": {"data": _data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
+        "config": {"data": data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
                    "mode": "gray" if gray else "color", "limit": limit, "metrics": metric_keys,
                    "rd_metrics": list(RD_METRICS[gray]), "models": list(dict.fromkeys(models)),
                    "runs": [str(r) for r in runs], "qualities": quals, "restorer": rst_info["name"],
@@ -335,12 +281,6 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
 # ------------------------------------------------------------------ comparing
 
 
-def curves_of(payload: dict) -> list[tuple[str, dict]]:
-    """(name, entry) of every curve in measuring order (result files sort their keys)."""
-    order = payload["config"].get("curves") or list(payload["codecs"])
-    return [(n, payload["codecs"][n]) for n in order + [n for n in payload["codecs"] if n not in order]]
-
-
 def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
     """(method, against) pairs: the restorer and every learned curve against
     JPEG, every learned curve against JPEG + restorer, and each virtual-codec
@@ -358,112 +298,6 @@ def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
     pairs += [(v, j) for v in vc for j in jiang
               if trained(v) == trained(j) and v.endswith(LUMA) == j.endswith(LUMA)]
     return pairs
-
-
-def _bd_metric(anchor: dict, entry: dict, metric: str, window=None) -> dict:
-    """BD-rate (and, without a window, the quality delta ``bd_<metric>``) of one
-    non-PSNR metric, by the same Bjontegaard functions ``bd_table`` uses."""
-    from . import metrics
-    from .codec_bench import _curve
-
-    ra, qa = _curve(anchor, metric)
-    rb, qb = _curve(entry, metric)
-    try:
-        out = {"bd_rate": metrics.bd_rate(ra, qa, rb, qb, rate_window=window)}
-        if window is None:
-            out[f"bd_{metric}"] = metrics.bd_psnr(ra, qa, rb, qb)
-    except ValueError as exc:
-        out = {"error": str(exc)}
-    return out
-
-
-def equal_rate_gain(entry: dict, anchor: dict, metric: str, window=DEFAULT_WINDOW) -> dict:
-    """``metric`` of ``entry`` minus that of ``anchor`` at equal rate, the
-    anchor read by PCHIP on log rate (as BD does): at each of ``entry``'s own
-    points that ``anchor`` covers, and in the part of ``window`` both cover,
-    at ``WINDOW_SAMPLES`` log-spaced rates (``entry`` read alike; a one-point
-    ``entry`` at its point if inside), with the mean, range and verdict there
-    ("wins": higher at every sampled rate, "loses": lower at every one,
-    "equal", or "mixed"). Curves that do not overlap are checked for
-    :func:`dominance` instead (verdict "dominates": points below the anchor's
-    lowest rate that beat its quality there)."""
-    from .blockcnn_bench import curve_at
-    from .codec_bench import _curve
-
-    ra, qa = _curve(entry, metric)
-    rb, _ = _curve(anchor, metric)
-    if len(set(rb)) < 2 or not ra:
-        return {"error": "equal-rate reading needs a reference curve of 2 or more rates and a point"}
-
-    def ref(r):
-        return curve_at(anchor, metric, r)
-
-    at = [{"bpp": r, "gain": q - ref(r)} for r, q in sorted(zip(ra, qa)) if ref(r) is not None]
-    lo, hi = max(min(ra), min(rb)), min(max(ra), max(rb))
-    if hi < lo or (hi == lo and not at):
-        out = {"error": "the curves do not overlap in bpp"}
-        dominating = dominance(entry, anchor, metric)
-        if dominating:
-            out["dominates"] = dominating
-            inside = [d for d in dominating if window[0] <= d["bpp"] <= window[1]]
-            if inside:
-                margins = [d["margin"] for d in inside]
-                out["window"] = {"bpp": [inside[0]["bpp"], inside[-1]["bpp"]], "mean_gain": float(np.mean(margins)),
-                                 "min_gain": float(min(margins)), "max_gain": float(max(margins)),
-                                 "n_rates": len(inside), "verdict": "dominates"}
-        return out
-    out = {"overlap_bpp": [lo, hi], "at": at}
-    wlo, whi = max(lo, window[0]), min(hi, window[1])
-    if len(set(ra)) >= 2 and whi > wlo:
-        pairs = [(curve_at(entry, metric, r), ref(r)) for r in np.geomspace(wlo, whi, WINDOW_SAMPLES)]
-        gains = [a - b for a, b in pairs if a is not None and b is not None]
-    else:
-        gains = [p["gain"] for p in at if window[0] <= p["bpp"] <= window[1]]
-    if not gains:
-        out["window"] = {"bpp": None, "error": f"the curves do not both cover any of {window[0]}-{window[1]} bpp"}
-        return out
-    if np.allclose(gains, 0.0, atol=1e-9):
-        verdict = "equal"
-    else:
-        verdict = "wins" if min(gains) > 0 else "loses" if max(gains) < 0 else "mixed"
-    out["window"] = {"bpp": [wlo, whi], "mean_gain": float(np.mean(gains)), "min_gain": float(min(gains)),
-                     "max_gain": float(max(gains)), "n_rates": len(gains), "verdict": verdict}
-    return out
-
-
-def dominance(entry: dict, anchor: dict, metric: str) -> list[dict]:
-    """``entry``'s points below the lowest rate ``anchor`` reaches that still
-    score higher than ``anchor`` does at that lowest rate: fewer bits *and*
-    more quality than any operating point of ``anchor`` (JPEG cannot go below
-    quality 1's rate). ``margin`` is the quality above that lowest-rate point,
-    a lower bound of the gain at equal rate for a curve rising with rate."""
-    from .codec_bench import _curve
-
-    ra, qa = _curve(entry, metric)
-    rb, qb = _curve(anchor, metric)
-    if not ra or not rb:
-        return []
-    lowest = min(rb)
-    q_low = qb[rb.index(lowest)]
-    return [{"bpp": r, "margin": q - q_low, "anchor_lowest_bpp": lowest}
-            for r, q in sorted(zip(ra, qa)) if r < lowest and q > q_low]
-
-
-def compare(payload: dict, method: str, against: str) -> dict:
-    """BD (PSNR flavours through ``codec_bench.bd_table``, SSIM alike), window
-    BD-rate and equal-rate gains of curve ``method`` against curve ``against``."""
-    from .codec_bench import bd_table
-
-    window = tuple(payload["config"]["window_bpp"])
-    psnr_key, ssim_key = payload["config"]["rd_metrics"]
-    view = {"config": payload["config"], "codecs": {k: payload["codecs"][k] for k in (against, method)}}
-    full = bd_table(view, anchor=against)["codecs"][method]
-    win = bd_table(view, anchor=against, rate_window=window)["codecs"][method]
-    anchor, entry = payload["codecs"][against], payload["codecs"][method]
-    full[ssim_key] = _bd_metric(anchor, entry, ssim_key)
-    win[ssim_key] = _bd_metric(anchor, entry, ssim_key, window)
-    return {"method": method, "against": against, "bd": full, "bd_window": win,
-            "equal_rate": {m: equal_rate_gain(entry, anchor, m, window) for m in (psnr_key, ssim_key)}}
 
 
 def compare_all(payload: dict) -> list[dict]:
@@ -493,82 +327,6 @@ def target_verdict(payload: dict) -> list[str]:
 # ------------------------------------------------------------------ rendering
 
 
-def _f(v, spec: str) -> str:
-    from .codec_bench import _fmt
-
-    return _fmt(v, spec)
-
-
-def _points_table(payload: dict) -> list[str]:
-    psnr_key, ssim_key = payload["config"]["rd_metrics"]
-    out = [f"| method | model | quality | bpp | {psnr_key} | {ssim_key} |", "|---|---|---|---|---|---|"]
-    for name, entry in curves_of(payload):
-        for p in entry["points"]:
-            m = p["mean"]
-            flag = (" (outside the restorer's qualities)" if p.get("restorer_in_range") is False else
-                    " (outside its training quality)" if p.get("in_training_quality") is False else "")
-            out.append(f"| {name} | {p.get('model', '-')} | {p['quality']}{flag} | {_f(m['bpp'], '.4f')} | "
-                       f"{_f(m.get(psnr_key), '.2f')} | {_f(m.get(ssim_key), '.4f')} |")
-    return out
-
-
-def _bd_cell(row: dict, delta: str | None, spec: str) -> str:
-    if "error" in row:
-        return "n/a"
-    cell = f"{row['bd_rate']:+.1f}%"
-    return cell + (f" ({row[delta]:{spec}})" if delta and delta in row else "")
-
-
-def _bd_table_lines(payload: dict) -> list[str]:
-    psnr_key, ssim_key = payload["config"]["rd_metrics"]
-    lo, hi = payload["config"]["window_bpp"]
-    out = [f"| method | against | BD-rate {psnr_key} (BD-PSNR dB) | BD-rate {ssim_key} (BD-SSIM) | "
-           f"BD-rate {psnr_key}, {lo}-{hi} bpp | BD-rate {ssim_key}, {lo}-{hi} bpp |", "|---|---|---|---|---|---|"]
-    notes = []
-    for c in payload["comparisons"]:
-        bd, win = c["bd"], c["bd_window"]
-        out.append(f"| {c['method']} | {c['against']} | {_bd_cell(bd[psnr_key], 'bd_psnr', '+.2f')} | "
-                   f"{_bd_cell(bd[ssim_key], f'bd_{ssim_key}', '+.4f')} | {_bd_cell(win[psnr_key], None, '')} | "
-                   f"{_bd_cell(win[ssim_key], None, '')} |")
-        why = dict.fromkeys(t[m]["error"] for t in (bd, win) for m in (psnr_key, ssim_key) if "error" in t[m])
-        if why:
-            notes.append(f"{c['method']} vs {c['against']}: " + "; ".join(why))
-    return out + ([""] + [f"- n/a: {n}" for n in notes] if notes else [])
-
-
-def _equal_rate_lines(payload: dict) -> list[str]:
-    psnr_key, ssim_key = payload["config"]["rd_metrics"]
-    lo, hi = payload["config"]["window_bpp"]
-    out = [f"| method | against | {psnr_key} gain at the method's own rates (bpp: dB) | "
-           f"{lo}-{hi} bpp: covered | mean {psnr_key} gain (min..max) | mean {ssim_key} gain | verdict |",
-           "|---|---|---|---|---|---|---|"]
-    for c in payload["comparisons"]:
-        ep, es = c["equal_rate"][psnr_key], c["equal_rate"][ssim_key]
-        if "dominates" in ep:
-            at = ", ".join(f"{d['bpp']:.3f}: {d['margin']:+.2f}" for d in ep["dominates"])
-            w, ws = ep.get("window") or {}, es.get("window") or {}
-            window = f"{w['bpp'][0]:.3f}-{w['bpp'][1]:.3f}" if w else "none"
-            gains = f"{w['mean_gain']:+.2f} ({w['min_gain']:+.2f}..{w['max_gain']:+.2f})" if w else "-"
-            verdict = f"{psnr_key} dominates" + (f", {ssim_key} {ws['verdict']}" if ws.get("verdict") else "")
-            out.append(f"| {c['method']} | {c['against']} | below its lowest rate "
-                       f"({ep['dominates'][0]['anchor_lowest_bpp']:.3f} bpp) and above its quality there: {at} | "
-                       f"{window} | {gains} | {_f(ws.get('mean_gain'), '+.4f')} | {verdict} |")
-            continue
-        if "error" in ep:
-            out.append(f"| {c['method']} | {c['against']} | {ep['error']} | - | - | - | - |")
-            continue
-        at = ", ".join(f"{p['bpp']:.3f}: {p['gain']:+.2f}" for p in ep["at"]) or "-"
-        w, ws = ep["window"], es.get("window") or {}
-        if w.get("verdict") is None:
-            out.append(f"| {c['method']} | {c['against']} | {at} | none | - | - | - |")
-            continue
-        verdict = f"{psnr_key} {w['verdict']}" + (f", {ssim_key} {ws['verdict']}" if ws.get("verdict") else "")
-        out.append(f"| {c['method']} | {c['against']} | {at} | {w['bpp'][0]:.3f}-{w['bpp'][1]:.3f} | "
-                   f"{w['mean_gain']:+.2f} ({w['min_gain']:+.2f}..{w['max_gain']:+.2f}) | "
-                   f"{_f(ws.get('mean_gain'), '+.4f')} | {verdict} |")
-    return out
-
-
 def command_line(payload: dict) -> str:
     """The ``carkit bench vcodec`` command that measures this payload."""
     cfg = payload["config"]
@@ -590,12 +348,12 @@ def format_vcodec_tables(payload: dict) -> str:
     lines = [f"Target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
     lines += target_verdict(payload) or ["- no virtual-codec curve (vcodec-* models) in this run"]
     lines += ["", "RD points (mean over images; bpp = the real file bytes over the full image's pixels):", ""]
-    lines += _points_table(payload)
+    lines += points_table(payload)
     lines += ["", "Bjontegaard deltas (PCHIP, overlapping range; negative BD-rate = fewer bits for the same "
                   "quality):", ""]
-    lines += _bd_table_lines(payload)
+    lines += bd_table_lines(payload)
     lines += ["", "Quality at equal bpp (positive = the method is better):", ""]
-    lines += _equal_rate_lines(payload)
+    lines += equal_rate_lines(payload)
     return "\n".join(lines)
 
 
@@ -605,8 +363,6 @@ def figure_path(payload: dict) -> str:
 
 
 def _stem(payload: dict) -> str:
-    from .report import dataset_name
-
     return f"{dataset_name(payload, 'data')}_{payload['config']['mode']}"
 
 
@@ -616,60 +372,22 @@ def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
 
 def report_section(payload: dict) -> list[str]:
     """The RESULTS.md section of one result: command, figure, tables, provenance."""
-    from .report import _provenance_line, dataset_name
 
     cfg = payload["config"]
     n = len(payload["images"])
     return [f"### {dataset_name(payload, '?')} ({cfg['mode']}, {n} images)", "",
             f"Command: `{command_line(payload)}`", "", f"![RD curves]({figure_path(payload)})", "",
             *format_vcodec_tables(payload).splitlines(), "",
-            f"Provenance: {_provenance_line(payload['provenance'])}", ""]
+            f"Provenance: {provenance_line(payload['provenance'])}", ""]
 
 
 def plot_rd(payload: dict, out: str | os.PathLike, title: str | None = None) -> Path:
-    """PSNR and SSIM against bpp for every curve (two panels), to a PNG; the
-    rate axis stops a little past the learned curves and the window.
+    """PSNR and SSIM against bpp for every curve (``common.plot_rd_curves``), to a PNG.
     ``title``: the figure's (default: the virtual codec bench's)."""
-    require_bench_deps()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .codec_bench import _curve
-    from .report import dataset_name
-
     cfg = payload["config"]
     lo, hi = cfg["window_bpp"]
-    learned = [e for e in payload["codecs"].values() if e["family"] not in REFERENCE_FAMILIES]
-    top = max([hi] + [r for e in learned for r in _curve(e, cfg["rd_metrics"][0])[0]]) * 1.3
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, metric in zip(axes, cfg["rd_metrics"]):
-        shown = []
-        for name, entry in curves_of(payload):
-            pairs = sorted(zip(*_curve(entry, metric)))
-            if not pairs:
-                continue
-            rates, values = zip(*pairs)
-            big = entry["family"] not in REFERENCE_FAMILIES
-            ax.plot(rates, values, marker="o" if big else ".", ms=5 if big else 3, lw=2 if big else 1.2,
-                    ls="-" if big else "--", label=name)
-            shown += [v for r, v in pairs if r <= top]
-        ax.axvspan(lo, hi, color="0.92", zorder=0)
-        ax.set_xlim(0, top)
-        if shown:
-            pad = 0.05 * (max(shown) - min(shown) or 1e-3)
-            ax.set_ylim(min(shown) - pad, max(shown) + pad)
-        ax.set_xlabel("bits per pixel (real bytes / full image pixels)")
-        ax.set_ylabel(metric.upper().replace("_", " "))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title or f"Virtual codec at very low rates on {dataset_name(payload, '?')} ({cfg['mode']}; "
-                 f"shaded: {lo}-{hi} bpp)")
-    fig.tight_layout()
-    from .plots import save_figure
-
-    return save_figure(fig, out)
+    return plot_rd_curves(payload, out, title or f"Virtual codec at very low rates on {dataset_name(payload, '?')} "
+                          f"({cfg['mode']}; shaded: {lo}-{hi} bpp)")
 
 
 # ------------------------------------------------------------------ command line
@@ -706,43 +424,6 @@ def add_bench_vcodec_arguments(parser) -> None:
     add_run_arguments(parser, DEFAULT_WINDOW, "first N images of each folder only")
 
 
-def add_run_arguments(parser, window: tuple[float, float], limit_help: str) -> None:
-    """The options the RD benches share (this one, ``bench hiding``): --window
-    (default ``window``), --limit, --threads, --results, --figures, --no-progress."""
-    parser.add_argument("--window", default=",".join(map(str, window)),
-                        help="bpp window of the target (windowed BD-rate, equal-rate verdict)")
-    parser.add_argument("--limit", type=int, help=limit_help)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--results", default="results", help="folder for result JSON files")
-    parser.add_argument("--figures", default="docs/figures",
-                        help="folder for the RD figures ('' for none; `bench report` redraws them)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def threads_and_window(args) -> tuple[float, float]:
-    """Apply ``--threads``; the ``--window`` rates (a one-line error unless 0 < low < high)."""
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        window = tuple(float(v) for v in args.window.split(","))
-    except ValueError:
-        window = ()
-    if len(window) != 2 or not 0 < window[0] < window[1]:
-        raise UsageError(f"--window needs two rates low,high, got {args.window!r}")
-    return window
-
-
-def _ints(value) -> list[int] | None:
-    from .codec_bench import _parse_list
-
-    try:
-        return _parse_list(value, int)
-    except ValueError:
-        raise UsageError(f"not a comma-separated list of integers: {value!r}") from None
-
-
 def main_bench_vcodec(args) -> int:
     """Entry for an argparse namespace built with ``add_bench_vcodec_arguments``
     (``args.data`` already resolved to folders)."""
@@ -753,12 +434,12 @@ def main_bench_vcodec(args) -> int:
     for d in args.data:
         gray = args.gray
         if models is None:  # every zoo model of the mode this folder is scored in
-            _, _, gray_here = _load_images(Path(d), gray, args.limit)
+            _, _, gray_here = load_image_set(Path(d), gray, args.limit)
             use = [] if args.runs else default_models(gray_here)
         else:
             use = models
-        payload = bench_vcodec(d, use, args.runs or (), _ints(args.qualities), args.restorer,
-                               _ints(args.jpeg_qualities), gray, args.limit, window,
+        payload = bench_vcodec(d, use, args.runs or (), parse_ints(args.qualities), args.restorer,
+                               parse_ints(args.jpeg_qualities), gray, args.limit, window,
                                progress=not args.no_progress)
         path = write_result(result_path(args.results, payload), payload)
         print(format_vcodec_tables(payload))
