@@ -17,13 +17,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from .errors import CarkitError, UsageError
 
-ImageLike = "np.ndarray | PIL.Image.Image | bytes | str | os.PathLike"
 
 __all__ = ["restore", "encode", "decode", "decode_file", "load_model", "list_models", "get_codec",
            "Decoded", "encoder"]
@@ -53,7 +51,7 @@ def restore(x, model: str | None = None, *, quality: int | None = None, device: 
 
     restorer = _restorer(model, device, tile, precision)
     if isinstance(x, (bytes, bytearray, memoryview, str, os.PathLike)):
-        return restore_jpeg(restorer, x if not isinstance(x, str) else Path(x)).pixels
+        return restore_jpeg(restorer, x).pixels
     pixels, tables_quality = _pixels_and_quality(x)
     q = quality if quality is not None else tables_quality
     plan: RestorePlan = restorer.plan(pixels.ndim == 2, q)
@@ -81,14 +79,17 @@ def _pixels_and_quality(x) -> tuple[np.ndarray, int | None]:
 
 
 def _as_pixels(x) -> np.ndarray:
+    """uint8 (H, W) or (H, W, 3) pixels (a trailing single channel dropped), by
+    the codecs' one input check; a UsageError otherwise."""
+    from .codecs.base import check_image
+
     arr = np.asarray(x)
-    if arr.dtype != np.uint8:
-        raise UsageError(f"expected uint8 pixels, got {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise UsageError(f"expected (H, W) or (H, W, 3) pixels, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    try:
+        return check_image(arr)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _read_pixels(image) -> np.ndarray:

@@ -74,7 +74,7 @@ _BENCH_OUTPUTS = ("results/", "docs/RESULTS.md", "docs/figures/")
 
 def _only_results_changed(path: str) -> bool:
     """A zoo record whose only difference from HEAD is its measured ``results``
-    (what an earlier bench of the same session wrote into it)."""
+    (what an earlier bench run wrote into it)."""
     if not (path.startswith(("src/carkit/zoo/weights/", "weights/bench/")) and path.endswith(".json")):
         return False
     head, top = _git("show", f"HEAD:{path}"), _git("rev-parse", "--show-toplevel")

@@ -39,14 +39,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, kernel choice, weights loaded
+def _median_seconds(fn, repeats: int) -> tuple[float, object]:
+    """(median seconds of ``repeats`` calls, the warm-up call's result)."""
+    result = fn()  # warm-up: allocations, kernel choice, weights loaded
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), result
 
 
 def bench_jpeg(image_path: str | Path, quality: int) -> bytes:
@@ -80,14 +81,14 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
     h, w = decoded.pixels.shape[:2]
     mp = h * w / 1e6
     rows = {"decode": {"kind": "Pillow decode (libjpeg-turbo)",
-                       "seconds": _median_seconds(lambda: read_image_bytes(data), max(repeats, 5))}}
+                       "seconds": _median_seconds(lambda: read_image_bytes(data), max(repeats, 5))[0]}}
     names = list(dict.fromkeys([REFERENCE, *models]))
     for name in names:
         weights_record(name)  # unknown names fail before any timing
         restorer = Restorer(model=name, precision=precision if name != REFERENCE else "fp32", tile=tile)
-        rows[name] = {"kind": "zoo", "precision": restorer.precision,
-                      "mode": restore_jpeg(restorer, data).plan.mode,
-                      "seconds": _median_seconds(lambda: restore_jpeg(restorer, data), repeats)}
+        seconds, warm_up = _median_seconds(lambda: restore_jpeg(restorer, data), repeats)
+        rows[name] = {"kind": "zoo", "precision": restorer.precision, "mode": warm_up.plan.mode,
+                      "seconds": seconds}
     for arch in architectures:
         restorer = Restorer(precision=precision, tile=tile)
         restorer._models[arch] = create_model(arch).eval()
@@ -98,7 +99,7 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
             return restore_jpeg(restorer, data)
 
         rows[arch] = {"kind": "architecture (untrained)", "precision": restorer.precision, "mode": "color",
-                      "seconds": _median_seconds(run, repeats)}
+                      "seconds": _median_seconds(run, repeats)[0]}
     ref = rows[REFERENCE]["seconds"]
     for row in rows.values():
         row["seconds_per_mp"] = row["seconds"] / mp
