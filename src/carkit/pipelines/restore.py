@@ -345,7 +345,6 @@ class OutputOptions:
     quality: int | None = None
     strip_metadata: bool = False
     force: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def encode_restored(restored: Restored, dst: str, options: OutputOptions) -> bytes:
@@ -361,13 +360,8 @@ def restore_file(restorer: Restorer, src: str | os.PathLike, dst: str | os.PathL
     """Restore one JPEG into ``dst`` (format by its suffix, :func:`carkit.io.output_format`).
     Never overwrites ``src``, nor an existing ``dst`` unless ``options.force``;
     writes nothing when anything fails."""
-    options = options or OutputOptions()
-    src, dst = Path(src), Path(dst)
-    check_output_path(src, dst, options.force)
-    output_format(dst, options.quality)  # a usage error before any work
-    restored = restore_jpeg(restorer, src, explain=explain, progress=progress)
-    write_bytes(dst, encode_restored(restored, str(dst), options))
-    return restored.plan
+    return _restore_one(restorer, os.fspath(src), os.fspath(dst), explain, options or OutputOptions(), None,
+                        progress)[0]
 
 
 def restore_to_record(restorer: Restorer, src: str, dst: str, explain: bool = False,
@@ -385,7 +379,11 @@ def restore_to_record(restorer: Restorer, src: str, dst: str, explain: bool = Fa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            data = _restore_one(restorer, src, dst, explain, options, stdin, progress, record)
+            plan, data = _restore_one(restorer, src, dst, explain, options, stdin, progress)
+            record.quality, record.standard_tables = plan.quality, plan.standard_tables
+            record.model, record.mode = plan.model, plan.mode
+            if explain:
+                record.explain = plan.explain()
         except UsageError as exc:
             if not isinstance(exc, OutputExistsError):  # that one is this file's failure
                 raise
@@ -407,27 +405,20 @@ def restore_to_record(restorer: Restorer, src: str, dst: str, explain: bool = Fa
 
 
 def _restore_one(restorer: Restorer, src: str, dst: str, explain: bool, options: OutputOptions,
-                 stdin: bytes | None, progress, record: RestoreRecord) -> bytes | None:
-    """One input ("-": ``stdin``) to one output ("-": the returned bytes); fills ``record``."""
-    output_format(dst, options.quality)  # a usage error before any work
-    if src != "-" and dst != "-":
-        plan = restore_file(restorer, src, dst, explain=explain, options=options, progress=progress)
+                 stdin: bytes | None, progress) -> tuple[RestorePlan, bytes | None]:
+    """One input ("-": ``stdin``) to one output ("-": the returned bytes).
+    The output is checked (never the input, never an existing file without
+    ``force``, a format by its suffix) before any work."""
+    if dst != "-":
+        check_output_path(None if src == "-" else src, dst, options.force)
+    output_format(dst, options.quality)
+    source, name = (stdin, "<stdin>") if src == "-" else (src, None)
+    restored = restore_jpeg(restorer, source, name, explain=explain, progress=progress)
+    data = encode_restored(restored, dst, options)
+    if dst != "-":
+        write_bytes(Path(dst), data)
         data = None
-    else:
-        if dst != "-":
-            check_output_path(None, Path(dst), options.force)
-        source, name = (stdin, "<stdin>") if src == "-" else (src, None)
-        restored = restore_jpeg(restorer, source, name, explain=explain, progress=progress)
-        data = encode_restored(restored, dst, options)
-        if dst != "-":
-            write_bytes(Path(dst), data)
-            data = None
-        plan = restored.plan
-    record.quality, record.standard_tables = plan.quality, plan.standard_tables
-    record.model, record.mode = plan.model, plan.mode
-    if explain:
-        record.explain = plan.explain()
-    return data
+    return restored.plan, data
 
 
 def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
