@@ -109,6 +109,20 @@ def check_pixel_limit(width: int, height: int, name: str) -> None:
 # checks during decoding (TIFF tiles, GIF frames) keep the global's value.
 _PIL_LIMIT_LOCK = threading.Lock()
 
+
+
+def _open_header(source) -> Image.Image:
+    """``Image.open`` (header parse only) with Pillow's own size check off:
+    carkit checks the size itself (:func:`check_pixel_limit`)."""
+    with _PIL_LIMIT_LOCK:
+        old_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old_limit
+
+
 _GRAY_MODES = ("1", "L")
 _RGB_MODES = ("RGB", "RGBX", "YCbCr", "CMYK", "P")
 _RGBA_MODES = ("RGBA", "RGBa", "PA")
@@ -262,13 +276,7 @@ def _read(source, name: str, apply_orientation: bool = True) -> LoadedImage:
         except OSError as exc:
             raise ImageReadError(f"{name}: cannot open ({exc.strerror})") from exc
     try:
-        with _PIL_LIMIT_LOCK:
-            old_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(source)
-            finally:
-                Image.MAX_IMAGE_PIXELS = old_limit
+        im = _open_header(source)
         with im:
             w, h = im.size
             check_pixel_limit(w, h, name)
@@ -311,13 +319,7 @@ def read_image_header(data: bytes, name: str = "<bytes>") -> ImageHeader:
     :func:`check_pixel_limit`). Raises ImageReadError for a corrupt header."""
     _register_heif_if(bytes(data[:16]))
     try:
-        with _PIL_LIMIT_LOCK:
-            old_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(_io.BytesIO(bytes(data)))
-            finally:
-                Image.MAX_IMAGE_PIXELS = old_limit
+        im = _open_header(_io.BytesIO(bytes(data)))
         with im:
             return ImageHeader(im.size, _exif_orientation(im), ImageMetadata.of(im), im.format)
     except Image.UnidentifiedImageError as exc:
