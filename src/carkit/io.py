@@ -110,7 +110,6 @@ def check_pixel_limit(width: int, height: int, name: str) -> None:
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-
 def _open_header(source) -> Image.Image:
     """``Image.open`` (header parse only) with Pillow's own size check off:
     carkit checks the size itself (:func:`check_pixel_limit`)."""
