@@ -42,3 +42,25 @@ def test_bench_rejects_unknown_data_and_models(tmp_path, monkeypatch, capsys):
     assert main(["bench", "restore", "--data", str(tmp_path / "nope")]) == 2
     assert "no such data folder" in capsys.readouterr().err
     assert main(["bench", "restore", "--data", str(tmp_path), "--models", "ghost"]) == 2
+
+
+def test_bench_restore_double_jpeg(tmp_path, monkeypatch, capsys, shared_data):
+    """--double Q1:SHIFT codes each image at Q1, moves the grid by SHIFT
+    pixels, then codes it at the benchmark quality; the report names it."""
+    make_tiny_zoo(tmp_path / "zoo", monkeypatch)
+    data = tmp_path / "set"
+    data.mkdir()
+    (data / "lena.png").write_bytes((shared_data / "eval" / "classic5" / "lena.png").read_bytes())
+    results = tmp_path / "results"
+    common = ["bench", "restore", "--data", str(data), "--models", "tiny-gray", "--qualities", "90",
+              "--results", str(results), "--threads", "1", "--no-update-zoo"]
+    assert main(common + ["--tag", "once"]) == 0
+    assert main(common + ["--tag", "twice", "--double", "20:3"]) == 0
+    once = json.loads((results / "restore_set_gray_once.json").read_text())
+    twice = json.loads((results / "restore_set_gray_twice.json").read_text())
+    assert once["double"] is None and twice["double"] == {"first_quality": 20, "shift": 3}
+    # the QF 20 pass dominates the error: far below a single QF 90 file
+    assert twice["rows"]["jpeg"]["q90"]["psnr"] < once["rows"]["jpeg"]["q90"]["psnr"] - 5
+    assert "--double 20:3" in build_report(results)
+    assert main(common + ["--double", "20:8"]) == 2
+    assert "--double 20:8" in capsys.readouterr().err

@@ -301,6 +301,20 @@ def _split(value: str | None, cast=str) -> list | None:
     return None if value is None else [cast(v) for v in value.split(",") if v.strip()]
 
 
+def _double_arg(value: str | None) -> tuple[int, int] | None:
+    """``--double Q1[:SHIFT]`` as (first quality, grid shift in pixels)."""
+    if not value:
+        return None
+    first, _, shift = value.partition(":")
+    try:
+        pair = int(first), int(shift or 0)
+    except ValueError:
+        raise UsageError(f"--double {value}: expected Q1 or Q1:SHIFT, e.g. 30:4") from None
+    if not (1 <= pair[0] <= 100 and 0 <= pair[1] <= 7):
+        raise UsageError(f"--double {value}: the first quality is 1..100 and the shift 0..7 pixels")
+    return pair
+
+
 def _cmd_bench_restore(args) -> int:
     from .evaluation.restore_bench import run_restore_bench
     from .zoo.registry import list_weights, weights_record
@@ -316,7 +330,7 @@ def _cmd_bench_restore(args) -> int:
     paths = run_restore_bench(data, models, _split(args.qualities, int), gray=gray,
                               limit=args.limit, results_dir=args.results, update_zoo=not args.no_update_zoo,
                               threads=args.threads, runs=args.runs or (), tag=args.tag or "",
-                              plane=args.plane, crop=args.crop)
+                              plane=args.plane, crop=args.crop, double=_double_arg(args.double))
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -517,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--crop", type=int, default=0,
                    help="score every whole non-overlapping CROPxCROP tile instead of whole images "
                         "(HR-CNN's Table I: 128)")
+    b.add_argument("--double", metavar="Q1[:SHIFT]",
+                   help="compress twice: JPEG at Q1, crop SHIFT pixels (0-7) at top and left to move the "
+                        "8x8 grid, then JPEG at each --qualities (FBCNN's double JPEG); use with --tag")
     b.add_argument("--limit", type=int, help="first N images only (does not update the zoo)")
     b.add_argument("--results", default="results", help="folder for result JSON files")
     b.add_argument("--no-update-zoo", action="store_true", help="do not store results in zoo records")

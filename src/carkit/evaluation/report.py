@@ -31,13 +31,17 @@ def _restore_section(payload: dict) -> list[str]:
     zoo = [m for m, info in payload["models"].items() if "run" not in info]
     runs = [info["run"] for info in payload["models"].values() if "run" in info]
     plane, crop = payload.get("plane", "y"), payload.get("crop", 0)
-    options = (" --plane green" if payload["gray"] and plane == "green" else "") + (f" --crop {crop}" if crop else "")
+    twice = payload.get("double")
+    options = ((" --plane green" if payload["gray"] and plane == "green" else "") + (f" --crop {crop}" if crop else "")
+               + (f" --double {twice['first_quality']}:{twice['shift']}" if twice else ""))
     command = ("carkit bench restore --data " + payload.get("data", "eval/" + payload["dataset"]) + options +
                (" --models " + ",".join(zoo) if zoo or not runs else "") +
                (" --runs " + " ".join(runs) if runs else "") + (f" --tag {tag}" if tag else "") +
                " --qualities " + ",".join(map(str, payload["qualities"])))
     mode = ("gray" if plane == "y" else f"{plane} plane") if payload["gray"] else "color"
-    out = [f"### {payload['dataset']} ({mode}{', ' + tag if tag else ''})", "",
+    twice = (f", compressed at QF {twice['first_quality']} first, grid shifted {twice['shift']} px"
+             if twice else "")
+    out = [f"### {payload['dataset']} ({mode}{', ' + tag if tag else ''}{twice})", "",
            f"Command: `{command}`", ""]
     out += format_restore_table(payload).splitlines()[2:]
     out.append("")
@@ -51,7 +55,7 @@ def _restore_section(payload: dict) -> list[str]:
             hours = (t.get("wall_seconds") or 0) / 3600
             params = f"{info['params']:,}" if info.get("params") else "-"
             # a k-space model replaces the decoder; a pixel model runs after it
-            ratio = ("-" if not ref else f"{ref / info['megapixels_per_second']:.0f}x" if info["mode"] == "kspace"
+            ratio = ("-" if not ref or not info["megapixels_per_second"] else f"{ref / info['megapixels_per_second']:.0f}x" if info["mode"] == "kspace"
                      else f"{1 + ref / info['megapixels_per_second']:.0f}x")
             out.append(f"| {name} | {info['architecture']} | {params} | {info['mode']} | {t.get('steps')} | "
                        f"{hours:.2f} h | {info['megapixels_per_second']:.2f} | {ratio} |")

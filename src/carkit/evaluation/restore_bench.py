@@ -5,7 +5,10 @@ at each quality (4:2:0 for color, 1-component for gray), outputs clipped and
 rounded to uint8, metrics from ``metrics.score``, means over images. Gray sets
 are used as they are; a color set benchmarked in gray mode is first converted
 with the MATLAB Y formula, or with ``plane="green"`` reduced to its green
-channel (HR-CNN's protocol). ``crop`` splits every image into non-overlapping
+channel (HR-CNN's protocol). ``double=(q1, shift)`` compresses twice, as
+FBCNN's real-image degradation: JPEG at q1, the decoded image cropped by
+``shift`` pixels at its top and left (0: the grids stay aligned), then
+JPEG at each benchmark quality; the original is cropped alike. ``crop`` splits every image into non-overlapping
 crop x crop tiles first (HR-CNN's Table I: 128x128 crops). One JSON result
 per dataset, with provenance.
 
@@ -63,7 +66,7 @@ def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
 def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],
                   gray: bool | None = None, limit: int | None = None, progress: bool = True,
                   threads: int | None = None, runs=(), tag: str = "", plane: str = "y",
-                  crop: int = 0) -> dict:
+                  crop: int = 0, double: tuple[int, int] | None = None) -> dict:
     """Score JPEG and each model at each quality on every image of ``data_dir``.
     ``models`` are zoo names; ``runs`` are training-run folders scored with
     their final EMA weights (ablation variants that are not shipped)."""
@@ -116,7 +119,13 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     for q in qualities:
         per: dict[str, list[dict]] = {k: [] for k in rows}
         for gt in images:
-            coded = codec.roundtrip(gt, q)
+            if double:
+                first, shift = double
+                once = codec.roundtrip(gt, first).decoded[shift:, shift:]
+                gt = gt[shift:, shift:]
+                coded = codec.roundtrip(np.ascontiguousarray(once), q)
+            else:
+                coded = codec.roundtrip(gt, q)
             lq = coded.decoded
             decode_seconds += coded.decode_s
             per["jpeg"].append(score(lq, gt))
@@ -157,6 +166,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "gray": gray,
         "plane": plane if gray else "rgb",
         "crop": crop,
+        "double": {"first_quality": double[0], "shift": double[1]} if double else None,
         "qualities": list(qualities),
         "metrics": list(metric_names),
         "rows": rows,
@@ -166,7 +176,9 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "provenance": provenance(dataset_dir=data_dir, files=files,
                                  codec_settings={"codec": "jpeg", "library": "Pillow/libjpeg-turbo",
                                                  "subsampling": "4:2:0" if not gray else f"gray ({plane})",
-                                                 "qualities": list(qualities)}),
+                                                 "qualities": list(qualities),
+                                                 **({"first_quality": double[0], "grid_shift": double[1]}
+                                                    if double else {})}),
     }
 
 
@@ -199,11 +211,12 @@ def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
 
 def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
                       limit: int | None, results_dir: str, update_zoo: bool, threads: int | None,
-                      runs=(), tag: str = "", plane: str = "y", crop: int = 0) -> list[Path]:
+                      runs=(), tag: str = "", plane: str = "y", crop: int = 0,
+                      double: tuple[int, int] | None = None) -> list[Path]:
     written = []
     for d in data_dirs:
         payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads, runs=runs, tag=tag,
-                                plane=plane, crop=crop)
+                                plane=plane, crop=crop, double=double)
         path = write_result(result_path(results_dir, payload), payload)
         written.append(path)
         print(format_restore_table(payload))
@@ -218,7 +231,10 @@ def format_restore_table(payload: dict) -> str:
     keys = payload["metrics"]
     first = payload["rows"]["jpeg"]["q%d" % payload["qualities"][0]]
     mode = ("gray" if payload.get("plane", "y") == "y" else payload["plane"]) if payload["gray"] else "color"
-    lines = [f"{payload['dataset']} ({mode}), {first['n']} images: PSNR / SSIM / PSNR-B",
+    twice = payload.get("double")
+    twice = (f", compressed at QF {twice['first_quality']} first (grid shift {twice['shift']} px)"
+             if twice else "")
+    lines = [f"{payload['dataset']} ({mode}){twice}, {first['n']} images: PSNR / SSIM / PSNR-B",
              "", "| QF | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for q in payload["qualities"]:
         cells = []
