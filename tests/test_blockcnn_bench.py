@@ -75,7 +75,8 @@ def test_tables_and_plot(tmp_path):
 
 def test_restored_codec_keeps_the_bytes_and_restores(shared_data):
     from carkit.codecs import get_codec
-    from carkit.codecs.restored import RestoredCodec, split_name
+    from carkit.codecs.registry import split_name
+    from carkit.restoration.codec import RestoredCodec
     from carkit.evaluation.metrics import psnr
     from carkit.io import read_image
 

@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from carkit.cli import main
-from carkit.codecs.restored import RestoredCodec
+from carkit.restoration.codec import RestoredCodec
 from carkit.codecs import canonical_name, get_codec, list_codecs
 from carkit.errors import CodecError
 from carkit.evaluation.metrics import psnr
@@ -26,9 +26,9 @@ from carkit.models.blockcnn import BlockCNN, mask_causal
 from carkit.models import exact as exact_module
 from carkit.models.exact import ExactPredictor, calibration_windows, torch_threads
 from carkit.jpeg import intdct
-from carkit.pipelines import blockcnn_codec as bc
-from carkit.pipelines.bcnn_container import pack_container
-from carkit.pipelines.blockcnn_codec import (BcnnFormatError, BlockCNNCodec, PredictorMismatchError,
+from carkit.codecs.blockcnn import codec as bc
+from carkit.codecs.blockcnn.container import pack_container
+from carkit.codecs.blockcnn.codec import (BcnnFormatError, BlockCNNCodec, PredictorMismatchError,
                                              read_header)
 
 TINY = {"in_channels": 1, "width": 8, "num_res_blocks": 1, "causal": True, "color_space": "rgb"}
@@ -247,7 +247,7 @@ def test_decode_identical_on_one_and_two_threads(codec, tmp_path):
         sys.path.insert(0, root)
         from tests.test_blockcnn_codec import tiny_predictor
         from carkit.models import exact
-        from carkit.pipelines.blockcnn_codec import BlockCNNCodec
+        from carkit.codecs.blockcnn.codec import BlockCNNCodec
         codec = BlockCNNCodec(predictor=tiny_predictor(0))
         out = codec.decode(open(src, "rb").read())  # the product: predictions on one thread
         exact.PREDICT_THREADS = None  # and on the process's own count

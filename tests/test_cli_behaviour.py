@@ -68,7 +68,7 @@ def test_zero_quantization_entry_is_restored_with_quality_unknown(tmp_path, monk
 
 def test_a_bug_in_one_file_names_it_and_the_batch_goes_on(tmp_path, monkeypatch, capsys):
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
-    import carkit.pipelines.restore as restore
+    import carkit.restoration.restorer as restore
 
     folder = tmp_path / "in"
     folder.mkdir()

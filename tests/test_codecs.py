@@ -223,9 +223,9 @@ def test_webp_gray_decode_option():
 
 
 def test_get_codec_composite_codec_plus_restorer():
-    """``get_codec("CODEC+RESTORER")``, as carkit.codecs.restored documents:
+    """``get_codec("CODEC+RESTORER")``, as carkit.restoration.codec documents:
     the codec's bytes unchanged, the restorer on what it decodes."""
-    from carkit.codecs.restored import RestoredCodec
+    from carkit.restoration.codec import RestoredCodec
 
     img = _synthetic(48, 64)
     codec = get_codec("jpg+dagn-small")

@@ -16,7 +16,7 @@ from carkit.cli import main
 from carkit.evaluation.paper_numbers import DAGN_TABLE_I, paper_gains
 from carkit.evaluation.report import build_report
 from carkit.models.registry import create_model
-from carkit.pipelines.restore import grid_aligned_crop, predict_quality
+from carkit.restoration.restorer import grid_aligned_crop, predict_quality
 from carkit.training.engine import init_from_run, train
 from carkit.training.recipe import RecipeError, load_recipe
 from carkit.zoo.registry import load_pretrained

@@ -72,10 +72,10 @@ def _image(h: int, w: int, color: bool, seed: int) -> np.ndarray:
 def _make(fmt: str) -> bytes:
     """One small valid file of ``fmt`` (what ``carkit encode`` writes)."""
     from carkit.errors import CodecError
-    from carkit.pipelines.blockcnn_codec import BlockCNNCodec
-    from carkit.pipelines.factorized_codec import FactorizedCodec
-    from carkit.pipelines.hiding_codec import HidingCodec
-    from carkit.pipelines.vcodec_codec import VirtualCodecCodec
+    from carkit.codecs.blockcnn.codec import BlockCNNCodec
+    from carkit.codecs.factorized.codec import FactorizedCodec
+    from carkit.codecs.hiding.codec import HidingCodec
+    from carkit.codecs.virtual.codec import VirtualCodecCodec
 
     kind, variant = fmt.split("-", 1)
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carkit.pipelines.restore import Restorer, restore_to_record
+from carkit.restoration.restorer import Restorer, restore_to_record
 
 from .helpers import make_tiny_zoo
 

@@ -92,7 +92,7 @@ def _rows(table):
 
 def test_table2_both_protocols_from_real_bytes(full, kodak):
     from carkit.codecs import get_codec
-    from carkit.pipelines.restore import Restorer
+    from carkit.restoration.restorer import Restorer
 
     payload = hb.bench_hiding(kodak, restorer="tiny-gray", sweep=SWEEP, fixq_quality=62, progress=False)
     assert payload["kind"] == "hiding_bench" and list(payload["codecs"]) == ["jpeg"]
@@ -171,7 +171,7 @@ def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
     from carkit.codecs import get_codec
     from carkit.evaluation import metrics
     from carkit.evaluation.common import rd_curve
-    from carkit.pipelines.restore import Restorer
+    from carkit.restoration.restorer import Restorer
 
     add_hiding(zoo, "tiny-s2", "II", seed=2)
     payload = hb.bench_hiding(kodak, models=["tiny-s2"], restorer="tiny-gray", sweep=SWEEP, progress=False)
@@ -257,7 +257,7 @@ def test_a_pair_trained_over_a_quality_range_counts_as_trained_across_it(zoo, ko
     """A range pair (task quality [lo, hi]) has a Table 2 row when the range
     holds the table's quality, its RD points inside the range are in its
     training quality, and the encoder prefers it wherever it is nearer."""
-    from carkit.pipelines.hiding_codec import choose_weights
+    from carkit.codecs.hiding.codec import choose_weights
     from carkit.zoo.registry import save_record, weights_record
 
     add_hiding(zoo, "tiny-range", "II", quality=[45, 70], seed=4)
@@ -350,7 +350,7 @@ def test_learned_codec_sweeps_one_point_per_trained_rate_point(zoo, kodak):
 
 
 def _zoo_pair(name):
-    from carkit.pipelines.hiding_codec import load_weights
+    from carkit.codecs.hiding.codec import load_weights
 
     return load_weights(name)
 
@@ -468,7 +468,7 @@ def test_cli_writes_result_figure_and_report(full, kodak, tmp_path, capsys):
     assert "--models tiny-s2,dncnn-q50,memnet-q62" in md.read_text()
 
     # the measured row lands in the pair's zoo record, and the encoder's default follows it
-    from carkit.pipelines.hiding_codec import choose_weights
+    from carkit.codecs.hiding.codec import choose_weights
     from carkit.zoo.registry import weights_record
 
     assert "stored the measured row in the zoo record of tiny-s2" in out

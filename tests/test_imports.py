@@ -25,7 +25,7 @@ _RESTORE_PATH = textwrap.dedent("""
     import carkit
     t1 = time.perf_counter()
     after_import_carkit = sorted(m for m in sys.modules if m.split(".")[0] in {optional!r})
-    import carkit.pipelines.restore
+    import carkit.restoration.restorer
     t2 = time.perf_counter()
     import carkit.zoo.registry, carkit.models.dagn, carkit.models.unet, carkit.models.registry
     from carkit.cli import main
@@ -50,7 +50,7 @@ def test_import_and_restore_load_no_bench_dependencies(tmp_path):
     assert info["after_restore"] == []
     # noted, not asserted (shared CPUs): torch is most of it
     print(f"import carkit: {info['import_carkit_s']:.3f} s; "
-          f"import carkit.pipelines.restore: {info['import_restore_s']:.2f} s")
+          f"import carkit.restoration.restorer: {info['import_restore_s']:.2f} s")
 
 
 @pytest.mark.parametrize("missing", ["scipy", "matplotlib"])

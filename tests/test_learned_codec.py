@@ -16,8 +16,8 @@ from carkit.models.entropy_bottleneck import MAX_SYMBOL, EntropyBottleneck
 from carkit.models.factorized_prior import FactorizedPrior, latent_size
 from carkit.models.gdn import GDN
 from carkit.models.registry import create_model
-from carkit.pipelines import entropy_coding as ec
-from carkit.pipelines import factorized_codec as fc
+from carkit.codecs.factorized import entropy_coding as ec
+from carkit.codecs.factorized import codec as fc
 
 TINY = {"n": 8, "m": 12}
 

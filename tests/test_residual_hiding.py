@@ -483,7 +483,7 @@ def _strip_comment(data: bytes) -> bytes:
 
 def test_encode_writes_a_standard_marked_jpeg_and_decode_applies_d(hiding_zoo, tmp_path, capsys):
     from carkit.cli import main
-    from carkit.pipelines.hiding_codec import read_marker
+    from carkit.codecs.hiding.codec import read_marker
     from carkit.zoo.registry import load_pretrained
 
     for name, img in (("c", _image(37, 50)), ("g", _image(37, 50, color=False))):
@@ -516,7 +516,7 @@ def test_encode_writes_a_standard_marked_jpeg_and_decode_applies_d(hiding_zoo, t
 
 
 def _default_model(img, quality):
-    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+    from carkit.codecs.hiding.codec import HidingCodec, read_marker
 
     return read_marker(HidingCodec().encode(img, quality))["model"]
 
@@ -542,7 +542,7 @@ def test_codec_registry_round_trip_and_availability(hiding_zoo, tmp_path, monkey
 
 def test_gray_image_goes_through_the_color_pair_when_no_gray_pair_exists(tmp_path, monkeypatch):
     import carkit.zoo.registry as zoo
-    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+    from carkit.codecs.hiding.codec import HidingCodec, read_marker
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
     add_tiny_hiding(tmp_path / "zoo", "tiny-hiding-color-q50", gray=False, quality=50)
@@ -569,7 +569,7 @@ def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkey
     import carkit.zoo.registry as zoo
     from carkit.codecs import available_codecs
     from carkit.codecs.markers import CARRIERS
-    from carkit.pipelines.hiding_codec import HidingCodec, read_marker
+    from carkit.codecs.hiding.codec import HidingCodec, read_marker
     from carkit.zoo.registry import load_pretrained
 
     from .test_learned_codec import _add_tiny
@@ -602,7 +602,7 @@ def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkey
 
 def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp_path, capsys):
     from carkit.cli import main
-    from carkit.pipelines.hiding_codec import HidingCodec
+    from carkit.codecs.hiding.codec import HidingCodec
 
     from .helpers import make_tiny_zoo
 
@@ -626,7 +626,7 @@ def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp
 
 
 def test_tiled_networks_equal_untiled():
-    from carkit.pipelines.hiding_codec import hide, reconstruct
+    from carkit.codecs.hiding.codec import hide, reconstruct
 
     torch.manual_seed(0)
     net = ResidualHiding(3, [4, 8, 16], [1, 2, 2]).eval()

@@ -13,7 +13,7 @@ from PIL import Image
 
 from carkit.cli import main
 from carkit.errors import ModelError, WeightsError
-from carkit.pipelines.restore import choose_model
+from carkit.restoration.restorer import choose_model
 from carkit.zoo.registry import WeightsRecord, load_pretrained, weights_record
 
 from .helpers import make_tiny_zoo
@@ -222,7 +222,7 @@ def test_24_megapixel_jpeg_within_4_gb(tmp_path):
 
 
 def test_bf16_restore_agrees_with_fp32(tmp_path, monkeypatch):
-    from carkit.pipelines.restore import Restorer, resolve_precision, restore_jpeg
+    from carkit.restoration.restorer import Restorer, resolve_precision, restore_jpeg
 
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     data = _jpeg(tmp_path / "a.jpg", size=(96, 80), quality=20).read_bytes()
@@ -242,7 +242,7 @@ def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch
     import torch
 
     from carkit.models.registry import create_model
-    from carkit.pipelines.restore import Restorer, RestorePlan, restore_jpeg
+    from carkit.restoration.restorer import Restorer, RestorePlan, restore_jpeg
 
     seen = []
     net = create_model("jpegnet")
@@ -271,8 +271,8 @@ def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch
 
 
 def test_progress_is_reported_per_tile(tmp_path, monkeypatch):
-    from carkit.pipelines.restore import Restorer, restore_jpeg
-    from carkit.pipelines.tiling import count_tiles
+    from carkit.restoration.restorer import Restorer, restore_jpeg
+    from carkit.nn.tiling import count_tiles
 
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     data = _jpeg(tmp_path / "a.jpg", size=(200, 150), quality=20).read_bytes()

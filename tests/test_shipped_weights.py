@@ -104,7 +104,7 @@ def test_default_restorers_are_the_reviewed_table():
     (carkit.zoo.defaults), whatever a bench last wrote into the records: every
     model it names is shipped, trained near the qualities it serves and, on
     color files, measured at least as well as the other fast candidates."""
-    from carkit.pipelines.restore import _measured_gain, choose_model
+    from carkit.restoration.restorer import _measured_gain, choose_model
     from carkit.zoo.defaults import RESTORE_DEFAULTS, UNKNOWN_QUALITY, default_restorer
 
     shipped = set(list_weights())
@@ -229,7 +229,7 @@ def test_shipped_virtual_codec_beats_jpeg_at_very_low_rate(name, tmp_path, share
     at quality 5; PPNN beats bicubic up-sampling of the same description."""
     import io
 
-    from carkit.pipelines.vcodec_codec import read_marker
+    from carkit.codecs.virtual.codec import read_marker
 
     record = weights_record(name)
     assert record.kind == "vcodec" and record.gray and record.training["steps"] > 0
@@ -266,7 +266,7 @@ def test_shipped_virtual_codec_codes_color(model, tmp_path, shared_data):
     quality 5 at a smaller size."""
     import io
 
-    from carkit.pipelines.vcodec_codec import read_marker
+    from carkit.codecs.virtual.codec import read_marker
 
     rgb = np.ascontiguousarray(np.asarray(Image.open(shared_data / "eval" / "kodak" / "kodim23.png")
                                           .convert("RGB"))[40:40 + 256, 200:200 + 385])
@@ -298,7 +298,7 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
     qualities; Jiang et al.'s baseline and the color pairs live in the
     repository's weights/bench (benches and --model), so color images take
     the gray pair in luma mode."""
-    from carkit.pipelines.vcodec_codec import choose_weights, vcodec_weights
+    from carkit.codecs.virtual.codec import choose_weights, vcodec_weights
 
     gray = vcodec_weights(True)
     assert sorted(gray) == sorted(f"vcodec-gray-q{q}" for q in (5, 10, 20, 40))
@@ -318,9 +318,9 @@ def test_residual_hiding_default_is_the_pair_measured_best(monkeypatch):
     none yet), and ``carkit encode`` picks, among the pairs trained at the
     nearest quality (a range holding it is nearest), the one with the
     best measured BD-rate against the codec, unmeasured pairs last
-    (pipelines/hiding_codec.choose_weights)."""
-    from carkit.pipelines import hiding_codec
-    from carkit.pipelines.hiding_codec import (choose_weights, hiding_weights, measured_bd_rate, measured_gain,
+    (codecs/hiding/codec.py's choose_weights)."""
+    from carkit.codecs.hiding import codec as hiding_codec
+    from carkit.codecs.hiding.codec import (choose_weights, hiding_weights, measured_bd_rate, measured_gain,
                                                quality_distance, trained_for)
 
     for codec in ("jpeg", "jpeg2000", "heif", "factorized"):
@@ -374,7 +374,7 @@ def test_default_restorer_gain_is_pinned(name, gray, quality, model, mode, pinne
     loses part of its gain fails) and the restore path (a change that moves
     the number either way fails too); re-pin with the measurement when a
     reviewed commit changes a default or its weights."""
-    from carkit.pipelines.restore import Restorer, restore_jpeg
+    from carkit.restoration.restorer import Restorer, restore_jpeg
 
     image = crop(shared_data, name, 128)
     if gray:
@@ -403,7 +403,7 @@ def test_unknown_quality_default_gain_is_pinned(name, gray, model, pinned, share
     """A JPEG of unknown quality takes the blind model of its kind
     (carkit.zoo.defaults.UNKNOWN_QUALITY), and its gain on a real-image crop
     holds within 0.2 dB of what it measured when pinned."""
-    from carkit.pipelines.restore import Restorer, restore_jpeg
+    from carkit.restoration.restorer import Restorer, restore_jpeg
 
     image = crop(shared_data, name, 128)
     if gray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from carkit.pipelines.tiling import tile_spans, tiled_apply
+from carkit.nn.tiling import tile_spans, tiled_apply
 
 
 @pytest.mark.parametrize("n", [1, 8, 511, 512, 513, 1000, 1301, 4000])

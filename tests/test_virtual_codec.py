@@ -183,7 +183,7 @@ def vcodec_zoo(tmp_path, monkeypatch):
 
 def test_encode_writes_a_standard_half_size_jpeg_with_a_marker_and_decode_restores_full_size(vcodec_zoo, tmp_path):
     from carkit.cli import main
-    from carkit.pipelines.vcodec_codec import read_marker
+    from carkit.codecs.virtual.codec import read_marker
 
     rng = np.random.default_rng(0)
     for name, img in (("g", rng.integers(0, 256, (37, 50), dtype=np.uint8)),
@@ -216,7 +216,7 @@ def test_codec_round_trip_is_deterministic_and_names_its_weights(vcodec_zoo):
 def test_tiled_networks_equal_untiled():
     """Overlaps wider than the receptive fields: tiles change nothing (and
     the tiling is real: a too-small overlap does change the result)."""
-    from carkit.pipelines.vcodec_codec import describe, reconstruct
+    from carkit.codecs.virtual.codec import describe, reconstruct
 
     torch.manual_seed(0)
     net = VirtualCodec(1, 16).eval()
@@ -236,7 +236,7 @@ def test_vcodec_errors_are_one_line(vcodec_zoo, tmp_path, monkeypatch, capsys):
     import carkit.zoo.registry as zoo
     from carkit.cli import main
     from carkit.errors import CodecError
-    from carkit.pipelines.vcodec_codec import VirtualCodecCodec
+    from carkit.codecs.virtual.codec import VirtualCodecCodec
 
     img = np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "g.png")

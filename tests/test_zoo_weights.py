@@ -15,7 +15,7 @@ import carkit
 import carkit.zoo.registry as zoo
 from carkit.errors import ModelError
 from carkit.models.registry import create_model
-from carkit.pipelines.restore import choose_model
+from carkit.restoration.restorer import choose_model
 from carkit.zoo.registry import WeightsRecord, list_weights, load_pretrained, save_record, sha256_of, weights_record
 
 #: the issue-35 budget for the weights inside the package (safetensors and records)
@@ -57,8 +57,8 @@ def test_every_bench_weight_still_loads(name):
 
 @pytest.mark.parametrize("gray", [True, False])
 def test_automatic_choices_see_package_weights_only(gray):
-    from carkit.pipelines.hiding_codec import hiding_weights
-    from carkit.pipelines.vcodec_codec import vcodec_weights
+    from carkit.codecs.hiding.codec import hiding_weights
+    from carkit.codecs.virtual.codec import vcodec_weights
 
     shipped = set(list_weights())
     for q in [None, *range(1, 101)]:

@@ -32,7 +32,7 @@ __all__ = ["restore", "encode", "decode", "decode_file", "load_model", "list_mod
 
 @lru_cache(maxsize=8)
 def _restorer(model: str | None, device: str, tile: int, precision: str = "auto"):
-    from .pipelines.restore import Restorer
+    from .restoration.restorer import Restorer
 
     return Restorer(model=model, device=device, tile=tile, precision=precision)
 
@@ -47,7 +47,7 @@ def restore(x, model: str | None = None, *, quality: int | None = None, device: 
     unless ``quality`` says it). ``model``: a zoo name (default: chosen per
     image, as ``carkit restore``). ``precision``: auto (bf16 where the CPU
     computes it natively), fp32 or bf16."""
-    from .pipelines.restore import RestorePlan, restore_jpeg
+    from .restoration.restorer import RestorePlan, restore_jpeg
 
     restorer = _restorer(model, device, tile, precision)
     if isinstance(x, (bytes, bytearray, memoryview, str, os.PathLike)):
@@ -139,7 +139,7 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
     if model and method not in _MODEL_METHODS:
         raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
     if method == "hiding":
-        from .pipelines.hiding_codec import CARRIERS, HidingCodec
+        from .codecs.hiding.codec import CARRIERS, HidingCodec
 
         try:
             base = canonical_name(codec or "jpeg")
@@ -150,11 +150,11 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
                              f"(supported: {', '.join(sorted(CARRIERS))})")
         return HidingCodec(codec=base, model=model, **options)
     if method == "blockcnn":
-        from .pipelines.blockcnn_codec import DEFAULT_MODEL, BlockCNNCodec
+        from .codecs.blockcnn.codec import DEFAULT_MODEL, BlockCNNCodec
 
         return BlockCNNCodec(model=model or DEFAULT_MODEL, **options)
     if method == "vcnn":
-        from .pipelines.vcodec_codec import VirtualCodecCodec
+        from .codecs.virtual.codec import VirtualCodecCodec
 
         return VirtualCodecCodec(model=model, **options)
     return _get_codec(method, **options)
@@ -197,10 +197,10 @@ def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
     without the hiding marker is restored by the blind restorer instead (the
     note says so). ``restore``: a zoo artifact remover applied after a .bcnn
     decode. Raises CarkitError subclasses for anything wrong."""
-    from .pipelines import hiding_codec
-    from .pipelines.blockcnn_codec import decode_bcnn, is_bcnn
-    from .pipelines.factorized_codec import FactorizedCodec, is_ckfp
-    from .pipelines.vcodec_codec import VirtualCodecCodec, read_marker
+    from .codecs.hiding import codec as hiding_codec
+    from .codecs.blockcnn.codec import decode_bcnn, is_bcnn
+    from .codecs.factorized.codec import FactorizedCodec, is_ckfp
+    from .codecs.virtual.codec import VirtualCodecCodec, read_marker
 
     if method not in ("auto", "hiding"):
         raise UsageError(f"decode method must be 'auto' or 'hiding', got {method!r}")
@@ -209,7 +209,7 @@ def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
     if restore and (hidden or method == "hiding"):
         raise UsageError(f"{name}: a residual-hiding file is decoded by its own decoder; drop --restore")
     if method == "hiding" and not hidden:
-        from .pipelines.restore import restore_jpeg
+        from .restoration.restorer import restore_jpeg
 
         restored = restore_jpeg(_restorer(None, "cpu", 512), data, name)  # as `carkit restore`
         return Decoded(restored.pixels, "jpeg-restored", restored.metadata,

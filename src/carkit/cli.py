@@ -30,7 +30,7 @@ def _restore_worker_init(model, device, tile, threads, max_pixels, precision="au
     """Each --jobs worker: its own restorer and its share of the threads."""
     import torch
 
-    from .pipelines.restore import Restorer
+    from .restoration.restorer import Restorer
 
     torch.set_num_threads(threads)
     if max_pixels:
@@ -43,7 +43,7 @@ _WORKER_RESTORER = None
 
 
 def _restore_worker(src, dst, explain, options):
-    from .pipelines.restore import restore_to_record
+    from .restoration.restorer import restore_to_record
 
     return restore_to_record(_WORKER_RESTORER, src, dst, explain=explain, options=options)[0]
 
@@ -54,7 +54,7 @@ def _cmd_restore(args) -> int:
     from tqdm import tqdm
 
     from .errors import UsageError
-    from .pipelines.restore import (OutputOptions, Restorer, collect_inputs, output_paths,
+    from .restoration.restorer import (OutputOptions, Restorer, collect_inputs, output_paths,
                                     restore_to_record)
 
     if args.jobs < 1:

@@ -14,7 +14,7 @@ format allows private data and leaves the coded image data untouched:
   not know, and an appended box moves no byte that the ``iloc`` offsets
   point at.
 
-- carkit's factorized-prior container (.ckfp, ``pipelines/factorized_codec``):
+- carkit's factorized-prior container (.ckfp, ``codecs/factorized/codec.py``):
   CRC-checked ``CKMK`` chunks after the container, which its decoder skips.
 
 ``read`` returns every payload a file carries in that kind of segment (a
@@ -162,14 +162,14 @@ def isobmff_read(data: bytes) -> list[bytes]:
 
 def ckfp_write(data: bytes, payload: bytes) -> bytes:
     """``data`` (a .ckfp file) with a marker chunk holding ``payload`` appended."""
-    from ..pipelines.factorized_codec import append_marker
+    from .factorized.codec import append_marker
 
     return append_marker(data, payload)
 
 
 def ckfp_read(data: bytes) -> list[bytes]:
     """Marker-chunk payloads of a .ckfp file, [] for anything else."""
-    from ..pipelines.factorized_codec import read_markers
+    from .factorized.codec import read_markers
 
     return read_markers(data)
 

@@ -9,7 +9,7 @@ Register a codec class (a ``Codec`` subclass) or any factory returning a
 or lazily, by an import string, so that listing codecs never imports the
 module (learned codecs pull in torch)::
 
-    register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec")
+    register_codec("blockcnn", "carkit.codecs.blockcnn.codec:BlockCNNCodec")
 
 Built-in entries are lazy, so ``import carkit.codecs`` imports neither Pillow
 nor torch. A codec is *available* when its target imports and its
@@ -19,8 +19,9 @@ nor torch. A codec is *available* when its target imports and its
     >>> rt = codec.roundtrip(image, quality=50)   # decoded, data, bpp, times
 
 Any registered codec followed by any zoo restorer is ``CODEC+RESTORER``
-(``carkit.codecs.restored``): ``get_codec("jpeg+dagn-small")`` writes the
-codec's bytes and restores what it decodes; options go to the codec.
+(``carkit.restoration.codec``, resolved by import string like the learned codecs,
+so this module imports nothing above it): ``get_codec("jpeg+dagn-small")``
+writes the codec's bytes and restores what it decodes; options go to the codec.
 """
 
 from __future__ import annotations
@@ -30,9 +31,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CodecError
-from .restored import RestoredCodec, split_name
 
 Target = Any  # a Codec subclass, a factory callable, or "package.module:Attr"
+
+#: ``CODEC+RESTORER``: a codec followed by a zoo restorer
+SEPARATOR = "+"
+#: the wrapper that builds ``CODEC+RESTORER`` codecs (restoration sits above the codecs)
+RESTORED_CODEC = "carkit.restoration.codec:RestoredCodec"
+
+
+def _import_target(target: str, label: str):
+    """The object an import string ``package.module:Attr`` names."""
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise CodecError(f"{label}: cannot import {target} ({exc})") from exc
+    return obj
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"jpeg+dagn-small"`` -> ("jpeg", "dagn-small"); ``"jpeg"`` -> ("jpeg", None)."""
+    inner, sep, restorer = str(name).partition(SEPARATOR)
+    return inner, (restorer if sep else None)
 
 
 @dataclass
@@ -47,14 +70,7 @@ class CodecEntry:
         """The class or factory, importing it on first use."""
         if self._resolved is None:
             if isinstance(self.target, str):
-                module, _, attr = self.target.partition(":")
-                try:
-                    obj = importlib.import_module(module)
-                    for part in attr.split("."):
-                        obj = getattr(obj, part)
-                except (ImportError, AttributeError) as exc:
-                    raise CodecError(f"{self.name}: cannot import {self.target} ({exc})") from exc
-                self._resolved = obj
+                self._resolved = _import_target(self.target, self.name)
             else:
                 self._resolved = self.target
         return self._resolved
@@ -118,14 +134,14 @@ def canonical_name(name: str) -> str:
 
 def get_codec(name: str, **options):
     """A ready codec instance; ``CODEC+RESTORER`` is that codec (built with
-    ``options``) followed by the zoo restorer (:class:`RestoredCodec`).
+    ``options``) followed by the zoo restorer (``carkit.restoration.codec.RestoredCodec``).
     Unknown names and restorers, codecs this machine cannot run, and options
     the codec does not take raise ``CodecError``."""
     inner, restorer = split_name(name)
     if restorer is not None:
         if not restorer:
             raise CodecError(f"{name!r}: no restorer after '+' (give CODEC+RESTORER, e.g. jpeg+dagn-small)")
-        return RestoredCodec(get_codec(inner, **options), restorer)
+        return _import_target(RESTORED_CODEC, name)(get_codec(inner, **options), restorer)
     entry = _entry(name)
     reason = entry.unavailable_reason()
     if reason:
@@ -174,13 +190,13 @@ register_codec("avif", "carkit.codecs.avif:AvifCodec",
                description="AVIF via Pillow/libavif (aom), speed 6, 1 thread")
 register_codec("heif", "carkit.codecs.heif:HeifCodec", aliases=("heic", "hevc"),
                description="HEIF/HEVC intra via pillow-heif (x265), preset medium")
-register_codec("vcnn", "carkit.pipelines.vcodec_codec:VirtualCodecCodec", aliases=("vcodec", "virtual-codec"),
+register_codec("vcnn", "carkit.codecs.virtual.codec:VirtualCodecCodec", aliases=("vcodec", "virtual-codec"),
                description="virtual codec: FDNN half-size description as a standard JPEG (marked), PPNN to decode")
-register_codec("blockcnn", "carkit.pipelines.blockcnn_codec:BlockCNNCodec", aliases=("bcnn",),
+register_codec("blockcnn", "carkit.codecs.blockcnn.codec:BlockCNNCodec", aliases=("bcnn",),
                description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")
-register_codec("hiding", "carkit.pipelines.hiding_codec:HidingCodec", aliases=("residual-hiding",),
+register_codec("hiding", "carkit.codecs.hiding.codec:HidingCodec", aliases=("residual-hiding",),
                description="residual hiding: E hides the codec's residual in the image before a standard JPEG "
                            "(marked), D recovers it after decoding")
-register_codec("factorized", "carkit.pipelines.factorized_codec:FactorizedCodec", aliases=("factorized-prior",),
+register_codec("factorized", "carkit.codecs.factorized.codec:FactorizedCodec", aliases=("factorized-prior",),
                description="learned codec: Ballé 2018 factorized prior, range-coded (constriction), .ckfp; "
                            "quality picks the zoo's rate point")

@@ -66,7 +66,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
     require_bench_deps()   # BD-rate and the plot, before minutes of coding
     from . import metrics
     from ..codecs import get_codec
-    from ..codecs.restored import RestoredCodec
+    from ..restoration.codec import RestoredCodec
     from .results import provenance
 
     quals = sorted(set(int(q) for q in (qualities or DEFAULT_QUALITIES)))

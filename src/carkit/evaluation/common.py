@@ -20,7 +20,7 @@ from ..errors import ImageReadError, UsageError
 from ..extras import require_bench_deps
 
 if TYPE_CHECKING:
-    from ..pipelines.restore import Restorer
+    from ..restoration.restorer import Restorer
 
 #: the project's equal-rate target rates (bpp window of the RD comparisons)
 EQUAL_RATE_WINDOW = (0.1, 0.3)
@@ -52,7 +52,7 @@ def data_arg(data_dir: Path) -> str:
 
 def add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
-    from ..pipelines.restore import RestorePlan
+    from ..restoration.restorer import RestorePlan
     from ..zoo.registry import load_run_model, run_budget
 
     added = {}
@@ -172,7 +172,7 @@ DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
 
 def load_restorer(name: str | None, gray: bool):
     """(Restorer, plan, info) for the artifact remover applied after JPEG."""
-    from ..pipelines.restore import Restorer
+    from ..restoration.restorer import Restorer
     from ..zoo.registry import weights_record
 
     name = name or DEFAULT_RESTORER[gray]

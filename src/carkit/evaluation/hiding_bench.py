@@ -15,13 +15,13 @@ with it, recipes/hiding/), on
   codec's config, 50 for JPEG); their strategy (I, II, or "direct" for a
   learned codec trained through itself) comes from their recipe. They are
   tested at that quality: the product codec
-  (``pipelines/hiding_codec.py``: E, the real codec, D, the COM marker)
+  (``codecs/hiding/codec.py``: E, the real codec, D, the COM marker)
   codes every image to real bytes and decodes it from them.
 * The baselines are the codec alone ("Original") and the zoo restorers (or
   runs) of the DnCNN and MemNet families trained at one quality of the same
   codec (recipes/hiding/baselines/; a restore recipe's ``data.codec`` names
   the codec, JPEG by default); a gray MemNet restores the Y channel of color
-  images (``pipelines/restore.py``'s ``color-via-Y``), as in the paper.
+  images (``restoration/restorer.py``'s ``color-via-Y``), as in the paper.
 * **Fix-Q**: the baselines are trained and tested at the higher quality whose
   mean bpp on the set matches the mean bpp of the hiding output IL_enc (the
   paper: 62 against 50): the integer quality whose mean bpp over the set is
@@ -88,7 +88,7 @@ from typing import Callable, Sequence
 
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
-from ..pipelines.hiding_codec import HidingCodec, zoo_results_key
+from ..codecs.hiding.codec import HidingCodec, zoo_results_key
 from .common import (
     DEFAULT_RESTORER, RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
     compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
@@ -221,7 +221,7 @@ def _family(architecture: str) -> str | None:
 
 
 def _hiding_method(name: str, net, record, info: dict) -> Method:
-    from ..pipelines.hiding_codec import trained_for
+    from ..codecs.hiding.codec import trained_for
 
     codec, trained = trained_for(record)
     kwargs = (record.training.get("recipe") or {}).get("task_kwargs") or {}
@@ -238,8 +238,8 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
     fixed-quality DnCNN/MemNet, or a hiding model of the other mode, are a
     one-line error when named (``explicit``), else left out (None), with a
     line in ``notes`` for hiding models and blind DnCNN/MemNet."""
-    from ..pipelines.hiding_codec import load_weights
-    from ..pipelines.restore import Restorer
+    from ..codecs.hiding.codec import load_weights
+    from ..restoration.restorer import Restorer
     from ..zoo.registry import weights_record
 
     rec = weights_record(name)
@@ -647,7 +647,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
 
     from ..codecs import get_codec
     from ..codecs.base import check_quality
-    from ..pipelines.restore import Restorer
+    from ..restoration.restorer import Restorer
     from ..zoo.registry import list_weights
     from .results import provenance
 
@@ -1102,7 +1102,7 @@ def update_zoo_hiding(payload: dict) -> list[str]:
     the gain over the codec alone at the matched rate (the Fix-Q table, or
     Fix-Q/BPP for rate-fixed codecs) and the windowed BD-rate of its RD curve
     against the codec. ``carkit encode`` ranks equally near pairs by that gain
-    (pipelines/hiding_codec.choose_weights), and ``carkit zoo list`` shows it.
+    (codecs/hiding/codec.py's choose_weights), and ``carkit zoo list`` shows it.
     Returns the updated names."""
     from ..zoo.registry import save_record, weights_record
 

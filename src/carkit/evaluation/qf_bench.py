@@ -11,7 +11,7 @@ from the file's quantization tables (``carkit.jpeg.quality``), on
 
 The estimate is the expectation over the predictor's 100 classes, on the
 grid-aligned centre crop ``carkit restore --explain`` uses
-(``pipelines.restore.predict_quality``).
+(``restoration/restorer.py's predict_quality``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..data.folders import as_mode, list_images
 from ..errors import CarkitError, UsageError
 from ..io import read_image
 from ..jpeg.jpegfile import JpegFile
-from ..pipelines.restore import JPEG_SUFFIXES, predict_quality
+from ..restoration.restorer import JPEG_SUFFIXES, predict_quality
 from ..zoo.registry import load_pretrained, weights_record
 from .results import provenance, write_result
 

@@ -13,7 +13,7 @@ crop x crop tiles first (HR-CNN's Table I: 128x128 crops). One JSON result
 per dataset, with provenance.
 
 Models of kind ``kspace`` (HR-CNN) restore from the JPEG's bytes, reading its
-coefficients (``pipelines.kspace_restore``), never its pixels; their time
+coefficients (``restoration/kspace.py``), never its pixels; their time
 includes that read. A model trained for some qualities only (HR-CNN's
 per-quality models) is scored at those qualities only.
 """
@@ -32,7 +32,7 @@ from ..errors import UsageError
 from ..data.folders import as_mode, list_images
 from ..io import read_image
 from ..jpeg.jpegfile import coding_tables_of
-from ..pipelines.restore import Restorer
+from ..restoration.restorer import Restorer
 from ..zoo.registry import weights_record
 from .metrics import score
 from .results import provenance, write_result
@@ -58,7 +58,7 @@ def crops_of(image: np.ndarray, size: int) -> list[np.ndarray]:
 
 def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
     from ..jpeg.coefficients import read_coefficients
-    from ..pipelines.kspace_restore import restore_coefficients
+    from ..restoration.kspace import restore_coefficients
 
     return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)
 

@@ -71,7 +71,7 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
 
     from ..io import read_image_bytes
     from ..models.registry import create_model
-    from ..pipelines.restore import Restorer, RestorePlan, restore_jpeg
+    from ..restoration.restorer import Restorer, RestorePlan, restore_jpeg
     from ..zoo.registry import weights_record
 
     if threads:

@@ -15,7 +15,7 @@ color), one rate-distortion curve per method:
   restorer, applied at every quality; points outside the qualities it was
   trained for are flagged ``restorer_in_range: false``).
 * ``virtual codec``: the zoo models named ``vcodec-*`` (FDNN -> JPEG of the
-  half-resolution description -> PPNN, ``pipelines.vcodec_codec``), each at
+  half-resolution description -> PPNN, ``codecs/virtual/codec.py``), each at
   the quality its description was trained at (the paper: 5, 10, 20, 40).
 * ``Jiang et al.``: the zoo models named ``jiang-*``, the directly connected
   baseline the paper re-implemented with the same networks (section III-B).
@@ -55,7 +55,7 @@ from typing import Sequence
 
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
-from ..pipelines.vcodec_codec import VirtualCodecCodec
+from ..codecs.virtual.codec import VirtualCodecCodec
 from .common import (
     DEFAULT_RESTORER, EQUAL_RATE_WINDOW, RD_METRICS, REFERENCE_FAMILIES, add_row, add_run_arguments,
     bd_table_lines, compare, curves_of, data_arg, dataset_name, equal_rate_gain, equal_rate_lines,

@@ -152,7 +152,7 @@ class BlockCNN(nn.Module):
     every block restored from its own window (artifact removal). A causal
     model's ``forward`` predicts every block from the *given* image's causal
     neighbours at once (teacher forcing); the codec predicts block by block
-    from decoded blocks instead (``carkit.pipelines.blockcnn_codec``).
+    from decoded blocks instead (``carkit.codecs.blockcnn.codec``).
 
     Example::
 

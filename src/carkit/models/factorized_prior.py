@@ -13,7 +13,7 @@ Laparra, Simoncelli, "End-to-end Optimized Image Compression" (ICLR 2017).
   time, likelihoods bounded below by 1e-9.
 
 Training minimises lambda * 255^2 * MSE + bpp (``training/learned_codec_tasks.py``);
-the real bitstream comes from a range coder (``pipelines/factorized_codec.py``).
+the real bitstream comes from a range coder (``codecs/factorized/codec.py``).
 
 Registered configurations (RGB in [0, 1], any size):
 

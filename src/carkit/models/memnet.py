@@ -41,7 +41,7 @@ What is kept and what differs:
 Configurations: ``memnet-gray`` (M=4, R=3, 48 maps; 222,577 parameters,
 30 convolutions, a 53 px receptive field) is the CPU-trainable one used for
 the hiding baselines, on the Y channel of color images through
-``pipelines/restore.py`` (``color-via-Y``); ``memnet-gray-m6r6`` is the
+``restoration/restorer.py`` (``color-via-Y``); ``memnet-gray-m6r6`` is the
 paper's MemNet_M6R6 with 64 maps and the multi-supervised output (694,855
 parameters), registered to be built and counted, not trained here (it trains about 4x
 slower than ``memnet-gray`` on a CPU).

@@ -48,7 +48,7 @@ is chosen here, for CPU training:
 
 ``ResidualHiding.forward`` connects E to D directly, with no codec between
 them and a zero residual (the shape contract of every registered model);
-the real pipeline (E, codec, D) is in ``pipelines/hiding_codec.py`` and the
+the real pipeline (E, codec, D) is in ``codecs/hiding/codec.py`` and the
 training with the compression proxies in ``training/hiding_tasks.py``.
 """
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CodecError
+from ...errors import CodecError
 
 PRECISION = 16
 TAIL_MASS = 1e-9

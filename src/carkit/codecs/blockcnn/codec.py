@@ -47,10 +47,10 @@ What differs from the paper, or what it leaves open:
   jpeglib (``carkit.jpeg.coefficients``), never re-encoded.
 * **Artifact removal** after decoding (the paper's Figure 10
   combinations) is optional and not part of this codec: wrap it in
-  ``carkit.codecs.restored.RestoredCodec`` (``decode_bcnn(..., restore=)``
+  ``carkit.restoration.codec.RestoredCodec`` (``decode_bcnn(..., restore=)``
   does), which applies a zoo restorer as ``carkit restore`` does.
 
-Container: :mod:`carkit.pipelines.bcnn_container` (magic, version, mode,
+Container: :mod:`carkit.codecs.blockcnn.container` (magic, version, mode,
 quality, size, predictor name and weights hash, payload length, CRC32).
 
 Decoding refuses, with a one-line :class:`BcnnFormatError` or
@@ -73,11 +73,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codecs.base import Codec, check_image, check_quality
-from ..color import JPEG_RGB_TO_YCBCR, JPEG_YCBCR_TO_RGB
-from ..errors import CarkitError, CodecError
-from ..jpeg.intdct import forward_dct_int, inverse_dct_int
-from .bcnn_container import MAGIC, VERSION, BcnnFormatError, BcnnHeader, is_bcnn, pack_container, read_header
+from ..base import Codec, check_image, check_quality
+from ...color import JPEG_RGB_TO_YCBCR, JPEG_YCBCR_TO_RGB
+from ...errors import CarkitError, CodecError
+from ...jpeg.intdct import forward_dct_int, inverse_dct_int
+from .container import MAGIC, VERSION, BcnnFormatError, BcnnHeader, is_bcnn, pack_container, read_header
 
 __all__ = ["BlockCNNCodec", "BcnnFormatError", "PredictorMismatchError", "MAGIC", "VERSION",
            "is_bcnn", "read_header", "BcnnHeader", "decode_bcnn"]
@@ -206,7 +206,7 @@ def run_wavefront(planes: list[_Plane], predictor, encode: bool) -> None:
     run on one torch thread (``models.exact.predictor_threads``: hundreds of
     tiny convolutions, which several threads only slow down), the caller's
     count restored after."""
-    from ..models.exact import predictor_threads
+    from ...models.exact import predictor_threads
 
     with predictor_threads():
         _run_wavefront(planes, predictor, encode)
@@ -247,9 +247,9 @@ def zoo_predictor(name: str):
     """The :class:`ExactPredictor` of zoo entry ``name`` (cached per weights
     file). Raises :class:`PredictorMismatchError` for names not in the zoo and
     CodecError for entries that are not causal one-channel BlockCNNs."""
-    from ..errors import ModelError
-    from ..models.exact import ExactPredictor
-    from ..zoo.registry import list_weights, load_pretrained, weights_record
+    from ...errors import ModelError
+    from ...models.exact import ExactPredictor
+    from ...zoo.registry import list_weights, load_pretrained, weights_record
 
     try:
         record = weights_record(name)
@@ -266,11 +266,11 @@ def zoo_predictor(name: str):
 
 
 def _as_exact(predictor):
-    from ..models.exact import ExactPredictor
+    from ...models.exact import ExactPredictor
 
     if isinstance(predictor, ExactPredictor):
         return predictor
-    from ..errors import ModelError
+    from ...errors import ModelError
 
     try:
         return ExactPredictor.from_model(predictor)  # eval-mode BN statistics; the model is not changed
@@ -285,14 +285,15 @@ def decode_bcnn(data: bytes, restore: str | None = None) -> np.ndarray:
     the container is checked first, then the predictor, then the payload.
     ``restore``: a zoo artifact remover applied after decoding (paper
     Figure 10), through the one codec+restorer wrapper."""
-    from .. import io
-    from ..codecs.restored import RestoredCodec
+    from ... import io
+    from ..registry import SEPARATOR, get_codec
 
     header = read_header(data)
     io.check_pixel_limit(header.width, header.height, ".bcnn file")
     zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
-    codec = BlockCNNCodec(model=header.model)
-    return (RestoredCodec(codec, restore) if restore else codec).decode(data)
+    if restore:
+        return get_codec(f"{BlockCNNCodec.name}{SEPARATOR}{restore}", model=header.model).decode(data)
+    return BlockCNNCodec(model=header.model).decode(data)
 
 
 class BlockCNNCodec(Codec):
@@ -304,7 +305,7 @@ class BlockCNNCodec(Codec):
     ``predictor``: a causal one-channel ``BlockCNN`` (or an
     ``ExactPredictor``) to use instead of the zoo, e.g. in tests; its files
     still name ``model``. Artifact removal after decoding (paper Figure
-    10) is ``carkit.codecs.restored.RestoredCodec`` around this codec.
+    10) is ``carkit.restoration.codec.RestoredCodec`` around this codec.
     """
 
     name = "blockcnn"
@@ -314,8 +315,8 @@ class BlockCNNCodec(Codec):
         self.model = str(model)
         self._exact = None if predictor is None else _as_exact(predictor)
         if self._exact is None:
-            from ..errors import ModelError
-            from ..zoo.registry import list_weights, weights_record
+            from ...errors import ModelError
+            from ...zoo.registry import list_weights, weights_record
 
             try:
                 record = weights_record(self.model)
@@ -336,7 +337,7 @@ class BlockCNNCodec(Codec):
         missing = [m for m in ("torch", "jpeglib") if importlib.util.find_spec(m) is None]
         if missing:
             return f"blockcnn: needs {' and '.join(missing)} (not installed)"
-        from ..zoo.registry import list_weights
+        from ...zoo.registry import list_weights
 
         if DEFAULT_MODEL not in list_weights():
             return (f"blockcnn: no trained predictor {DEFAULT_MODEL!r} in the zoo yet "
@@ -369,7 +370,7 @@ class BlockCNNCodec(Codec):
         return self._encode(image, quality)
 
     def _encode(self, image: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
-        from ..jpeg.coefficients import JpegCoefficients, coefficients_to_bytes
+        from ...jpeg.coefficients import JpegCoefficients, coefficients_to_bytes
 
         image = check_image(image)
         q = check_quality(quality)
@@ -396,7 +397,7 @@ class BlockCNNCodec(Codec):
     # ------------------------------------------------------------ decode
 
     def decode(self, data: bytes) -> np.ndarray:
-        from .. import io
+        from ... import io
 
         header = read_header(data)
         io.check_pixel_limit(header.width, header.height, ".bcnn file")  # before any allocation
@@ -414,8 +415,8 @@ class BlockCNNCodec(Codec):
         return exact
 
     def _read_payload(self, payload: bytes, header: BcnnHeader) -> list[_Plane]:
-        from ..jpeg.coefficients import expected_block_dims, read_coefficients
-        from ..jpeg.files import frame_size
+        from ...jpeg.coefficients import expected_block_dims, read_coefficients
+        from ...jpeg.files import frame_size
 
         unit = BLOCK if header.gray else 2 * BLOCK
         hp, wp = -(-header.height // unit) * unit, -(-header.width // unit) * unit
@@ -445,7 +446,7 @@ class BlockCNNCodec(Codec):
 
     @staticmethod
     def _planes(quality: int, shapes, sources) -> list[_Plane]:
-        from ..jpeg.tables import ijg_tables
+        from ...jpeg.tables import ijg_tables
 
         luma, chroma = ijg_tables(quality)
         planes = []

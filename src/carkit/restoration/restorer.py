@@ -32,8 +32,8 @@ from ..io import (check_output_path, encode_image, orient, output_format, to_ten
                   to_uint8, write_bytes)
 from ..jpeg.jpegfile import JpegFile
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
-from .restore_plan import RestorePlan, Restored
-from .tiling import tiled_apply
+from .plan import RestorePlan, Restored
+from ..nn.tiling import tiled_apply
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
 #: A model trained up to quality hi is still used up to hi + this margin.
@@ -300,7 +300,7 @@ def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: st
     plan's ``model_quality`` (the model's own quality estimate, where it has one);
     ``progress`` is called with 1 per restored tile."""
     if restorer.forced is not None and weights_record(restorer.forced).kind == "kspace":
-        from .kspace_restore import restore_kspace
+        from .kspace import restore_kspace
 
         return restore_kspace(restorer, source, name)
     jpeg = JpegFile.read(source, name)

@@ -27,9 +27,9 @@ import json
 
 import numpy as np
 
-from ..codecs.base import Codec, check_image, check_quality
-from ..codecs.markers import check_weights_digest, jpeg_read, json_marker
-from ..errors import CodecError
+from ..base import Codec, check_image, check_quality
+from ..markers import check_weights_digest, jpeg_read, json_marker
+from ...errors import CodecError
 
 MARKER = b"carkit-vcodec "
 #: description-grid tile and overlap for FDNN, image-grid ones for PPNN
@@ -39,7 +39,7 @@ RECONSTRUCT_TILE, RECONSTRUCT_OVERLAP = 512, 64
 
 def vcodec_weights(gray: bool) -> list[str]:
     """Zoo names of virtual-codec weights for gray (or color) images."""
-    from ..zoo.registry import list_weights, weights_record
+    from ...zoo.registry import list_weights, weights_record
 
     return [n for n in list_weights() if weights_record(n).kind == "vcodec" and weights_record(n).gray == gray]
 
@@ -49,7 +49,7 @@ def choose_weights(gray: bool, quality: int) -> str:
     quality (the paper trains one pair per quality), preferring the virtual
     codec proper over Jiang et al.'s baseline. Color images fall back to
     the gray weights (luma mode) when the zoo has no color pair."""
-    from ..zoo.registry import weights_record
+    from ...zoo.registry import weights_record
 
     names = vcodec_weights(gray) or ([] if gray else vcodec_weights(True))
     if not names:
@@ -77,7 +77,7 @@ def describe_luma(net, rgb):
     import torch
     import torch.nn.functional as F
 
-    from ..color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
+    from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
 
     ycc = rgb_to_ycbcr_jpeg(rgb)
     chroma = F.avg_pool2d(_pad_even(ycc[:, 1:]), 2)
@@ -90,7 +90,7 @@ def reconstruct_luma(net, z, size: tuple[int, int]):
     import torch
     import torch.nn.functional as F
 
-    from ..color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
+    from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
 
     ycc = rgb_to_ycbcr_jpeg(z)
     chroma = F.interpolate(ycc[:, 1:], scale_factor=2, mode="bicubic", align_corners=False)
@@ -100,8 +100,8 @@ def reconstruct_luma(net, z, size: tuple[int, int]):
 
 def describe(net, x, tile: int = DESCRIBE_TILE, overlap: int = DESCRIBE_OVERLAP):
     """FDNN of (1, C, H, W) in tiles: the (1, C, ceil(H/2), ceil(W/2)) description."""
-    from ..models.virtual_codec import description_size
-    from .tiling import tiled_regions
+    from ...models.virtual_codec import description_size
+    from ...nn.tiling import tiled_regions
 
     size = description_size(*x.shape[-2:])
     return tiled_regions(lambda y0, y1, x0, x1: net.describe(x[..., 2 * y0:2 * y1, 2 * x0:2 * x1]),
@@ -110,7 +110,7 @@ def describe(net, x, tile: int = DESCRIBE_TILE, overlap: int = DESCRIBE_OVERLAP)
 
 def reconstruct(net, z, size: tuple[int, int], tile: int = RECONSTRUCT_TILE, overlap: int = RECONSTRUCT_OVERLAP):
     """PPNN of a (1, C, h, w) decoded description in tiles of the output: (1, C, H, W)."""
-    from .tiling import tiled_regions
+    from ...nn.tiling import tiled_regions
 
     def region(y0, y1, x0, x1):  # y0, x0 are even (tiles sit on multiples of 8)
         return net.ppnn(z[..., y0 // 2:(y1 + 1) // 2, x0 // 2:(x1 + 1) // 2])[..., :y1 - y0, :x1 - x0]
@@ -151,20 +151,20 @@ class VirtualCodecCodec(Codec):
     def library(cls) -> str | None:
         import torch
 
-        from ..codecs.jpeg import JpegCodec
+        from ..jpeg import JpegCodec
 
         return f"{JpegCodec.library()}, torch {torch.__version__}"
 
     def _net(self, name: str):
-        from ..zoo.registry import load_codec_weights
+        from ...zoo.registry import load_codec_weights
 
         return load_codec_weights(name, "vcodec", "virtual-codec")
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
 
-        from ..codecs._pillow import pil_encode
-        from ..io import to_tensor, to_uint8
+        from .._pillow import pil_encode
+        from ...io import to_tensor, to_uint8
 
         image = check_image(image)
         quality = check_quality(quality)
@@ -185,9 +185,9 @@ class VirtualCodecCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         import torch
 
-        from ..codecs._pillow import pil_decode
-        from ..io import check_pixel_limit, to_tensor, to_uint8
-        from ..models.virtual_codec import description_size
+        from .._pillow import pil_decode
+        from ...io import check_pixel_limit, to_tensor, to_uint8
+        from ...models.virtual_codec import description_size
 
         marker = read_marker(data)
         if marker is None:

@@ -1,5 +1,5 @@
 """The ``.bcnn`` container of the BlockCNN codec (see
-:mod:`carkit.pipelines.blockcnn_codec`): a small checked header around the
+:mod:`carkit.codecs.blockcnn.codec`): a small checked header around the
 residual JPEG.
 
 Layout (little endian)::
@@ -16,7 +16,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ..errors import CodecError
+from ...errors import CodecError
 
 MAGIC = b"BCNN"
 VERSION = 2  # 1: the prediction's whole texture (before damping; no longer read)

@@ -57,8 +57,8 @@ import zlib
 
 import numpy as np
 
-from ..codecs.base import Codec, check_image, check_quality
-from ..errors import CodecError
+from ..base import Codec, check_image, check_quality
+from ...errors import CodecError
 
 MAGIC = b"CKFP"
 VERSION = 1
@@ -168,9 +168,9 @@ def unpack(data: bytes) -> dict:
 # -- zoo weights -------------------------------------------------------------
 def factorized_weights() -> list[str]:
     """Zoo names of factorized-prior weights."""
-    from ..models.factorized_prior import FactorizedPrior
-    from ..models.registry import model_config
-    from ..zoo.registry import list_weights, weights_record
+    from ...models.factorized_prior import FactorizedPrior
+    from ...models.registry import model_config
+    from ...zoo.registry import list_weights, weights_record
 
     out = []
     for n in list_weights():
@@ -182,7 +182,7 @@ def factorized_weights() -> list[str]:
 
 def choose_weights(quality: int) -> str:
     """The entry whose quality range covers ``quality``, else the nearest range."""
-    from ..zoo.registry import weights_record
+    from ...zoo.registry import weights_record
 
     names = factorized_weights()
     if not names:
@@ -233,7 +233,7 @@ class FactorizedCodec(Codec):
 
     def load(self, name: str, sha256: str | None = None):
         """(network, record, tables) of zoo entry ``name``, cached per codec."""
-        from ..zoo.registry import load_codec_weights
+        from ...zoo.registry import load_codec_weights
         from .entropy_coding import build_tables
 
         if name not in self._loaded:
@@ -253,7 +253,7 @@ class FactorizedCodec(Codec):
         first per entry: one point per trained rate point (qualities of one
         entry give the same file). A fixed ``model`` gives one file whatever
         the quality: the first quality only."""
-        from ..zoo.registry import weights_record
+        from ...zoo.registry import weights_record
 
         if self.model:
             return tuple(int(q) for q in qualities)[:1]
@@ -293,7 +293,7 @@ class FactorizedCodec(Codec):
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
 
-        from ..io import to_tensor
+        from ...io import to_tensor
         from .entropy_coding import encode_symbols
 
         image = check_image(image)
@@ -311,8 +311,8 @@ class FactorizedCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         import torch
 
-        from ..io import check_pixel_limit, to_uint8
-        from ..models.factorized_prior import latent_size
+        from ...io import check_pixel_limit, to_uint8
+        from ...models.factorized_prior import latent_size
         from .entropy_coding import decode_symbols
 
         head = unpack(data)

@@ -14,7 +14,7 @@ bytes, marker included.
 Decoding (receiver side): the codec decodes IL_enc, the decoder D recovers
 I'R, the output is I'H = IL_enc + I'R. A JPEG without the marker was not
 coded this way: it is restored by the best blind zoo restorer for its
-quality instead (``pipelines/restore.py``'s choice), and the caller is told
+quality instead (``restoration/restorer.py``'s choice), and the caller is told
 so.
 
 Both networks run tile by tile (``tiling.tiled_regions``) with overlaps
@@ -39,9 +39,9 @@ from __future__ import annotations
 import json
 import numpy as np
 
-from ..codecs.base import Codec, check_image, check_quality
-from ..codecs.markers import CARRIERS, check_weights_digest, find_payload, json_marker
-from ..errors import CodecError, NotAJpegError
+from ..base import Codec, check_image, check_quality
+from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
+from ...errors import CodecError, NotAJpegError
 
 MARKER = b"carkit-hiding "
 #: tile and overlap of E and D (receptive fields of about 80 px: keep 48 px a side)
@@ -68,7 +68,7 @@ def trained_for(record) -> tuple[str, tuple[int, int]]:
     """(codec, (lo, hi)) a zoo entry of residual-hiding weights was trained
     with: its recipe's ``task_kwargs`` (one quality is ``(q, q)``; the task's
     defaults, JPEG, otherwise), else the record's quality range."""
-    from ..codecs import canonical_name
+    from .. import canonical_name
 
     recipe = (record.training or {}).get("recipe", {})
     kwargs = recipe.get("task_kwargs", {}) or {}
@@ -84,7 +84,7 @@ def quality_distance(trained: tuple[int, int], quality: int) -> int:
 
 def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[str]:
     """Zoo names of residual-hiding weights (for ``codec`` and gray/color images)."""
-    from ..zoo.registry import list_weights, weights_record
+    from ...zoo.registry import list_weights, weights_record
 
     names = []
     for n in list_weights():
@@ -131,7 +131,7 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
     at the quality nearest in rate, which for a codec with coarse rate steps
     such as HEIF can differ by 5%), unmeasured ones last, then by name;
     ``--model`` picks another."""
-    from ..zoo.registry import weights_record
+    from ...zoo.registry import weights_record
 
     names = hiding_weights(codec, gray)
     if not names:
@@ -149,7 +149,7 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
 
 def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
     """E of (1, C, H, W) image and residual in tiles: IH_enc."""
-    from .tiling import tiled_regions
+    from ...nn.tiling import tiled_regions
 
     return tiled_regions(lambda y0, y1, x0, x1: net.hide(image[..., y0:y1, x0:x1], residual[..., y0:y1, x0:x1]),
                          tuple(image.shape[-2:]), tile, overlap, device=image.device)
@@ -157,7 +157,7 @@ def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
 
 def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP):
     """D of a (1, C, H, W) decoded IL_enc in tiles: I'H = IL_enc + I'R."""
-    from .tiling import tiled_apply
+    from ...nn.tiling import tiled_apply
 
     return tiled_apply(net.reconstruct, decoded, tile, overlap)
 
@@ -165,7 +165,7 @@ def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP):
 def load_weights(name: str, sha256: str | None = None):
     """(network, record) of the zoo's E/D pair ``name``; ``sha256``, a
     marker's digest prefix, must match the zoo's weights."""
-    from ..zoo.registry import load_codec_weights
+    from ...zoo.registry import load_codec_weights
 
     return load_codec_weights(name, "hiding", "residual-hiding", sha256)
 
@@ -186,7 +186,7 @@ class HidingCodec(Codec):
     extension = ".jpg"
 
     def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP):
-        from ..codecs import canonical_name, get_codec
+        from .. import canonical_name, get_codec
 
         base = canonical_name(codec)
         if base not in CARRIERS:
@@ -219,7 +219,7 @@ class HidingCodec(Codec):
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
 
-        from ..io import to_tensor, to_uint8
+        from ...io import to_tensor, to_uint8
 
         image = check_image(image)
         quality = check_quality(quality)
@@ -251,8 +251,8 @@ class HidingCodec(Codec):
         blind restoration and the line saying so (:func:`fallback_note`)."""
         import torch
 
-        from ..codecs import get_codec
-        from ..io import to_tensor, to_uint8
+        from .. import get_codec
+        from ...io import to_tensor, to_uint8
 
         marker = read_marker(data)
         if marker is None:
@@ -281,9 +281,9 @@ class HidingCodec(Codec):
 def restore_plain_jpeg(data: bytes) -> tuple[np.ndarray, str]:
     """A JPEG without the marker: decoded and restored by the zoo restorer
     ``carkit restore`` would choose (pixels in the stored orientation)."""
-    from ..codecs._pillow import pil_decode
-    from ..jpeg.quality import estimate_quality_of_file
-    from .restore import Restorer
+    from .._pillow import pil_decode
+    from ...jpeg.quality import estimate_quality_of_file
+    from ...restoration.restorer import Restorer
 
     try:
         estimate = estimate_quality_of_file(data)

@@ -22,7 +22,7 @@ import torch
 from ..errors import CarkitError
 from ..io import orient, to_uint8
 from ..zoo.registry import weights_record
-from .tiling import tiled_regions
+from ..nn.tiling import tiled_regions
 
 
 def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap: int = 32,
@@ -75,14 +75,14 @@ def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap:
 
 def restore_kspace(restorer, source, name: str | None = None):
     """Restore a JPEG (path or bytes) with the restorer's forced k-space model;
-    returns a :class:`~carkit.pipelines.restore.Restored` (plan mode ``kspace``)."""
+    returns a :class:`~carkit.restoration.restorer.Restored` (plan mode ``kspace``)."""
     from ..errors import InvalidTableError
     from ..io import check_pixel_limit, read_image_header
     from ..jpeg.coefficients import read_coefficients
     from ..jpeg.files import require_jpeg_bytes
     from ..jpeg.jpegfile import read_source_bytes
     from ..jpeg.quality import estimate_quality_of_file
-    from .restore_plan import RestorePlan, Restored
+    from .plan import RestorePlan, Restored
 
     data, name = read_source_bytes(source, name)
     require_jpeg_bytes(data, name)

@@ -1,7 +1,7 @@
 """What restoring one JPEG decided and produced: the plan (quality read,
 model chosen, why) and the restored image with its metadata. Shared by the
-pixel path (:mod:`carkit.pipelines.restore`) and the DCT-coefficient path
-(:mod:`carkit.pipelines.kspace_restore`)."""
+pixel path (:mod:`carkit.restoration.restorer`) and the DCT-coefficient path
+(:mod:`carkit.restoration.kspace`)."""
 
 from __future__ import annotations
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CarkitError, CodecError
-from .base import Codec
-
-SEPARATOR = "+"
+from ..codecs.base import Codec
+from ..codecs.registry import SEPARATOR
+from ..zoo.registry import weights_record
+from .restorer import Restorer
 
 
 class RestoredCodec(Codec):
     """``inner`` codec, then the zoo model ``restorer`` on its output."""
 
     def __init__(self, inner: Codec, restorer: str):
-        from ..pipelines.restore import Restorer
-
         self.inner = inner
         self.restorer = restorer
         self.name = f"{inner.name}{SEPARATOR}{restorer}"
@@ -36,8 +35,6 @@ class RestoredCodec(Codec):
             raise CodecError(f"{self.name}: restore model: {exc}") from exc
 
     def settings(self) -> dict:
-        from ..zoo.registry import weights_record
-
         rec = weights_record(self.restorer)
         return {**self.inner.settings(), "codec": self.name,
                 "restorer": {"name": self.restorer, "weights_sha256": rec.sha256}}
@@ -52,9 +49,3 @@ class RestoredCodec(Codec):
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.restore(self.inner.decode(data))
-
-
-def split_name(name: str) -> tuple[str, str | None]:
-    """``"jpeg+dagn-small"`` -> ("jpeg", "dagn-small"); ``"jpeg"`` -> ("jpeg", None)."""
-    inner, sep, restorer = str(name).partition(SEPARATOR)
-    return inner, (restorer if sep else None)

@@ -1,0 +1,1 @@
+"""BlockCNN's block-predictive codec (``codec``) and its ``.bcnn`` container (``container``)."""

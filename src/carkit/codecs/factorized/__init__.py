@@ -1,0 +1,1 @@
+"""The factorized-prior learned codec (``codec``), its ``.ckfp`` container and range coder (``entropy_coding``)."""

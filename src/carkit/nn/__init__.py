@@ -1,0 +1,1 @@
+"""Shared network pieces: layers used by several model families and tiled inference."""
