@@ -601,6 +601,7 @@ def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkey
 
 
 def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp_path, capsys):
+    from carkit.api import decode_file
     from carkit.cli import main
     from carkit.codecs.hiding.codec import HidingCodec
 
@@ -616,9 +617,11 @@ def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp
     err = capsys.readouterr().err
     assert "no carkit-hiding marker" in err and "tiny-gray" in err and err.count("\n") == 1
     assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), np.asarray(Image.open(tmp_path / "restored.png")))
-    pixels, note = HidingCodec().decode_with_note(plain.read_bytes())
-    assert np.array_equal(pixels, np.asarray(Image.open(tmp_path / "restored.png"))) and "tiny-gray" in note
-    with pytest.warns(UserWarning, match="no carkit-hiding marker"):
+    decoded = decode_file(plain.read_bytes(), method="hiding")
+    assert np.array_equal(decoded.pixels, np.asarray(Image.open(tmp_path / "restored.png")))
+    assert decoded.kind == "jpeg-restored" and "tiny-gray" in decoded.note
+    # the codec itself decodes marked files only (restoration sits above the codecs)
+    with pytest.raises(CodecError, match="no carkit-hiding marker"):
         HidingCodec().decode(plain.read_bytes())
     # without --method hiding a plain JPEG still decodes to its own pixels
     assert main(["decode", str(plain), "-o", str(tmp_path / "p.png")]) == 0

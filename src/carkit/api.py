@@ -189,44 +189,48 @@ class Decoded:
     note: str | None = None
 
 
+#: why ``restore=`` does not apply to a codec's files (it applies to .bcnn files only)
+_OWN_DECODER = {
+    "hiding": "a residual-hiding file is decoded by its own decoder; drop --restore",
+    "vcnn": "a virtual-codec file is decoded by its own post-processor; drop --restore",
+    "factorized": "--restore applies to .bcnn files, not to learned-codec files",
+}
+
+
 def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
                 restore: str | None = None) -> Decoded:
-    """Decode any file carkit writes, recognised by its content: a residual-
-    hiding or virtual-codec JPEG (by its marker), a .bcnn or .ckfp file (by its
-    magic), or any standard image Pillow reads. ``method="hiding"``: a JPEG
-    without the hiding marker is restored by the blind restorer instead (the
-    note says so). ``restore``: a zoo artifact remover applied after a .bcnn
-    decode. Raises CarkitError subclasses for anything wrong."""
-    from .codecs.hiding import codec as hiding_codec
-    from .codecs.blockcnn.codec import decode_bcnn, is_bcnn
-    from .codecs.factorized.codec import FactorizedCodec, is_ckfp
-    from .codecs.virtual.codec import VirtualCodecCodec, read_marker
+    """Decode any file carkit writes, recognised by its content: the registered
+    codecs' ``sniff`` are asked in order (:func:`carkit.codecs.registry.sniff`;
+    a residual-hiding or virtual-codec file by its marker, a .bcnn or .ckfp
+    file by its magic); a learned codec's file is decoded by that codec, any
+    other image by Pillow with its metadata. ``method="hiding"``: a file
+    without the hiding marker (a plain JPEG) is restored by the blind restorer
+    instead (the note says so). ``restore``: a zoo artifact remover applied
+    after a .bcnn decode. Raises CarkitError subclasses for anything wrong."""
+    from .codecs.hiding.codec import fallback_note
+    from .codecs.registry import codec_class, sniff
 
     if method not in ("auto", "hiding"):
         raise UsageError(f"decode method must be 'auto' or 'hiding', got {method!r}")
     data = bytes(data)
-    hidden = hiding_codec.read_marker(data) is not None
-    if restore and (hidden or method == "hiding"):
-        raise UsageError(f"{name}: a residual-hiding file is decoded by its own decoder; drop --restore")
-    if method == "hiding" and not hidden:
+    kind = sniff(data)
+    if restore and (kind == "hiding" or method == "hiding"):
+        raise UsageError(f"{name}: {_OWN_DECODER['hiding']}")
+    if method == "hiding" and kind != "hiding":
         from .restoration.restorer import restore_jpeg
 
         restored = restore_jpeg(_restorer(None, "cpu", 512), data, name)  # as `carkit restore`
-        return Decoded(restored.pixels, "jpeg-restored", restored.metadata,
-                       hiding_codec.fallback_note(restored.plan))
-    if hidden:
-        pixels, note = hiding_codec.HidingCodec().decode_with_note(data)
-        return Decoded(pixels, "hiding", None, note)
-    if is_bcnn(data):
-        return Decoded(decode_bcnn(data, restore=restore), "blockcnn")
-    if is_ckfp(data):
+        return Decoded(restored.pixels, "jpeg-restored", restored.metadata, fallback_note(restored.plan))
+    codec = codec_class(kind) if kind is not None else None
+    if codec is not None and not codec.plain_image:
+        if restore and kind in _OWN_DECODER:
+            raise UsageError(f"{name}: {_OWN_DECODER[kind]}")
+        found = codec.for_file(data)
         if restore:
-            raise UsageError(f"{name}: --restore applies to .bcnn files, not to learned-codec files")
-        return Decoded(FactorizedCodec().decode(data), "factorized")
-    if read_marker(data) is not None:
-        if restore:
-            raise UsageError(f"{name}: a virtual-codec file is decoded by its own post-processor; drop --restore")
-        return Decoded(VirtualCodecCodec().decode(data), "vcnn")
+            from .restoration.codec import RestoredCodec
+
+            found = RestoredCodec(found, restore)
+        return Decoded(found.decode(data), kind)
     if restore:
         raise UsageError(f"{name}: not a .bcnn file; --restore applies to .bcnn files "
                          "(use `carkit restore` for JPEGs)")

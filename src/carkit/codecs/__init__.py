@@ -1,6 +1,7 @@
 """Real codecs behind one interface (``Codec.encode/decode/roundtrip``) and a
 registry of them: ``get_codec(name, **options)``, ``available_codecs()``,
-``list_codecs()``, ``register_codec``.
+``list_codecs()``, ``register_codec``, and ``sniff(data)``, the name of the
+codec whose file ``data`` is (decode dispatch).
 
 Importing this package is cheap: codec modules (and Pillow) load on first use;
 ``JpegCodec`` and friends are importable from here lazily.
@@ -9,8 +10,8 @@ Importing this package is cheap: codec modules (and Pillow) load on first use;
 from __future__ import annotations
 
 from .base import Codec, RoundTrip, check_image, check_quality
-from .registry import (available_codecs, canonical_name, codec_info, get_codec, list_codecs,
-                       register_codec)
+from .registry import (available_codecs, canonical_name, codec_class, codec_info, get_codec, list_codecs,
+                       register_codec, sniff)
 
 _LAZY = {
     "JpegCodec": "jpeg", "jpeg_roundtrip": "jpeg",
@@ -19,7 +20,7 @@ _LAZY = {
 }
 
 __all__ = ["Codec", "RoundTrip", "check_image", "check_quality", "available_codecs",
-           "canonical_name", "codec_info", "get_codec", "list_codecs", "register_codec",
+           "canonical_name", "codec_class", "codec_info", "get_codec", "list_codecs", "register_codec", "sniff",
            *_LAZY]
 
 

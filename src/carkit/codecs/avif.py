@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Codec, check_image, check_quality
+from .markers import isobmff_brands
 from ._pillow import pil_decode, pil_encode, pillow_feature
 
 _SUBSAMPLING = ("4:2:0", "4:2:2", "4:4:4")
@@ -22,6 +23,12 @@ _SUBSAMPLING = ("4:2:0", "4:2:2", "4:4:4")
 class AvifCodec(Codec):
     name = "avif"
     extension = ".avif"
+    plain_image = True
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """An ISO-BMFF file with an AVIF brand."""
+        return bool(isobmff_brands(data) & {b"avif", b"avis"})
 
     def __init__(self, speed: int = 6, subsampling: str = "4:2:0", threads: int = 1):
         if not 0 <= int(speed) <= 10:

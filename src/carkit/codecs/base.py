@@ -48,15 +48,34 @@ class Codec:
       the G channel (a gray picture coded as RGB decodes to channels that agree
       within +-1; G carries the largest luma weight).
 
+    - ``plain_image``: True when its files are standard images that any
+      reader opens as they are (decode dispatch reads them with ``carkit.io``,
+      metadata kept).
+
     Hooks: ``unavailable_reason()`` (None when this machine can run the codec)
     and ``library()`` (the version string of the library doing the work), both
-    used by the registry and by result provenance through ``settings()``.
+    used by the registry and by result provenance through ``settings()``;
+    ``sniff(data)`` and ``for_file(data)`` for decode dispatch
+    (:func:`carkit.codecs.registry.sniff`).
     """
 
     name: str = "codec"
     extension: str = ".bin"
     lossless: bool = False
     supports_gray: bool = True
+    plain_image: bool = False
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """Whether ``data`` is this codec's file, by its content alone (magic
+        bytes, a marker): cheap, and never raises on foreign or damaged bytes."""
+        return False
+
+    @classmethod
+    def for_file(cls, data: bytes) -> "Codec":
+        """A codec set up to decode ``data``, a file its ``sniff`` recognised,
+        with what the file itself names (its header or marker)."""
+        return cls()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -17,6 +17,10 @@ import numpy as np
 
 from ..errors import CarkitError, CodecError
 from .base import Codec, check_image, check_quality
+from .markers import isobmff_brands
+
+#: ISO-BMFF brands of HEVC-coded HEIF images and sequences
+HEVC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
 
 _CHROMA = {"4:2:0": 420, "4:2:2": 422, "4:4:4": 444}
 
@@ -33,6 +37,12 @@ def _pillow_heif():
 class HeifCodec(Codec):
     name = "heif"
     extension = ".heic"
+    plain_image = True
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """An ISO-BMFF file with an HEVC-coded HEIF brand (not AVIF's ``mif1`` alone)."""
+        return bool(isobmff_brands(data) & HEVC_BRANDS)
 
     def __init__(self, subsampling: str = "4:2:0", preset: str | None = "medium"):
         if subsampling not in _CHROMA:

@@ -14,6 +14,12 @@ _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 class JpegCodec(Codec):
     name = "jpeg"
     extension = ".jpg"
+    plain_image = True
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """A JPEG: SOI followed by a marker."""
+        return bytes(data[:3]) == b"\xff\xd8\xff"
 
     def __init__(self, subsampling: str = "4:2:0", optimize: bool = False):
         if subsampling not in _SUBSAMPLING:

@@ -32,6 +32,13 @@ def j2k_ratio(quality: int) -> float:
 class Jpeg2000Codec(Codec):
     name = "jpeg2000"
     extension = ".j2k"
+    plain_image = True
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """A raw J2K codestream (SOC, SIZ) or a JP2 file (its signature box)."""
+        head = bytes(data[:12])
+        return head[:4] == b"\xff\x4f\xff\x51" or head == b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 
     def __init__(self, jp2: bool = False, mct: bool = True, progression: str = "LRCP",
                  num_resolutions: int | None = None):

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import CodecError
 from ._pillow import pil_decode
 from .base import Codec, check_image, check_quality
+from .jpeg import JpegCodec
 
 _SUBSAMPLING = {"4:4:4": "444", "4:2:2": "422", "4:2:0": "420"}
 
@@ -36,6 +37,9 @@ class JpegliCodec(Codec):
 
     name = "jpegli"
     extension = ".jpg"
+    plain_image = True
+    #: its files are JPEGs (the jpeg codec, registered first, is the one dispatch names)
+    sniff = staticmethod(JpegCodec.sniff)
 
     def __init__(self, subsampling: str = "4:2:0", adaptive_quantization: bool = True,
                  progressive: bool = True, decoder: str = "pillow"):

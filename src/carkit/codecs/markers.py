@@ -140,6 +140,18 @@ def _boxes(data: bytes):
         pos += size
 
 
+def isobmff_brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO-BMFF file's leading ``ftyp``
+    box (``heic``, ``avif``, ``mif1``, ...); an empty set for anything else."""
+    data = bytes(data[:4096])
+    if data[4:8] != b"ftyp":
+        return set()
+    size = min(int.from_bytes(data[:4], "big"), len(data))
+    if size < 16:
+        return set()
+    return {data[8:12], *(data[i:i + 4] for i in range(16, size - 3, 4))}
+
+
 def isobmff_write(data: bytes, payload: bytes) -> bytes:
     """``data`` (a HEIF file) with a top-level ``uuid`` box of carkit's UUID appended."""
     if data[4:8] != b"ftyp":

@@ -12,7 +12,8 @@ module (learned codecs pull in torch)::
     register_codec("blockcnn", "carkit.codecs.blockcnn.codec:BlockCNNCodec")
 
 Built-in entries are lazy, so ``import carkit.codecs`` imports neither Pillow
-nor torch. A codec is *available* when its target imports and its
+nor torch. :func:`sniff` names the codec of a file by asking each registered
+codec's ``sniff(data)`` in registration order (decode dispatch). A codec is *available* when its target imports and its
 ``unavailable_reason()`` classmethod (if any) returns None.
 
     >>> codec = get_codec("webp", method=4)
@@ -155,6 +156,29 @@ def get_codec(name: str, **options):
         raise CodecError(f"{entry.name}: {exc}") from exc
 
 
+def codec_class(name: str):
+    """The class (or factory) registered under ``name`` or an alias, imported on first use."""
+    return _entry(name).resolve()
+
+
+def sniff(data: bytes) -> str | None:
+    """The name of the codec whose file ``data`` is: the registered codecs'
+    ``sniff`` asked in registration order (the built-in learned codecs first:
+    a residual-hiding or virtual-codec file is also a standard file); None for
+    bytes that no codec claims (a PNG, say). A codec whose module cannot be
+    imported here is skipped; nothing is decoded."""
+    data = bytes(data)
+    for name, entry in _REGISTRY.items():
+        try:
+            target = entry.resolve()
+        except CodecError:
+            continue
+        test = getattr(target, "sniff", None)
+        if test is not None and test(data):
+            return name
+    return None
+
+
 def list_codecs() -> list[str]:
     """Every registered codec name, available here or not, sorted."""
     return sorted(_REGISTRY)
@@ -176,7 +200,19 @@ def codec_info() -> list[dict]:
     return rows
 
 
-# Built-in codecs, registered lazily (import strings).
+# Built-in codecs, registered lazily (import strings). Decode dispatch (:func:`sniff`)
+# asks them in this order: the learned codecs first, since their files are standard
+# files with a marker inside or carry a marker chunk, then the standard formats.
+register_codec("hiding", "carkit.codecs.hiding.codec:HidingCodec", aliases=("residual-hiding",),
+               description="residual hiding: E hides the codec's residual in the image before a standard JPEG "
+                           "(marked), D recovers it after decoding")
+register_codec("vcnn", "carkit.codecs.virtual.codec:VirtualCodecCodec", aliases=("vcodec", "virtual-codec"),
+               description="virtual codec: FDNN half-size description as a standard JPEG (marked), PPNN to decode")
+register_codec("blockcnn", "carkit.codecs.blockcnn.codec:BlockCNNCodec", aliases=("bcnn",),
+               description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")
+register_codec("factorized", "carkit.codecs.factorized.codec:FactorizedCodec", aliases=("factorized-prior",),
+               description="learned codec: Ballé 2018 factorized prior, range-coded (constriction), .ckfp; "
+                           "quality picks the zoo's rate point")
 register_codec("jpeg", "carkit.codecs.jpeg:JpegCodec", aliases=("jpg",),
                description="JPEG via Pillow/libjpeg-turbo (PROTOCOL settings: baseline, 4:2:0)")
 register_codec("jpegli", "carkit.codecs.jpegli:JpegliCodec",
@@ -190,13 +226,3 @@ register_codec("avif", "carkit.codecs.avif:AvifCodec",
                description="AVIF via Pillow/libavif (aom), speed 6, 1 thread")
 register_codec("heif", "carkit.codecs.heif:HeifCodec", aliases=("heic", "hevc"),
                description="HEIF/HEVC intra via pillow-heif (x265), preset medium")
-register_codec("vcnn", "carkit.codecs.virtual.codec:VirtualCodecCodec", aliases=("vcodec", "virtual-codec"),
-               description="virtual codec: FDNN half-size description as a standard JPEG (marked), PPNN to decode")
-register_codec("blockcnn", "carkit.codecs.blockcnn.codec:BlockCNNCodec", aliases=("bcnn",),
-               description="BlockCNN block prediction (integer-exact CNN) + JPEG-coded residual, .bcnn")
-register_codec("hiding", "carkit.codecs.hiding.codec:HidingCodec", aliases=("residual-hiding",),
-               description="residual hiding: E hides the codec's residual in the image before a standard JPEG "
-                           "(marked), D recovers it after decoding")
-register_codec("factorized", "carkit.codecs.factorized.codec:FactorizedCodec", aliases=("factorized-prior",),
-               description="learned codec: Ballé 2018 factorized prior, range-coded (constriction), .ckfp; "
-                           "quality picks the zoo's rate point")

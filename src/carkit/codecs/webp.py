@@ -19,6 +19,12 @@ from ._pillow import pil_decode, pil_encode, pillow_feature
 class WebPCodec(Codec):
     name = "webp"
     extension = ".webp"
+    plain_image = True
+
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """A RIFF container of form WEBP."""
+        return bytes(data[:4]) == b"RIFF" and bytes(data[8:12]) == b"WEBP"
     supports_gray = False
 
     def __init__(self, method: int = 4, sharp_yuv: bool = False):

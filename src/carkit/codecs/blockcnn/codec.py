@@ -285,15 +285,12 @@ def decode_bcnn(data: bytes, restore: str | None = None) -> np.ndarray:
     the container is checked first, then the predictor, then the payload.
     ``restore``: a zoo artifact remover applied after decoding (paper
     Figure 10), through the one codec+restorer wrapper."""
-    from ... import io
     from ..registry import SEPARATOR, get_codec
 
-    header = read_header(data)
-    io.check_pixel_limit(header.width, header.height, ".bcnn file")
-    zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
+    codec = BlockCNNCodec.for_file(data)
     if restore:
-        return get_codec(f"{BlockCNNCodec.name}{SEPARATOR}{restore}", model=header.model).decode(data)
-    return BlockCNNCodec(model=header.model).decode(data)
+        return get_codec(f"{BlockCNNCodec.name}{SEPARATOR}{restore}", model=codec.model).decode(data)
+    return codec.decode(data)
 
 
 class BlockCNNCodec(Codec):
@@ -310,6 +307,18 @@ class BlockCNNCodec(Codec):
 
     name = "blockcnn"
     extension = ".bcnn"
+    sniff = staticmethod(is_bcnn)
+
+    @classmethod
+    def for_file(cls, data: bytes) -> "BlockCNNCodec":
+        """The codec with the predictor a .bcnn file names: the container is
+        checked first (size against the pixel limit), then the predictor."""
+        from ... import io
+
+        header = read_header(data)
+        io.check_pixel_limit(header.width, header.height, ".bcnn file")
+        zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
+        return cls(model=header.model)
 
     def __init__(self, model: str = DEFAULT_MODEL, predictor=None):
         self.model = str(model)

@@ -209,6 +209,10 @@ class FactorizedCodec(Codec):
     name = "factorized"
     extension = ".ckfp"
 
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        return is_ckfp(data)
+
     def __init__(self, model: str | None = None):
         self.model = model
         self._loaded: dict = {}

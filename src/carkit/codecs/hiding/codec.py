@@ -41,7 +41,7 @@ import numpy as np
 
 from ..base import Codec, check_image, check_quality
 from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
-from ...errors import CodecError, NotAJpegError
+from ...errors import CodecError
 
 MARKER = b"carkit-hiding "
 #: tile and overlap of E and D (receptive fields of about 80 px: keep 48 px a side)
@@ -185,6 +185,11 @@ class HidingCodec(Codec):
     name = "hiding"
     extension = ".jpg"
 
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """A file with a ``carkit-hiding`` payload in a carrier (checked when decoding)."""
+        return find_payload(data, MARKER) is not None
+
     def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP):
         from .. import canonical_name, get_codec
 
@@ -246,9 +251,10 @@ class HidingCodec(Codec):
         data = self._base.encode(to_uint8(encoded), quality)
         return CARRIERS[self.codec].write(data, MARKER + json.dumps(marker, separators=(",", ":")).encode())
 
-    def decode_with_note(self, data: bytes) -> tuple[np.ndarray, str | None]:
-        """The decoded image and None, or, for a JPEG without the marker, its
-        blind restoration and the line saying so (:func:`fallback_note`)."""
+    def decode(self, data: bytes) -> np.ndarray:
+        """E/D's reconstruction of a marked file. A file without the marker is
+        refused: ``carkit.api.decode_file(data, method="hiding")`` restores
+        such a JPEG blind instead and says so (:func:`fallback_note`)."""
         import torch
 
         from .. import get_codec
@@ -256,7 +262,7 @@ class HidingCodec(Codec):
 
         marker = read_marker(data)
         if marker is None:
-            return restore_plain_jpeg(data)
+            raise CodecError("not a residual-hiding file (no carkit-hiding marker)")
         net, record = self._weights(marker["model"], marker["sha256"])
         decoded = get_codec(marker["codec"]).decode(data)
         if (decoded.ndim == 2) != record.gray:
@@ -267,30 +273,4 @@ class HidingCodec(Codec):
         if marker.get("gray") and pixels.ndim == 3:
             # a gray original coded through the color pair: its three planes were equal
             pixels = np.round(pixels.astype(np.float32).mean(axis=2)).astype(np.uint8)
-        return pixels, None
-
-    def decode(self, data: bytes) -> np.ndarray:
-        import warnings
-
-        pixels, note = self.decode_with_note(data)
-        if note:
-            warnings.warn(note, stacklevel=2)
         return pixels
-
-
-def restore_plain_jpeg(data: bytes) -> tuple[np.ndarray, str]:
-    """A JPEG without the marker: decoded and restored by the zoo restorer
-    ``carkit restore`` would choose (pixels in the stored orientation)."""
-    from .._pillow import pil_decode
-    from ...jpeg.quality import estimate_quality_of_file
-    from ...restoration.restorer import Restorer
-
-    try:
-        estimate = estimate_quality_of_file(data)
-    except NotAJpegError:
-        raise CodecError("not a residual-hiding file (no carkit-hiding marker) and not a JPEG") from None
-    pixels = pil_decode(data, "JPEG", HidingCodec.name)
-    restorer = Restorer()
-    plan = restorer.plan(pixels.ndim == 2, estimate.quality)
-    plan.standard_tables = estimate.standard
-    return restorer.restore_pixels(pixels, plan), fallback_note(plan)

@@ -138,6 +138,11 @@ class VirtualCodecCodec(Codec):
     name = "vcnn"
     extension = ".jpg"
 
+    @staticmethod
+    def sniff(data: bytes) -> bool:
+        """A JPEG with a ``carkit-vcodec`` comment (checked when decoding)."""
+        return any(c.startswith(MARKER) for c in jpeg_read(data))
+
     def __init__(self, model: str | None = None):
         self.model = model
 
