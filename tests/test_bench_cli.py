@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from carkit.cli import main
-from carkit.evaluation.report import build_report
+from carkit.bench.report import build_report
 
 from .helpers import make_tiny_zoo
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carkit.evaluation import metrics
-from carkit.evaluation.blockcnn_bench import format_blockcnn_tables, plot_rd, speed_summary
-from carkit.evaluation.common import curve_at
-from carkit.evaluation.codec_bench import bd_table
+from carkit import metrics
+from carkit.bench.blockcnn_bench import format_blockcnn_tables, plot_rd, speed_summary
+from carkit.bench.common import curve_at
+from carkit.bench.codec_bench import bd_table
 
 
 def _curve(rates, psnrs):
@@ -77,7 +77,7 @@ def test_restored_codec_keeps_the_bytes_and_restores(shared_data):
     from carkit.codecs import get_codec
     from carkit.codecs.registry import split_name
     from carkit.restoration.codec import RestoredCodec
-    from carkit.evaluation.metrics import psnr
+    from carkit.metrics import psnr
     from carkit.io import read_image
 
     assert split_name("jpeg+dagn-small") == ("jpeg", "dagn-small") and split_name("jpeg") == ("jpeg", None)

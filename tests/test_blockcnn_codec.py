@@ -21,7 +21,7 @@ from carkit.cli import main
 from carkit.restoration.codec import RestoredCodec
 from carkit.codecs import canonical_name, get_codec, list_codecs
 from carkit.errors import CodecError
-from carkit.evaluation.metrics import psnr
+from carkit.metrics import psnr
 from carkit.models.blockcnn import BlockCNN, mask_causal
 from carkit.models import exact as exact_module
 from carkit.models.exact import ExactPredictor, calibration_windows, torch_threads

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from carkit.codecs import available_codecs
-from carkit.evaluation import results
-from carkit.evaluation.codec_bench import bench_codecs, format_codec_table, run_codec_bench_cli
-from carkit.evaluation.results import (file_list_hash, provenance, read_result, sha256_file,
+from carkit.bench import results
+from carkit.bench.codec_bench import bench_codecs, format_codec_table, run_codec_bench_cli
+from carkit.bench.results import (file_list_hash, provenance, read_result, sha256_file,
                                        write_result)
 from carkit.io import read_image, write_image
 
@@ -121,7 +121,7 @@ def test_bench_outputs_do_not_make_a_checkout_dirty(tmp_path, monkeypatch):
 
 
 def test_provenance_does_not_import_torch():
-    code = ("import sys; from carkit.evaluation.results import provenance; provenance(); "
+    code = ("import sys; from carkit.bench.results import provenance; provenance(); "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -232,8 +232,8 @@ def test_learned_codec_keeps_one_point_per_rate_point(crops_dir):
 def test_report_names_the_codecs_of_a_partial_run(crops_dir, tmp_path):
     """A result of some codecs renders the command that made it (--codecs),
     and a title apart from the full set's section of the same folder."""
-    from carkit.evaluation.codec_bench import DEFAULT_CODECS, default_out
-    from carkit.evaluation.report import build_report
+    from carkit.bench.codec_bench import DEFAULT_CODECS, default_out
+    from carkit.bench.report import build_report
 
     payload = bench_codecs(crops_dir, codecs="jpeg,webp", qualities=[30, 60], limit=1, progress=False)
     # the partial run's default file never replaces the full set's

@@ -13,7 +13,7 @@ from carkit.codecs import (Codec, available_codecs, canonical_name, codec_info, 
                            list_codecs, register_codec)
 from carkit.codecs import registry as reg
 from carkit.errors import CodecError
-from carkit.evaluation.metrics import psnr
+from carkit.metrics import psnr
 
 STANDARD = ["jpeg", "jpeg2000", "webp", "avif", "heif"]
 AVAILABLE = available_codecs()

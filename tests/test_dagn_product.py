@@ -13,8 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from carkit.cli import main
-from carkit.evaluation.paper_numbers import DAGN_TABLE_I, paper_gains
-from carkit.evaluation.report import build_report
+from carkit.bench.paper_numbers import DAGN_TABLE_I, paper_gains
+from carkit.bench.report import build_report
 from carkit.models.registry import create_model
 from carkit.restoration.restorer import grid_aligned_crop, predict_quality
 from carkit.training.engine import init_from_run, train

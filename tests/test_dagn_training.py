@@ -65,7 +65,7 @@ def test_two_stages(tmp_path, shared_data, monkeypatch):
     from PIL import Image
 
     from carkit.cli import main
-    from carkit.evaluation.report import build_report
+    from carkit.bench.report import build_report
 
     data = tmp_path / "live1_color"
     data.mkdir()

@@ -13,8 +13,8 @@ from PIL import Image
 
 from carkit.cli import main
 from carkit.codecs.jpeg import JpegCodec
-from carkit.evaluation import hiding_bench as hb
-from carkit.evaluation.metrics import score
+from carkit.bench import hiding_bench as hb
+from carkit.metrics import score
 
 from .helpers import add_tiny_weights, make_tiny_zoo
 from .test_vcodec_bench import _crops
@@ -169,8 +169,8 @@ def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
     import io
 
     from carkit.codecs import get_codec
-    from carkit.evaluation import metrics
-    from carkit.evaluation.common import rd_curve
+    from carkit import metrics
+    from carkit.bench.common import rd_curve
     from carkit.restoration.restorer import Restorer
 
     add_hiding(zoo, "tiny-s2", "II", seed=2)
@@ -370,8 +370,8 @@ def test_match_quality_bisects_a_rate_curve():
 
 
 def test_missing_weights_are_skipped_with_notes_and_the_report_renders(zoo, kodak, tmp_path):
-    from carkit.evaluation.report import build_report
-    from carkit.evaluation.results import write_result
+    from carkit.bench.report import build_report
+    from carkit.bench.results import write_result
 
     add_baseline(zoo, "blind-dncnn", "DnCNN", None, qualities=[10, 50])
     payload = hb.bench_hiding(kodak, restorer="tiny-gray", sweep=SWEEP, progress=False)
@@ -441,7 +441,7 @@ def test_training_runs_are_scored_before_anything_ships(zoo, kodak, tmp_path):
 def _run_pair(folder):
     from types import SimpleNamespace
 
-    from carkit.evaluation.results import sha256_file
+    from carkit.bench.results import sha256_file
     from carkit.zoo.registry import load_run_model
 
     net, recipe = load_run_model(folder)
@@ -450,7 +450,7 @@ def _run_pair(folder):
 
 
 def test_cli_writes_result_figure_and_report(full, kodak, tmp_path, capsys):
-    from carkit.evaluation.report import write_report
+    from carkit.bench.report import write_report
 
     results, figures = tmp_path / "results", tmp_path / "figs"
     assert main(["bench", "hiding", "--data", str(kodak), "--models", "tiny-s2,dncnn-q50,memnet-q62",
@@ -508,7 +508,7 @@ def test_cli_errors_are_one_line(zoo, kodak, tmp_path, capsys, args, message):
 
 
 def test_paper_numbers_and_codec_configs():
-    from carkit.evaluation.paper_numbers import HIDING_TABLE_2_KODAK
+    from carkit.bench.paper_numbers import HIDING_TABLE_2_KODAK
 
     jpeg = HIDING_TABLE_2_KODAK["jpeg"]
     assert (jpeg["fix-q"]["quality"], jpeg["fix-q"]["bpp"], jpeg["fix-bpp"]["bpp"]) == (50, 0.889, 1.0)

@@ -225,7 +225,7 @@ def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, 
 def test_report_prints_table_iii_for_green_live1_results():
     """A green-plane LIVE1 result at Q 10 gets HR-CNN's Table III: measured
     parameters and gains beside the paper's rows; other results do not."""
-    from carkit.evaluation.report import _hrcnn_table_iii
+    from carkit.bench.report import _hrcnn_table_iii
 
     payload = {"gray": True, "plane": "green", "dataset": "live1_color", "qualities": [10, 30],
                "metrics": ["psnr"], "models": {"hrcnn-q10": {"params": 507_157}, "hrcnn-q30": {"params": 507_157}},
@@ -242,7 +242,7 @@ def test_report_prints_table_iii_for_green_live1_results():
 def test_report_prints_table_ii_jpeg_and_hrcnn_psnr_ssim_beside_the_paper():
     """Green LIVE1 (Table II) and val crops (Table I): per quality, JPEG and
     the hrcnn models scored there, PSNR/SSIM and gains, and the paper's rows."""
-    from carkit.evaluation.report import _hrcnn_table_ii
+    from carkit.bench.report import _hrcnn_table_ii
 
     payload = {"gray": True, "plane": "green", "dataset": "live1_color", "qualities": [10, 30],
                "metrics": ["psnr", "ssim"],
@@ -267,7 +267,7 @@ def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, mon
 
     import carkit.zoo.registry as zoo
     from carkit.cli import main
-    from carkit.evaluation.metrics import psnr_rgb
+    from carkit.metrics import psnr_rgb
     from carkit.models.hrcnn import HRCNNColor
     from carkit.training.hrcnn_tasks import color_codes
 
@@ -301,7 +301,7 @@ def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, mon
 def test_report_prints_speed_ratios_beside_the_papers_claim():
     """The green LIVE1 section states seconds per megapixel: decode, HR-CNN
     from coefficients (no decode added) and decode + a pixel restorer."""
-    from carkit.evaluation.report import _hrcnn_speed
+    from carkit.bench.report import _hrcnn_speed
 
     payload = {"threads": 2, "jpeg_decode_megapixels_per_second": 100.0,
                "models": {"hrcnn-q10": {"mode": "kspace", "megapixels_per_second": 1.0},

@@ -56,8 +56,8 @@ def test_import_and_restore_load_no_bench_dependencies(tmp_path):
 @pytest.mark.parametrize("missing", ["scipy", "matplotlib"])
 def test_bench_without_extra_names_it(monkeypatch, tmp_path, capsys, missing):
     from carkit.cli import main
-    from carkit.evaluation import metrics
-    from carkit.evaluation.plots import save_figure
+    from carkit import metrics
+    from carkit.bench.plots import save_figure
     from carkit.extras import require_bench_deps
 
     monkeypatch.setitem(sys.modules, missing, None)   # import fails as if not installed

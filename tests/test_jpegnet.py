@@ -111,7 +111,7 @@ def test_bench_restore_gives_each_coded_file_its_tables(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     import carkit.zoo.registry as zoo
-    from carkit.evaluation.restore_bench import run_restore_bench
+    from carkit.bench.restore_bench import run_restore_bench
     from carkit.models.jpegnet import JpegNet
     from carkit.models.registry import create_model
     from carkit.zoo.registry import WeightsRecord, save_record, sha256_of

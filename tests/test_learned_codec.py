@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from carkit.errors import CodecError
-from carkit.models.entropy_bottleneck import MAX_SYMBOL, EntropyBottleneck
+from carkit.nn.entropy_bottleneck import MAX_SYMBOL, EntropyBottleneck
 from carkit.models.factorized_prior import FactorizedPrior, latent_size
-from carkit.models.gdn import GDN
+from carkit.nn.gdn import GDN
 from carkit.models.registry import create_model
 from carkit.codecs.factorized import entropy_coding as ec
 from carkit.codecs.factorized import codec as fc

@@ -1,4 +1,4 @@
-"""carkit.evaluation.metrics: values worked out by hand, agreement with
+"""carkit.metrics: values worked out by hand, agreement with
 scikit-image's SSIM, Bjontegaard deltas on curves with known answers, and the
 PROTOCOL.md check (plain JPEG at QF 10 on LIVE1)."""
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from carkit.color import rgb_to_y_matlab
-from carkit.evaluation.metrics import (bd_psnr, bd_rate, bef, bpp, psnr, psnr_b, psnr_b_rgb,
+from carkit.metrics import (bd_psnr, bd_rate, bef, bpp, psnr, psnr_b, psnr_b_rgb,
                                        psnr_b_y, psnr_rgb, psnr_y, score, ssim, ssim_rgb, ssim_y)
 
 

@@ -115,7 +115,7 @@ def test_skip_component_forward_is_the_real_codec_and_its_gradient_the_identity(
 
 
 def test_strategy_I_jpeg_proxy_tracks_the_real_jpeg_and_carries_gradients():
-    from carkit.evaluation.metrics import psnr
+    from carkit.metrics import psnr
 
     task = ht.ResidualHidingTask(strategy="I")
     assert task.simulator == "proxy" and task.optimizers == ("main",)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from carkit.cli import main
-from carkit.evaluation.metrics import psnr, psnr_y
+from carkit.metrics import psnr, psnr_y
 from carkit.zoo.registry import list_weights, load_pretrained, weights_record
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

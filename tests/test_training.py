@@ -76,7 +76,7 @@ def test_a_recipe_can_train_on_another_codecs_output(tmp_path, shared_data):
     from carkit.codecs import get_codec
     from carkit.data.degrade import JpegDegradation, make_degradation
     from carkit.data.folders import as_mode, load_images
-    from carkit.evaluation.metrics import psnr
+    from carkit.metrics import psnr
     from carkit.training.validate import center_crop
 
     gt = load_images(shared_data / "val" / "cid22", gray=False)[0][:64, :64]

@@ -13,8 +13,8 @@ from PIL import Image
 
 from carkit.cli import main
 from carkit.codecs.registry import get_codec
-from carkit.evaluation import vcodec_bench as vb
-from carkit.evaluation.report import build_report, write_report
+from carkit.bench import vcodec_bench as vb
+from carkit.bench.report import build_report, write_report
 
 from .helpers import add_tiny_vcodec, make_tiny_zoo
 
@@ -105,7 +105,7 @@ def test_bd_and_equal_rate_gain_of_a_curve_against_itself_are_zero(tiny):
     assert c["bd"]["psnr"]["bd_psnr"] == pytest.approx(0.0, abs=1e-9)
     assert c["bd"]["ssim"]["bd_ssim"] == pytest.approx(0.0, abs=1e-9)
     # the restorer against JPEG: the same Bjontegaard numbers as `bench codecs`' table
-    from carkit.evaluation.codec_bench import bd_table
+    from carkit.bench.codec_bench import bd_table
 
     r = vb.compare(payload, "jpeg+tiny-gray", "jpeg")["bd"]["psnr"]
     assert r == bd_table(payload, anchor="jpeg")["codecs"]["jpeg+tiny-gray"]["psnr"]

@@ -316,7 +316,7 @@ def _double_arg(value: str | None) -> tuple[int, int] | None:
 
 
 def _cmd_bench_restore(args) -> int:
-    from .evaluation.restore_bench import run_restore_bench
+    from .bench.restore_bench import run_restore_bench
     from .zoo.registry import list_weights, weights_record
 
     models = _split(args.models) if args.models is not None else None
@@ -337,14 +337,14 @@ def _cmd_bench_restore(args) -> int:
 
 
 def _cmd_bench_codecs(args) -> int:
-    from .evaluation.codec_bench import main_bench_codecs
+    from .bench.codec_bench import main_bench_codecs
 
     args.data = _resolve_data(args.data)
     return main_bench_codecs(args)
 
 
 def _cmd_bench_qf(args) -> int:
-    from .evaluation.qf_bench import run_qf_bench
+    from .bench.qf_bench import run_qf_bench
 
     real = _resolve_data(args.real) if args.real else None
     path = run_qf_bench(args.model, real, [_resolve_data(d) for d in args.data], _split(args.qualities, int),
@@ -354,8 +354,8 @@ def _cmd_bench_qf(args) -> int:
 
 
 def _cmd_bench_blockcnn(args) -> int:
-    from .evaluation.blockcnn_bench import bench_blockcnn, default_out, format_blockcnn_tables
-    from .evaluation.results import write_result
+    from .bench.blockcnn_bench import bench_blockcnn, default_out, format_blockcnn_tables
+    from .bench.results import write_result
 
     _set_threads(args.threads)
     data = _resolve_data(args.data)
@@ -371,21 +371,21 @@ def _cmd_bench_blockcnn(args) -> int:
 
 
 def _cmd_bench_vcodec(args) -> int:
-    from .evaluation.vcodec_bench import main_bench_vcodec
+    from .bench.vcodec_bench import main_bench_vcodec
 
     args.data = [_resolve_data(d) for d in args.data]
     return main_bench_vcodec(args)
 
 
 def _cmd_bench_hiding(args) -> int:
-    from .evaluation.hiding_bench import main_bench_hiding
+    from .bench.hiding_bench import main_bench_hiding
 
     args.data = _resolve_data(args.data)
     return main_bench_hiding(args)
 
 
 def _cmd_bench_complexity(args) -> int:
-    from .evaluation.complexity_bench import run_complexity_bench
+    from .bench.complexity_bench import run_complexity_bench
     from .zoo.registry import list_weights, weights_record
 
     models = _split(args.models) if args.models else list_weights()
@@ -398,7 +398,7 @@ def _cmd_bench_complexity(args) -> int:
 
 
 def _cmd_bench_speed(args) -> int:
-    from .evaluation.speed_bench import run_speed_bench
+    from .bench.speed_bench import run_speed_bench
 
     image = args.image if Path(args.image).is_file() else str(_data_file(args.image))
     path = run_speed_bench(image, _split(args.models) or [], _split(args.architectures) or [], args.quality,
@@ -417,7 +417,7 @@ def _data_file(path: str) -> Path:
 
 
 def _cmd_bench_report(args) -> int:
-    from .evaluation.report import write_report
+    from .bench.report import write_report
 
     print(f"wrote {write_report(args.results, args.out)}")
     return 0
@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch CPU threads")
     b.set_defaults(func=_cmd_bench_restore)
     b = bsub.add_parser("codecs", help="rate-distortion of the standard codecs")
-    from .evaluation.codec_bench import add_bench_codecs_arguments
+    from .bench.codec_bench import add_bench_codecs_arguments
 
     add_bench_codecs_arguments(b)
     b.set_defaults(func=_cmd_bench_codecs)
@@ -580,19 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench_blockcnn)
     b = bsub.add_parser("vcodec", help="virtual codec vs JPEG, JPEG + restorer and Jiang et al. at very low "
                                         "rates: RD curves, BD-rates, equal-rate gains (Zhao et al. 2017)")
-    from .evaluation.vcodec_bench import add_bench_vcodec_arguments
+    from .bench.vcodec_bench import add_bench_vcodec_arguments
 
     add_bench_vcodec_arguments(b)
     b.set_defaults(func=_cmd_bench_vcodec)
     b = bsub.add_parser("hiding", help="residual hiding vs the codec alone, DnCNN and MemNet (the paper's Table 2, "
                                         "Fix-Q and Fix-BPP), then RD curves and BD-rates")
-    from .evaluation.hiding_bench import add_bench_hiding_arguments
+    from .bench.hiding_bench import add_bench_hiding_arguments
 
     add_bench_hiding_arguments(b)
     b.set_defaults(func=_cmd_bench_hiding)
     b = bsub.add_parser("speed", help="restore one ~2 MP color 4:2:0 JPEG end to end: seconds per MP beside the "
                                        "plain decode and DnCNN-3 (fp32, luma only), in one run")
-    from .evaluation.speed_bench import DEFAULT_IMAGE
+    from .bench.speed_bench import DEFAULT_IMAGE
 
     b.add_argument("--image", default=DEFAULT_IMAGE, help=f"the photograph (default {DEFAULT_IMAGE} under the data root)")
     b.add_argument("--quality", type=int, default=50, help="JPEG quality it is coded at (4:2:0)")

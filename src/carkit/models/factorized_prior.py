@@ -4,11 +4,11 @@ the "factorized prior" baseline, whose transforms are those of Ballé,
 Laparra, Simoncelli, "End-to-end Optimized Image Compression" (ICLR 2017).
 
 - analysis g_a: four 5x5 stride-2 convolutions (N, N, N, M maps) with GDN
-  after the first three (:mod:`carkit.models.gdn`);
+  after the first three (:mod:`carkit.nn.gdn`);
 - synthesis g_s: four 5x5 stride-2 transposed convolutions (N, N, N, 3 maps)
   with inverse GDN after the first three;
 - entropy model: the learned non-parametric factorized density of Ballé
-  2018 appendix 6.1 (:class:`~carkit.models.entropy_bottleneck.EntropyBottleneck`),
+  2018 appendix 6.1 (:class:`~carkit.nn.entropy_bottleneck.EntropyBottleneck`),
   uniform noise in training, rounding around the per-channel medians at test
   time, likelihoods bounded below by 1e-9.
 
@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy_bottleneck import EntropyBottleneck
-from .gdn import GDN
+from ..nn.entropy_bottleneck import EntropyBottleneck
+from ..nn.gdn import GDN
 from .registry import register_model
 
 _PAPER = ("Ballé, Minnen, Singh, Hwang, Johnston, Variational image compression with a scale hyperprior "

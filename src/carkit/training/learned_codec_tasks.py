@@ -11,7 +11,7 @@ engine's JPEG-degraded ``lq`` is not used):
 (CompressAI's RateDistortionLoss; lambda values of its quality ladder are in
 recipes/learned/). The medians and tail quantiles need no auxiliary loss
 here: the entropy bottleneck solves them from its density (see
-carkit.models.entropy_bottleneck), so the task has one optimizer.
+carkit.nn.entropy_bottleneck), so the task has one optimizer.
 
 The loss runs in float32; under the recipe's bf16 autocast only the
 convolutions away from the latent use bf16 (GDN, the latent-side layers and

@@ -10,7 +10,7 @@ import torch
 
 from ..data.degrade import JpegDegradation
 from ..data.folders import load_images
-from ..evaluation.metrics import psnr
+from ..metrics import psnr
 from ..io import to_tensor, to_uint8
 
 

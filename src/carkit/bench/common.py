@@ -191,7 +191,7 @@ RD_METRICS = {True: ("psnr", "ssim"), False: ("psnr_rgb", "ssim_rgb")}
 
 def add_row(per: dict, nbytes: int, decoded: np.ndarray, ref: np.ndarray) -> None:
     """One image's row: real bytes, bpp over the full image, PROTOCOL.md metrics."""
-    from . import metrics
+    from .. import metrics
 
     h, w = ref.shape[:2]
     per.setdefault("bytes", []).append(int(nbytes))
@@ -216,7 +216,7 @@ def rd_curve(entry: dict, metric: str) -> tuple[list[float], list[float]]:
 
 def curve_at(entry: dict, metric: str, bpp: float) -> float | None:
     """A curve's ``metric`` at ``bpp`` by PCHIP on log rate; None outside its range."""
-    from .metrics import quality_at_rate
+    from ..metrics import quality_at_rate
 
     return quality_at_rate(*rd_curve(entry, metric), bpp)
 
@@ -238,7 +238,7 @@ def bd_table(payload: dict, anchor: str = ANCHOR, rate_window: tuple[float, floa
     computed (fewer than 4 points, no overlap) gets {"error": reason}.
     ``rate_window`` (bpp): BD-rate only, averaged within that window
     (``metrics.bd_rate``)."""
-    from . import metrics
+    from .. import metrics
 
     keys = payload["config"]["metrics"]
     bd_metrics = [m for m in BD_METRICS if m in keys]
@@ -316,7 +316,7 @@ def format_codec_table(payload: dict) -> str:
 def bd_metric(anchor: dict, entry: dict, metric: str, window=None) -> dict:
     """BD-rate (and, without a window, the quality delta ``bd_<metric>``) of one
     non-PSNR metric, by the same Bjontegaard functions ``bd_table`` uses."""
-    from . import metrics
+    from .. import metrics
 
     ra, qa = rd_curve(anchor, metric)
     rb, qb = rd_curve(entry, metric)

@@ -48,8 +48,8 @@ import math
 
 import numpy as np
 
-from ..color import rgb_to_y_matlab
-from ..extras import require_bench_deps
+from .color import rgb_to_y_matlab
+from .extras import require_bench_deps
 
 PEAK = 255.0
 

@@ -34,7 +34,7 @@ from ..io import read_image
 from ..jpeg.jpegfile import coding_tables_of
 from ..restoration.restorer import Restorer
 from ..zoo.registry import weights_record
-from .metrics import score
+from ..metrics import score
 from .results import provenance, write_result
 from .common import add_runs, data_arg
 

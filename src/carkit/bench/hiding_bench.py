@@ -379,7 +379,7 @@ class Scorer:
         return self._data[q]
 
     def mean_bpp(self, q: int) -> float:
-        from . import metrics
+        from .. import metrics
 
         return sum(metrics.bpp(len(d), *img.shape[:2]) for d, img in zip(self.data(q), self.images)) / len(self.images)
 

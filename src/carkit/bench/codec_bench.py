@@ -70,7 +70,7 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
     Per-image lists follow the order of ``images``.
     """
     require_bench_deps()   # the BD table, before minutes of coding
-    from . import metrics
+    from .. import metrics
     from ..codecs import available_codecs, canonical_name, get_codec
     from ..codecs.base import check_quality
     from .results import provenance

@@ -64,7 +64,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
                    limit: int | None = None, verify_images: int | None = None, window=DEFAULT_WINDOW,
                    at_bpp: float = DEFAULT_AT_BPP, progress: bool = True) -> dict:
     require_bench_deps()   # BD-rate and the plot, before minutes of coding
-    from . import metrics
+    from .. import metrics
     from ..codecs import get_codec
     from ..restoration.codec import RestoredCodec
     from .results import provenance
