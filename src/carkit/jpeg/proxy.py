@@ -39,7 +39,7 @@ What differs from libjpeg-turbo: floating-point DCT/IDCT and color
 conversion instead of 13/16-bit fixed point (``JDCT_ISLOW``), so
 coefficients sitting within ~1/100 of a rounding boundary can round the
 other way; measured agreement is well above 40 dB PSNR (see
-``tests/test_jpeg_proxy.py``). Only 4:2:0 and 4:4:4 (and grayscale) are
+``tests/jpeg/test_jpeg_proxy.py``). Only 4:2:0 and 4:4:4 (and grayscale) are
 modelled; no 4:2:2, progressive, optimized Huffman (irrelevant for pixels)
 or non-IJG tables.
 

@@ -19,7 +19,7 @@ Registered configurations (RGB in [0, 1], any size):
 
 - ``factorized-prior``: N = 128, M = 192, the paper's low-rate size
   (CompressAI's bmshj2018-factorized qualities 1-5): 2,994,691 parameters
-  (transforms 2,986,435 + density 8,256; checked by tests/test_learned_codec.py).
+  (transforms 2,986,435 + density 8,256; checked by tests/codecs/test_learned_codec.py).
 - ``factorized-small``: N = 64, M = 96, a CPU-trainable size: 755,971
   parameters (transforms 751,843 + density 4,128), about a quarter of the
   paper's arithmetic per pixel.

@@ -2,7 +2,7 @@
 
 A configuration is a constructor plus keyword arguments and a short note.
 ``create_model(name)`` builds it; every registered model is covered by the
-generic tests in tests/test_models.py.
+generic tests in tests/models/test_models.py.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def test_shipped_recipes_load():
     from carkit.models.registry import model_config
     from carkit.training.engine import get_task
 
-    paths = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").rglob("*.toml"))
+    paths = sorted(Path(__file__).resolve().parents[2].joinpath("recipes").rglob("*.toml"))
     assert len(paths) > 20
     names = set()
     for path in paths:

@@ -428,7 +428,7 @@ def test_recipes_name_the_papers_settings():
     from carkit.training.engine import get_task
     from carkit.training.recipe import load_recipe
 
-    root = Path(__file__).resolve().parents[1] / "recipes" / "hiding"
+    root = Path(__file__).resolve().parents[2] / "recipes" / "hiding"
     for strategy in ("II", "I"):
         recipe = load_recipe(root / f"hiding-jpeg-q50-s{len(strategy)}.toml")
         task = get_task(recipe.task, **recipe.task_kwargs)
@@ -605,7 +605,7 @@ def test_plain_jpeg_falls_back_to_the_blind_restorer_and_says_so(hiding_zoo, tmp
     from carkit.cli import main
     from carkit.codecs.hiding.codec import HidingCodec
 
-    from .helpers import make_tiny_zoo
+    from ..helpers import make_tiny_zoo
 
     make_tiny_zoo(hiding_zoo)                                                # tiny-gray restores QF 10..40
     img = _image(32, 40, color=False)

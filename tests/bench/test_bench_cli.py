@@ -7,7 +7,7 @@ import json
 from carkit.cli import main
 from carkit.bench.report import build_report
 
-from .helpers import make_tiny_zoo
+from ..helpers import make_tiny_zoo
 
 
 def test_bench_restore_writes_results_updates_zoo_and_report(tmp_path, monkeypatch, capsys, shared_data):

@@ -21,8 +21,8 @@ from carkit.training.engine import init_from_run, train
 from carkit.training.recipe import RecipeError, load_recipe
 from carkit.zoo.registry import load_pretrained
 
-from .helpers import add_tiny_dagn, make_tiny_zoo
-from .test_dagn_training import _recipe
+from ..helpers import add_tiny_dagn, make_tiny_zoo
+from ..training.test_dagn_training import _recipe
 
 
 def _zoo(tmp_path, monkeypatch):

@@ -99,7 +99,7 @@ def test_bench_blockcnn_end_to_end(tmp_path, monkeypatch, shared_data):
     import carkit.zoo.registry as zoo
     from carkit.cli import main
     from carkit.models.blockcnn import BlockCNN
-    from tests.test_blockcnn_codec import make_predictor_zoo
+    from tests.codecs.test_blockcnn_codec import make_predictor_zoo
 
     make_predictor_zoo(tmp_path / "zoo", monkeypatch)
     kwargs = {"in_channels": 3, "width": 4, "num_res_blocks": 1, "color_space": "rgb"}

@@ -16,7 +16,7 @@ from carkit.errors import ModelError, WeightsError
 from carkit.restoration.restorer import choose_model
 from carkit.zoo.registry import WeightsRecord, load_pretrained, weights_record
 
-from .helpers import make_tiny_zoo
+from ..helpers import make_tiny_zoo
 
 
 def _jpeg(path, size=(67, 45), quality=20, mode="RGB", seed=0):

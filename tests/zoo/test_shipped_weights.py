@@ -12,7 +12,7 @@ from carkit.cli import main
 from carkit.metrics import psnr, psnr_y
 from carkit.zoo.registry import list_weights, load_pretrained, weights_record
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SHIPPED = ["arcnn-gray-q10", "resunet-gray-blind"]
 
 #: Pinned measurements hold within this many dB (CPU fp32 reproduces them to about 0.01 dB): a model

@@ -16,7 +16,7 @@ from carkit.codecs.jpeg import JpegCodec
 from carkit.bench import hiding_bench as hb
 from carkit.metrics import score
 
-from .helpers import add_tiny_weights, make_tiny_zoo
+from ..helpers import add_tiny_weights, make_tiny_zoo
 from .test_vcodec_bench import _crops
 
 HIDING_KWARGS = {"channels": [4, 8, 16], "blocks": 1}
@@ -332,7 +332,7 @@ def test_learned_codec_sweeps_one_point_per_trained_rate_point(zoo, kodak):
     """The factorized codec: quality picks a zoo entry, so the sweep keeps one
     quality per entry present (two here, out of the config's four) and the
     table is one protocol at quality 50, IL_enc's bpp beside IL's."""
-    from .test_learned_codec import _add_tiny
+    from ..codecs.test_learned_codec import _add_tiny
 
     _add_tiny(zoo, "tiny-fp-a", qualities=(26, 50), seed=0)
     _add_tiny(zoo, "tiny-fp-b", qualities=(51, 75), seed=1)

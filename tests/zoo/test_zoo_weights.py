@@ -21,7 +21,7 @@ from carkit.zoo.registry import WeightsRecord, list_weights, load_pretrained, sa
 #: the issue-35 budget for the weights inside the package (safetensors and records)
 PACKAGE_BUDGET = 80_000_000
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 BENCH_ONLY = sorted(set(list_weights(include_extra=True)) - set(list_weights()))
 
 

@@ -16,7 +16,7 @@ from carkit.codecs.registry import get_codec
 from carkit.bench import vcodec_bench as vb
 from carkit.bench.report import build_report, write_report
 
-from .helpers import add_tiny_vcodec, make_tiny_zoo
+from ..helpers import add_tiny_vcodec, make_tiny_zoo
 
 DESCRIPTION_QUALITIES = (5, 10, 20, 40)
 JPEG_QUALITIES = "3,5,8,12,20,30"

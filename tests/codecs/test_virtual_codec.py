@@ -171,7 +171,7 @@ def test_algorithm_1_trains_only_the_phase_network_and_resumes(bridge, tmp_path,
 @pytest.fixture
 def vcodec_zoo(tmp_path, monkeypatch):
     import carkit.zoo.registry as zoo
-    from .helpers import add_tiny_vcodec
+    from ..helpers import add_tiny_vcodec
 
     directory = tmp_path / "zoo"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", directory)
@@ -251,7 +251,7 @@ def test_vcodec_errors_are_one_line(vcodec_zoo, tmp_path, monkeypatch, capsys):
     # weights that changed since encoding
     assert main(["encode", "--method", "vcnn", "-q", "10", str(tmp_path / "g.png"), str(tmp_path / "v.jpg")]) == 0
     data = (tmp_path / "v.jpg").read_bytes()
-    from .helpers import add_tiny_vcodec
+    from ..helpers import add_tiny_vcodec
 
     add_tiny_vcodec(vcodec_zoo, "tiny-vc-gray-q10", True, 10, seed=5)
     assert main(["decode", str(tmp_path / "v.jpg"), "-o", str(tmp_path / "r.png")]) != 0

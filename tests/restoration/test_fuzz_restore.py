@@ -23,7 +23,7 @@ from PIL import Image
 
 from carkit.restoration.restorer import Restorer, restore_to_record
 
-from .helpers import make_tiny_zoo
+from ..helpers import make_tiny_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -239,13 +239,13 @@ def test_decode_identical_on_one_and_two_threads(codec, tmp_path):
     img = synthetic(40, 56)
     data, rec = codec.encode_with_reconstruction(img, 40)
     (tmp_path / "x.bcnn").write_bytes(data)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     script = textwrap.dedent("""
         import sys, numpy as np, torch
         threads, src, dst, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
         torch.set_num_threads(threads)
         sys.path.insert(0, root)
-        from tests.test_blockcnn_codec import tiny_predictor
+        from tests.codecs.test_blockcnn_codec import tiny_predictor
         from carkit.models import exact
         from carkit.codecs.blockcnn.codec import BlockCNNCodec
         codec = BlockCNNCodec(predictor=tiny_predictor(0))
@@ -465,7 +465,7 @@ def test_codec_needs_a_zoo_predictor(tmp_path, monkeypatch):
 
 
 def test_restore_after_decoding(tmp_path, monkeypatch):
-    from .helpers import make_tiny_zoo
+    from ..helpers import make_tiny_zoo
 
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     make_predictor_zoo(tmp_path / "zoo", monkeypatch)
@@ -482,7 +482,7 @@ def test_restore_after_decoding(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- CLI
 
 def test_cli_encode_decode_round_trip(tmp_path, monkeypatch, capsys):
-    from .helpers import make_tiny_zoo
+    from ..helpers import make_tiny_zoo
 
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     make_predictor_zoo(tmp_path / "zoo", monkeypatch)
