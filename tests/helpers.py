@@ -34,7 +34,7 @@ def make_tiny_zoo(directory: Path, monkeypatch=None, gray_range=(10, 40)) -> Pat
             model.tail.weight.normal_(0, 1e-3)
         path = directory / "tiny-gray.safetensors"
         save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
-        save_record(WeightsRecord(name="tiny-gray", model="resunet-gray", model_kwargs=TINY_KWARGS, gray=True,
+        save_record(WeightsRecord.new(name="tiny-gray", model="resunet-gray", model_kwargs=TINY_KWARGS, gray=True,
                                   qualities=list(gray_range), sha256=sha256_of(path), description="test"))
     finally:
         if monkeypatch is None:
@@ -59,7 +59,7 @@ def add_tiny_dagn(directory: Path, name: str = "tiny-dagn") -> None:
         model = create_model("dagn", **TINY_DAGN_KWARGS)
         path = directory / f"{name}.safetensors"
         save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
-        save_record(WeightsRecord(name=name, model="dagn", model_kwargs=TINY_DAGN_KWARGS, gray=False,
+        save_record(WeightsRecord.new(name=name, model="dagn", model_kwargs=TINY_DAGN_KWARGS, gray=False,
                                   qualities=[10, 95], sha256=sha256_of(path), description="test"))
     finally:
         zoo.WEIGHTS_DIR = old
@@ -79,18 +79,18 @@ def add_tiny_vcodec(directory: Path, name: str = "tiny-vcodec-gray-q10", gray: b
         model = create_model("vcodec-gray" if gray else "vcodec-color", **kwargs)
         path = directory / f"{name}.safetensors"
         save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
-        save_record(WeightsRecord(name=name, model="vcodec-gray" if gray else "vcodec-color", model_kwargs=kwargs,
+        save_record(WeightsRecord.new(name=name, model="vcodec-gray" if gray else "vcodec-color", model_kwargs=kwargs,
                                   gray=gray, qualities=[quality, quality], sha256=sha256_of(path), description="test"))
     finally:
         zoo.WEIGHTS_DIR = old
 
 
 def add_tiny_weights(directory: Path, name: str, model: str, kwargs: dict, gray: bool, qualities, seed: int = 0,
-                     training: dict | None = None, init=None) -> None:
+                     training: dict | None = None, init=None, codec: str = "jpeg") -> None:
     """Add an untrained ``model`` (registry name, ``kwargs``) to the zoo in
     ``directory`` as ``name``, trained "for" ``qualities`` ([lo, hi]);
     ``init(model)`` may change its fresh weights; ``training`` is the record's
-    (e.g. the recipe's ``task_kwargs``)."""
+    (e.g. the recipe's ``task_kwargs``); ``codec`` the one it was trained behind."""
     import carkit.zoo.registry as zoo
 
     old = zoo.WEIGHTS_DIR
@@ -104,7 +104,8 @@ def add_tiny_weights(directory: Path, name: str, model: str, kwargs: dict, gray:
                 init(net)
         path = directory / f"{name}.safetensors"
         save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
-        save_record(WeightsRecord(name=name, model=model, model_kwargs=kwargs, gray=gray, qualities=list(qualities),
-                                  sha256=sha256_of(path), description="test", training=training or {}))
+        save_record(WeightsRecord.new(name=name, model=model, model_kwargs=kwargs, gray=gray, qualities=list(qualities),
+                                      sha256=sha256_of(path), description="test", training=training or {},
+                                      codec=codec))
     finally:
         zoo.WEIGHTS_DIR = old

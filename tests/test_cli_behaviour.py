@@ -330,12 +330,13 @@ def test_jobs_run_in_worker_processes(tmp_path, capsys):
 def test_zoo_list_is_a_table_and_show_prints_one_record(capsys):
     assert main(["zoo", "list", "--role", "restorer"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:6] == ["name", "role", "QF", "input", "MB", "measured"]
+    assert lines[0].split() == ["name", "role", "input", "codec", "QF", "image", "MB", "trained", "description"]
     rows = [line.split() for line in lines[1:] if line.strip() and not line.startswith(tuple("0123456789"))]
     assert rows and all(row[1] == "restorer" for row in rows)
-    assert any(row[0] == "dagn-small" and row[2] == "10-95" for row in rows)
+    assert any(row[:6] == ["dagn-small", "restorer", "pixels", "jpeg", "10-95", "color"] for row in rows)
     assert main(["zoo", "show", "dagn-small"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["name"] == "dagn-small" and record["role"] == "restorer" and len(record["sha256"]) == 64
+    assert record["schema"] == 2 and record["codec"] == "jpeg" and record["licence"].startswith("MIT")
     assert main(["zoo", "show", "nope"]) == 2
     assert main(["zoo", "list", "--role", "nope"]) == 2

@@ -226,22 +226,6 @@ def _cmd_decode(args) -> int:
     return 0
 
 
-def _headline_gain(record) -> str:
-    """One measured gain for the table: the lowest benchmarked quality of the
-    record's first color (RGB) set, else its first set; '-' when unmeasured."""
-    sets = sorted(record.results, key=lambda d: (not d.endswith("_rgb"), d.endswith("_green"), d))
-    for dataset in sets:
-        per_q = record.results[dataset]
-        if not isinstance(per_q, dict):
-            continue
-        cells = [(int(k[1:]), v) for k, v in per_q.items() if k[1:].isdigit() and isinstance(v, dict)
-                 and v.get("gain_psnr") is not None]
-        if cells:
-            q, v = min(cells, key=lambda c: c[0])
-            return f"{v['gain_psnr']:+.2f} dB {dataset} q{q}"
-    return "-"
-
-
 def _shorten(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0] + " ..."
@@ -252,23 +236,25 @@ def _cmd_zoo_list(args) -> int:
 
     records = [weights_record(n) for n in list_weights()]
     if args.role:
-        roles = sorted({r.kind for r in records})
+        roles = sorted({r.role.value for r in records})
         if args.role not in roles:
             raise UsageError(f"unknown role {args.role!r}; roles: {', '.join(roles)}")
-        records = [r for r in records if r.kind == args.role]
+        records = [r for r in records if r.role == args.role]
     if not records:
         print("no shipped weights" + (f" with role {args.role}" if args.role else ""))
         return 0
-    rows = [("name", "role", "QF", "input", "MB", "measured gain", "description")]
+    rows = [("name", "role", "input", "codec", "QF", "image", "MB", "trained", "description")]
     for r in records:
         size = r.path.stat().st_size / 1e6 if r.path.exists() else 0.0
         lo, hi = r.qualities
-        rows.append((r.name, r.kind, f"{lo}" if lo == hi else f"{lo}-{hi}", "gray" if r.gray else "color",
-                     f"{size:.1f}", _headline_gain(r), _shorten(r.description, 72)))
+        rows.append((r.name, r.role.value, r.input.value, r.codec, f"{lo}" if lo == hi else f"{lo}-{hi}",
+                     "gray" if r.gray else "color", f"{size:.1f}", f"{r.budget_seconds / 3600:.1f} h",
+                     _shorten(r.description, 72)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    print(f"\n{len(records)} weights; `carkit zoo show NAME` prints one record in full")
+    print(f"\n{len(records)} weights; `carkit zoo show NAME` prints one record in full; measured results: "
+          "docs/RESULTS.md")
     return 0
 
 
@@ -279,7 +265,6 @@ def _cmd_zoo_show(args) -> int:
 
     record = weights_record(args.name)
     data = record.to_dict()
-    data["role"] = record.kind
     data["file"] = str(record.path)
     print(json.dumps(data, indent=1, sort_keys=False, default=str))
     return 0
@@ -328,7 +313,7 @@ def _cmd_bench_restore(args) -> int:
     data = [_resolve_data(d) for d in args.data]
     gray = True if (args.gray or args.plane != "y") else None
     paths = run_restore_bench(data, models, _split(args.qualities, int), gray=gray,
-                              limit=args.limit, results_dir=args.results, update_zoo=not args.no_update_zoo,
+                              limit=args.limit, results_dir=args.results,
                               threads=args.threads, runs=args.runs or (), tag=args.tag or "",
                               plane=args.plane, crop=args.crop, double=_double_arg(args.double))
     for p in paths:
@@ -424,7 +409,7 @@ def _cmd_bench_report(args) -> int:
 
 
 def _cmd_zoo_export(args) -> int:
-    from .zoo.registry import export_run
+    from .training.export import export_run
 
     record = export_run(args.run, args.name, description=args.description or "", part=args.part,
                         runs_root=args.runs_root, folder=args.to)
@@ -534,9 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--double", metavar="Q1[:SHIFT]",
                    help="compress twice: JPEG at Q1, crop SHIFT pixels (0-7) at top and left to move the "
                         "8x8 grid, then JPEG at each --qualities (FBCNN's double JPEG); use with --tag")
-    b.add_argument("--limit", type=int, help="first N images only (does not update the zoo)")
+    b.add_argument("--limit", type=int, help="first N images only")
     b.add_argument("--results", default="results", help="folder for result JSON files")
-    b.add_argument("--no-update-zoo", action="store_true", help="do not store results in zoo records")
     b.add_argument("--threads", type=int, help="torch CPU threads")
     b.set_defaults(func=_cmd_bench_restore)
     b = bsub.add_parser("codecs", help="rate-distortion of the standard codecs")

@@ -106,7 +106,7 @@ def test_bench_blockcnn_end_to_end(tmp_path, monkeypatch, shared_data):
     remover = BlockCNN(**kwargs)
     path = tmp_path / "zoo" / "tiny-blockcnn.safetensors"
     save_file({k: v.half().contiguous() for k, v in remover.state_dict().items()}, str(path))
-    zoo.save_record(zoo.WeightsRecord(name="tiny-blockcnn", model="blockcnn-color", model_kwargs=kwargs, gray=False,
+    zoo.save_record(zoo.WeightsRecord.new(name="tiny-blockcnn", model="blockcnn-color", model_kwargs=kwargs, gray=False,
                                       qualities=[10, 40], sha256=zoo.sha256_of(path), description="test"))
     images = tmp_path / "kodak"
     images.mkdir()

@@ -98,7 +98,7 @@ def make_predictor_zoo(directory, monkeypatch, seed: int = 0, name: str = "block
     path = directory / f"{name}.safetensors"
     save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
     kwargs = {k: v for k, v in TINY.items() if k not in ("causal", "in_channels", "color_space")}
-    zoo.save_record(zoo.WeightsRecord(name=name, model="blockcnn-predictor", model_kwargs=kwargs, gray=True,
+    zoo.save_record(zoo.WeightsRecord.new(name=name, model="blockcnn-predictor", model_kwargs=kwargs, gray=True,
                                       qualities=[1, 100], sha256=zoo.sha256_of(path), description="test"))
     return directory
 

@@ -44,7 +44,7 @@ def _add_tiny(directory, name="tiny-fp", qualities=(1, 100), seed=0) -> None:
     net = _tiny_net(seed)
     path = directory / f"{name}.safetensors"
     save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
-    zoo.save_record(zoo.WeightsRecord(name=name, model="factorized-small", model_kwargs=TINY, gray=False,
+    zoo.save_record(zoo.WeightsRecord.new(name=name, model="factorized-small", model_kwargs=TINY, gray=False,
                                       qualities=list(qualities), sha256=zoo.sha256_of(path), description="test"))
 
 

@@ -457,9 +457,10 @@ def add_tiny_hiding(directory, name, gray=False, quality=50, seed=0, codec="jpeg
             model.decoder.tail.weight.normal_(0, 0.02)
         path = directory / f"{name}.safetensors"
         save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
-        save_record(WeightsRecord(name=name, model="hiding-gray" if gray else "hiding-color", model_kwargs=TINY,
+        save_record(WeightsRecord.new(name=name, model="hiding-gray" if gray else "hiding-color", model_kwargs=TINY,
                                   gray=gray, qualities=[quality, quality], sha256=sha256_of(path), description="test",
-                                  training={"recipe": {"task_kwargs": {"codec": codec, "quality": quality}}}))
+                                  training={"recipe": {"task_kwargs": {"codec": codec, "quality": quality}}},
+                                  codec=codec))
     finally:
         zoo.WEIGHTS_DIR = old
 

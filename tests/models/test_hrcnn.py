@@ -152,7 +152,7 @@ def _hrcnn_zoo(directory, monkeypatch, name="tiny-hrcnn", quality=20):
     net = HRCNN(init_quality=quality)
     path = directory / f"{name}.safetensors"
     save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
-    zoo.save_record(zoo.WeightsRecord(name=name, model="hrcnn", model_kwargs={"init_quality": quality}, gray=True,
+    zoo.save_record(zoo.WeightsRecord.new(name=name, model="hrcnn", model_kwargs={"init_quality": quality}, gray=True,
                                       qualities=[quality, quality], sha256=zoo.sha256_of(path),
                                       description="test"))
 
@@ -210,7 +210,7 @@ def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, 
     Image.open(src).convert("RGB").crop((0, 0, 136, 64)).save(images / "a.png")   # two whole 64-crops
     assert main(["bench", "restore", "--data", str(images), "--models", "tiny-hrcnn", "--plane", "green",
                  "--crop", "64", "--qualities", "10,20", "--results", str(tmp_path / "res"),
-                 "--no-update-zoo", "--threads", "1"]) == 0
+                 "--threads", "1"]) == 0
     payload = json.loads((tmp_path / "res" / "restore_imgs_crops64_green.json").read_text())
     assert payload["plane"] == "green" and payload["rows"]["jpeg"]["q10"]["n"] == 2
     assert set(payload["rows"]["tiny-hrcnn"]) == {"q20"}
@@ -219,7 +219,7 @@ def test_bench_restore_green_crops_scores_kspace_model_at_its_quality(tmp_path, 
     # still the JPEG decoder: within a hair of JPEG's PSNR
     assert abs(payload["rows"]["tiny-hrcnn"]["q20"]["psnr"] - payload["rows"]["jpeg"]["q20"]["psnr"]) < 0.1
     assert main(["bench", "restore", "--data", str(images), "--models", "tiny-hrcnn", "--qualities", "20",
-                 "--results", str(tmp_path / "res"), "--no-update-zoo"]) == 2     # color set: a clear error
+                 "--results", str(tmp_path / "res")]) == 2     # color set: a clear error
 
 
 def test_report_prints_table_iii_for_green_live1_results():
@@ -283,7 +283,7 @@ def test_color_model_starts_as_the_jpeg_decoder_and_restores_files(tmp_path, mon
     torch.manual_seed(0)
     weights = zoo_dir / "tiny-hrcnn-color.safetensors"
     save_file({k: v.half().contiguous() for k, v in HRCNNColor().state_dict().items()}, str(weights))
-    zoo.save_record(zoo.WeightsRecord(name="tiny-hrcnn-color", model="hrcnn-color", model_kwargs={}, gray=False,
+    zoo.save_record(zoo.WeightsRecord.new(name="tiny-hrcnn-color", model="hrcnn-color", model_kwargs={}, gray=False,
                                       qualities=[10, 60], sha256=zoo.sha256_of(weights), description="test"))
     dst = tmp_path / "out.png"
     assert main(["restore", "--model", "tiny-hrcnn-color", str(path), "-o", str(dst)]) == 0

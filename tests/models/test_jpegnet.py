@@ -122,7 +122,7 @@ def test_bench_restore_gives_each_coded_file_its_tables(tmp_path, monkeypatch):
     net = create_model("jpegnet")
     path = tmp_path / "zoo" / "tiny-jpegnet.safetensors"
     save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path))
-    save_record(WeightsRecord(name="tiny-jpegnet", model="jpegnet", model_kwargs={}, gray=False,
+    save_record(WeightsRecord.new(name="tiny-jpegnet", model="jpegnet", model_kwargs={}, gray=False,
                               qualities=[5, 100], sha256=sha256_of(path), description="test"))
     images = tmp_path / "imgs"
     images.mkdir()
@@ -138,7 +138,7 @@ def test_bench_restore_gives_each_coded_file_its_tables(tmp_path, monkeypatch):
 
     monkeypatch.setattr(JpegNet, "forward", forward)
     run_restore_bench([str(images)], ["tiny-jpegnet"], [10, 90], gray=None, limit=None,
-                      results_dir=str(tmp_path / "r"), update_zoo=False, threads=1)
+                      results_dir=str(tmp_path / "r"), threads=1)
     from carkit.jpeg.tables import STD_LUMINANCE, quality_scale, _scale_with_factor
 
     expected = {float(_scale_with_factor(STD_LUMINANCE, quality_scale(q), True).reshape(-1)[0]) for q in (10, 90)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
+from carkit.training.export import export_run
 from carkit.training.engine import train
 from carkit.training.recipe import load_recipe
 
@@ -54,7 +55,7 @@ def test_two_stages(tmp_path, shared_data, monkeypatch):
     import carkit.zoo.registry as zoo
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
-    record = zoo.export_run(tmp_path / "two", "two")
+    record = export_run(tmp_path / "two", "two")
     assert [s["run"] for s in record.training["stages"]] == ["one", "two"]
     assert [s["steps"] for s in record.training["stages"]] == [2, 2]
     assert record.training["wall_seconds"] == sum(s["wall_seconds"] for s in record.training["stages"])

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from carkit.models.registry import create_model
+from carkit.training.export import export_run
 from carkit.training.engine import TrainTask, init_from_run, train
 from carkit.training.recipe import DEFAULT_RUNS_ROOT, RecipeError, load_recipe, resolve_run
 
@@ -109,7 +110,7 @@ def test_init_from_names_a_run_under_the_runs_root(tmp_path, shared_data, monkey
     import carkit.zoo.registry as zoo
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
-    record = zoo.export_run(root / "two", "two")
+    record = export_run(root / "two", "two")
     assert [s["run"] for s in record.training["stages"]] == ["one", "two"]
     # a run that is not there: the error names where it looked
     with pytest.raises(RecipeError, match=r"init_from: .*somewhere/runs/nope/last.safetensors does not exist "

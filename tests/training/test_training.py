@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from carkit.training.export import export_run
 from carkit.training.engine import learning_rate, train
 from carkit.training.recipe import Recipe, RecipeError, load_recipe
 
@@ -267,7 +268,7 @@ def test_init_from_zoo_weights_and_the_budget_they_carry(tmp_path, shared_data, 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "zoo")
     recipe = load_recipe(_recipe(tmp_path, shared_data, iterations=3), data_root=str(shared_data))
     train(recipe, tmp_path / "run", resume=False, progress=False)
-    first = zoo.export_run(tmp_path / "run", "tiny-first")
+    first = export_run(tmp_path / "run", "tiny-first")
 
     model = create_model("resunet-gray", channels=[8, 16], blocks=1)
     counts = init_from_run(model, "zoo:tiny-first")
@@ -278,7 +279,7 @@ def test_init_from_zoo_weights_and_the_budget_they_carry(tmp_path, shared_data, 
     more = tmp_path / "more.toml"
     more.write_text(TINY.format(iterations=2, bf16="false").replace("[optim]\n", '[optim]\ninit_from = "zoo:tiny-first"\n'))
     train(load_recipe(more, data_root=str(shared_data)), tmp_path / "run2", resume=False, progress=False)
-    second = zoo.export_run(tmp_path / "run2", "tiny-second")
+    second = export_run(tmp_path / "run2", "tiny-second")
     stages = second.training["stages"]
     assert [s.get("zoo") for s in stages] == ["tiny-first", None]
     assert stages[0]["steps"] == 3 and stages[1]["steps"] == 2

@@ -53,7 +53,7 @@ def data_arg(data_dir: Path) -> str:
 def add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
     from ..restoration.restorer import RestorePlan
-    from ..zoo.registry import load_run_model, run_budget
+    from ..training.export import load_run_model, run_budget
 
     added = {}
     for run in runs:

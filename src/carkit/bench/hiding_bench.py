@@ -83,12 +83,11 @@ import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
-from ..codecs.hiding.codec import HidingCodec, zoo_results_key
+from ..codecs.hiding.codec import HidingCodec
 from .common import (
     DEFAULT_RESTORER, RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
     compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
@@ -278,7 +277,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
     """Training-run folders as methods: hiding models (the product codec with
     the run's E/D) and DnCNN/MemNet restorers (loaded into ``restorer``)."""
     from ..models.registry import model_config
-    from ..zoo.registry import load_run_model, recipe_codec, run_budget
+    from ..training.export import load_run_model, run_budget, run_record, run_trained_for
     from .results import sha256_file
 
     out = []
@@ -294,8 +293,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
                                   f"{'gray' if gray else 'color'}")
             net, recipe = load_run_model(run)
             sha = sha256_file(Path(run) / "last.safetensors")
-            record = SimpleNamespace(gray=bool(recipe["gray"]), sha256=sha, training={"recipe": recipe},
-                                     qualities=recipe.get("qualities") or recipe.get("quality_range"))
+            record = run_record(run, recipe, sha)
             budget = run_budget(run, recipe)
             info = {"source": "run", "run": str(run), "architecture": recipe["model"], "weights_sha256": sha,
                     "training": {"steps": budget["steps"], "wall_seconds": budget["wall_seconds"],
@@ -310,7 +308,7 @@ def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
             raise UsageError(f"{run}: trained at qualities {quals or recipe.get('quality_range')}; Table 2's "
                               "baselines are trained at one quality")
         (name, (plan, info)), = add_runs(restorer, [run], gray).items()
-        out.append(Method(name, family, recipe_codec(recipe), (int(quals[0]),) * 2,
+        out.append(Method(name, family, run_trained_for(recipe)[0], (int(quals[0]),) * 2,
                           {"source": "run", **info, "mode": plan.mode}, plan))
     return out
 
@@ -1079,8 +1077,6 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--sweep", help="RD curves' qualities for every codec (default: the codec's config)")
     parser.add_argument("--tag", help="a name for this measurement's own result file and figures (e.g. a new "
                                       "pair with --models, beside the codec's full table)")
-    parser.add_argument("--no-update-zoo", action="store_true",
-                        help="do not store the hiding pairs' measured rows in their zoo records")
     parser.add_argument("--wide-window", default=",".join(map(str, WIDE_WINDOW)),
                         help="second bpp window of the BD-rates (default: the standard-file targets' "
                              f"{WIDE_WINDOW[0]},{WIDE_WINDOW[1]})")
@@ -1094,45 +1090,6 @@ def add_bench_hiding_arguments(parser) -> None:
 def hiding_label(name: str) -> str:
     """The RD curve (and comparison) name of a hiding model."""
     return f"hiding+D ({name})"
-
-
-def update_zoo_hiding(payload: dict) -> list[str]:
-    """Store each zoo hiding pair's measured Table 2 row in its zoo record
-    (``results[zoo_results_key(...)]``, at Table 2's quality): PSNR / SSIM,
-    the gain over the codec alone at the matched rate (the Fix-Q table, or
-    Fix-Q/BPP for rate-fixed codecs) and the windowed BD-rate of its RD curve
-    against the codec. ``carkit encode`` ranks equally near pairs by that gain
-    (codecs/hiding/codec.py's choose_weights), and ``carkit zoo list`` shows it.
-    Returns the updated names."""
-    from ..zoo.registry import save_record, weights_record
-
-    dataset = Path(payload["config"]["data"]).name
-    updated = []
-    for codec, entry in payload["codecs"].items():
-        table = next((t for t in entry["table2"] if t["protocol"].startswith("fix-q") and t.get("rows")), None)
-        if table is None:
-            continue
-        psnr_key, ssim_key = entry["rd"]["config"]["rd_metrics"][:2]
-        original = next(r for r in table["rows"] if r["method"] == ORIGINAL)["mean"]
-        bd = {c["method"]: c["bd_window"][psnr_key].get("bd_rate") for c in entry["rd"]["comparisons"]
-              if c["against"] == entry["rd"]["config"]["anchor"]}  # None where the curve is too short
-        for row in table["rows"]:
-            info = entry["models"].get(row["model"] or "", {})
-            if info.get("role") != "hiding" or info.get("source") != "zoo":
-                continue
-            rec = weights_record(row["model"])
-            if rec.sha256 != info.get("weights_sha256"):  # the zoo's weights changed since this measurement
-                continue
-            mean = row["mean"]
-            cell = {"psnr": round(mean[psnr_key], 4), "ssim": round(mean[ssim_key], 5), "bpp": round(mean["bpp"], 4),
-                    "gain_psnr": round(mean[psnr_key] - original[psnr_key], 4),
-                    "against_bpp": round(original["bpp"], 4), "protocol": table["protocol"]}
-            if bd.get(hiding_label(row["model"])) is not None:
-                cell["bd_rate"] = round(bd[hiding_label(row["model"])], 2)
-            rec.results[zoo_results_key(dataset, codec)] = {f"q{row['quality']}": cell}
-            save_record(rec)
-            updated.append(rec.name)
-    return updated
 
 
 def main_bench_hiding(args) -> int:
@@ -1154,9 +1111,6 @@ def main_bench_hiding(args) -> int:
                            timing_images=args.timing_images)
     path = write_result(result_path(args.results, payload), payload)
     print(format_hiding_tables(payload))
-    if not args.no_update_zoo and not args.limit:
-        for name in update_zoo_hiding(payload):
-            print(f"stored the measured row in the zoo record of {name}")
     if args.figures:
         for fig in write_figures(payload, args.figures):
             print(f"wrote {fig}")
@@ -1167,5 +1121,5 @@ def main_bench_hiding(args) -> int:
 __all__ = ["CODECS", "CodecConfig", "DEFAULT_WINDOW", "TARGET_BD_RATE", "bench_hiding", "match_quality",
            "find_methods", "format_hiding_tables", "report_section", "figure_path", "result_path", "plot_rd",
            "write_figures", "add_bench_hiding_arguments", "main_bench_hiding", "command_line", "INTRO",
-           "update_zoo_hiding", "zoo_results_key", "hiding_label", "plain_label", "time_per_mp",
+           "hiding_label", "plain_label", "time_per_mp",
            "WIDE_WINDOW", "standard_file_target_lines", "timing_lines"]

@@ -182,26 +182,6 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     }
 
 
-def update_zoo_results(payload: dict) -> None:
-    """Store each model's measured means (and gain over JPEG) in its zoo record."""
-    from ..zoo.registry import save_record
-
-    psnr_key, ssim_key, psnrb_key = payload["metrics"]
-    for m, info in payload["models"].items():
-        if "run" in info:  # training runs are not in the zoo
-            continue
-        rec = weights_record(m)
-        per_q = {}
-        for q, v in payload["rows"][m].items():
-            base = payload["rows"]["jpeg"][q]
-            per_q[q] = {"psnr": round(v[psnr_key], 4), "ssim": round(v[ssim_key], 5),
-                        "psnr_b": round(v[psnrb_key], 4), "gain_psnr": round(v[psnr_key] - base[psnr_key], 4)}
-        plane = payload.get("plane", "y")
-        suffix = "_rgb" if not payload["gray"] else ("" if plane == "y" else f"_{plane}")
-        rec.results[payload["dataset"] + suffix] = per_q
-        save_record(rec)
-
-
 def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
     plane = payload.get("plane", "y")
     mode = ("gray" if plane == "y" else plane) if payload["gray"] else "color"
@@ -210,7 +190,7 @@ def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
 
 
 def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
-                      limit: int | None, results_dir: str, update_zoo: bool, threads: int | None,
+                      limit: int | None, results_dir: str, threads: int | None,
                       runs=(), tag: str = "", plane: str = "y", crop: int = 0,
                       double: tuple[int, int] | None = None) -> list[Path]:
     written = []
@@ -220,8 +200,6 @@ def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[i
         path = write_result(result_path(results_dir, payload), payload)
         written.append(path)
         print(format_restore_table(payload))
-        if update_zoo and not limit:
-            update_zoo_results(payload)
     return written
 
 

@@ -147,7 +147,7 @@ def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
 def _run_model(run: str | os.PathLike, gray: bool) -> tuple[str, object, dict]:
     """(name, codec, info) of a training run of a ``vcodec-*`` model."""
     from ..models.registry import model_config
-    from ..zoo.registry import load_run_model, run_budget
+    from ..training.export import load_run_model, run_budget
     from .results import sha256_file
 
     net, recipe = load_run_model(run)

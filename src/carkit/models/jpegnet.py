@@ -141,6 +141,8 @@ class JpegNet(nn.Module):
 
     #: restore passes the file's quantization tables (forward's luma_table, chroma_table)
     takes_tables = True
+    #: gray files (1 channel) and colour ones (3) alike
+    accepts_channels = (1, 3)
     #: tile origins on the 4:2:0 MCU grid, so tiles see the file's chroma blocks
     tile_align = 16
 

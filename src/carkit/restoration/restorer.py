@@ -40,8 +40,6 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
 QUALITY_MARGIN = 10
 #: Side of the centre crop a model's own quality estimate looks at (bounded memory on any image).
 ESTIMATE_CROP = 1024
-#: A measured gain is quoted for a file only when it was measured this close to the file's quality.
-QUOTE_WITHIN = 5
 
 
 def grid_aligned_crop(pixels: np.ndarray, size: int = ESTIMATE_CROP) -> np.ndarray:
@@ -67,40 +65,6 @@ def predict_quality(net: torch.nn.Module, pixels: np.ndarray, device: str = "cpu
     return float(predict(to_tensor(crop).to(device)).expected[0])
 
 
-def _measured_gain(record: WeightsRecord, quality: int, color: bool) -> tuple[float | None, int | None]:
-    """(mean measured PSNR gain over JPEG, the quality it was measured at): the
-    benchmarked quality nearest to ``quality``, on color sets scored in RGB
-    (``color``; result keys ending in ``_rgb``) or on gray sets; (None, None)
-    when the record has no such measurement. Green-plane results (HR-CNN's
-    protocol, keys ending in ``_green``) are left out: not every model is
-    measured that way, so they would skew the comparison."""
-    gains, at = [], []
-    for dataset, per_quality in record.results.items():
-        if dataset.endswith("_rgb") != color or dataset.endswith("_green"):
-            continue
-        if not isinstance(per_quality, dict) or not per_quality:
-            continue
-        qs = [int(k[1:]) for k in per_quality if k.startswith("q") and k[1:].isdigit()]
-        if qs:
-            nearest = min(qs, key=lambda q: abs(q - quality))
-            gain = per_quality[f"q{nearest}"].get("gain_psnr")
-            if gain is not None:
-                gains.append(gain)
-                at.append(nearest)
-    if not gains:
-        return None, None
-    return float(np.mean(gains)), min(at, key=lambda q: abs(q - quality))
-
-
-def _gain_note(gain: float | None, at: int | None, quality: int | None) -> str:
-    """The measured gain, quoted only when measured within QUOTE_WITHIN of the file's quality."""
-    if gain is None or quality is None:
-        return ""
-    if abs(at - quality) <= QUOTE_WITHIN:
-        return f", measured {gain:+.2f} dB over JPEG at QF {at}"
-    return f"; no measurement within {QUOTE_WITHIN} quality points of QF {quality} (nearest QF {at})"
-
-
 def _reviewed_plan(gray: bool, quality: int | None) -> RestorePlan | None:
     """The plan of the reviewed default table (:mod:`carkit.zoo.defaults`):
     its model where the zoo ships it, a pass-through where no row covers the
@@ -115,25 +79,20 @@ def _reviewed_plan(gray: bool, quality: int | None) -> RestorePlan | None:
     if row is None:
         return RestorePlan(quality, None, None, "passthrough",
                            "no model is measured near this quality; output is the decoded JPEG")
-    record = weights_record(row.model)
-    lo, hi = record.qualities
-    if quality is None:
-        reason = f"quality unknown: blind model (trained for QF {lo}..{hi})"
-    else:
-        reason = f"trained for QF {lo}..{hi}{_gain_note(*_measured_gain(record, quality, color=not gray), quality)}"
-    return RestorePlan(quality, None, row.model, row.mode, reason)
+    lo, hi = weights_record(row.model).qualities
+    known = "quality unknown: blind model" if quality is None else "reviewed default"
+    return RestorePlan(quality, None, row.model, row.mode, f"{known} (trained for QF {lo}..{hi}): {row.why}")
 
 
 def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] | None = None) -> RestorePlan:
     """Pick the zoo model for an image: the reviewed default table
     (:mod:`carkit.zoo.defaults`) when the zoo ships its models. Otherwise
-    (``records`` given, or a custom zoo) by ranking. Candidates: gray models for gray
-    images; color models and gray models through Y for color images. Among
-    those trained for the quality, the one that measures best on images of
-    that kind (RGB gain on color sets, gain on gray sets) wins; unmeasured
-    models rank after measured ones, and color models before gray ones on a
-    tie. No model covers the quality: the nearest within ``QUALITY_MARGIN``,
-    else the decoded JPEG is passed through."""
+    (``records`` given, or a custom zoo) by what the records declare.
+    Candidates: gray models for gray images; color models and gray models
+    through Y for color images. Among those trained for the quality, color
+    models before gray ones through Y, then the narrowest trained range (the
+    most specialised), then the name. No model covers the quality: the
+    nearest within ``QUALITY_MARGIN``, else the decoded JPEG is passed through."""
     if records is None:
         reviewed = _reviewed_plan(gray, quality)
         if reviewed is not None:
@@ -157,17 +116,10 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
 
     covering = [c for c in candidates if c[1].covers(q)]
     if covering:
-        gains = {r.name: _measured_gain(r, q, color=not gray) for _, r in covering}
-
-        def rank(candidate):
-            mode, r = candidate
-            gain = gains[r.name][0]
-            return (gain is not None, gain or 0.0, mode != "color-via-Y", r.qualities[1] - r.qualities[0])
-
-        mode, best = max(covering, key=rank)
-        measured = _gain_note(*gains[best.name], q)
+        mode, best = min(covering, key=lambda c: (c[0] == "color-via-Y", c[1].qualities[1] - c[1].qualities[0],
+                                                  c[1].name))
         return RestorePlan(quality, None, best.name, mode,
-                           f"trained for QF {best.qualities[0]}..{best.qualities[1]}{measured}")
+                           f"trained for QF {best.qualities[0]}..{best.qualities[1]}")
     near = [c for c in candidates if c[1].qualities[0] - QUALITY_MARGIN <= q <= c[1].qualities[1] + QUALITY_MARGIN]
     if near:
         mode, best = min(near, key=lambda c: (min(abs(q - c[1].qualities[0]), abs(q - c[1].qualities[1])),

@@ -135,6 +135,13 @@ class TrainTask:
         return JpegPatchBatches(images, degradation, recipe.patch_size, recipe.batch_size,
                                 seed=recipe.seed, rank=rank, aligned=recipe.aligned)
 
+    def trained_for(self, recipe: dict) -> tuple[str, list[int]]:
+        """(codec, [lo, hi]) the exported weights declare in their record: the
+        codec whose output the data came from and the qualities trained
+        (default: the recipe's ``codec`` and quality range or list)."""
+        quals = recipe.get("quality_range") or [min(recipe["qualities"]), max(recipe["qualities"])]
+        return recipe.get("codec", "jpeg"), [int(q) for q in quals]
+
     def learning_rate(self, recipe: Recipe, step: int) -> float:
         """The learning rate at ``step`` (default: the recipe's warmup + cosine)."""
         return learning_rate(recipe, step)

@@ -207,6 +207,10 @@ class ResidualHidingTask(TrainTask):
             self._codec = get_codec(self.codec_name, **self.codec_options)
         return self._codec
 
+    def trained_for(self, recipe):
+        """The task's codec and quality (range), not the recipe's data codec."""
+        return self.codec_name, list(self.qualities)
+
     def extras(self, model, recipe):
         if self.simulator != "autoencoder":
             return {}

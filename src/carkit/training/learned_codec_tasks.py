@@ -52,6 +52,10 @@ class LearnedCodecTask(TrainTask):
 
     name = "learned-codec"
 
+    def trained_for(self, recipe):
+        """A learned codec is its own codec (its record's ``codec`` is "factorized")."""
+        return "factorized", super().trained_for(recipe)[1]
+
     def __init__(self, lmbda: float = 0.0130):
         if not lmbda > 0:
             raise RecipeError(f"lmbda must be positive, got {lmbda!r}")

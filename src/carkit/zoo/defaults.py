@@ -61,3 +61,14 @@ def default_restorer(gray: bool, quality: int | None) -> DefaultRestorer | None:
     if quality is None:
         return UNKNOWN_QUALITY[image]
     return next((row for row in RESTORE_DEFAULTS if row.covers(image, quality)), None)
+
+
+#: The reviewed residual-hiding pair of each codec (``carkit encode --method
+#: hiding --codec C``), preferred among pairs trained equally near the
+#: requested quality; evidence in results/hiding_kodak_color*.json.
+HIDING_DEFAULTS: dict[str, str] = {
+    "jpeg": "hiding-jpeg-q10-80-s2-dagn-rate-p128",
+    "heif": "hiding-heif-q39-s1-long",
+    "jpeg2000": "hiding-jpeg2000-q28-s1",
+    "factorized": "hiding-factorized-q50-direct",
+}

@@ -66,15 +66,11 @@ def read_marker(data: bytes) -> dict | None:
 
 def trained_for(record) -> tuple[str, tuple[int, int]]:
     """(codec, (lo, hi)) a zoo entry of residual-hiding weights was trained
-    with: its recipe's ``task_kwargs`` (one quality is ``(q, q)``; the task's
-    defaults, JPEG, otherwise), else the record's quality range."""
+    with, as its record declares (one quality is ``(q, q)``)."""
     from .. import canonical_name
 
-    recipe = (record.training or {}).get("recipe", {})
-    kwargs = recipe.get("task_kwargs", {}) or {}
-    quality = kwargs.get("quality", record.qualities)
-    lo, hi = (quality, quality) if isinstance(quality, int) else (min(quality), max(quality))
-    return canonical_name(kwargs.get("codec", "jpeg")), (int(lo), int(hi))
+    lo, hi = record.qualities
+    return canonical_name(record.codec), (int(lo), int(hi))
 
 
 def quality_distance(trained: tuple[int, int], quality: int) -> int:
@@ -94,57 +90,21 @@ def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[s
     return names
 
 
-def zoo_results_key(dataset: str, codec: str) -> str:
-    """The key of a pair's measured Kodak (or other) row in its zoo record's
-    ``results``, written by ``carkit bench hiding``."""
-    return f"{dataset}_hiding_{codec}"
-
-
-def _measured(record, codec: str, field: str) -> list[float]:
-    """``field`` of every measured row ``carkit bench hiding`` stored in a
-    pair's zoo record for ``codec`` (one per dataset and quality)."""
-    return [cell[field] for key, per_q in record.results.items() if key.endswith(zoo_results_key("", codec))
-            for cell in per_q.values() if cell.get(field) is not None]
-
-
-def measured_gain(record, codec: str) -> float | None:
-    """The gain over the codec alone at the matched rate that ``carkit bench
-    hiding`` measured for a pair and stored in its zoo record (the best over
-    the datasets it was benched on), or None."""
-    return max(_measured(record, codec, "gain_psnr"), default=None)
-
-
-def measured_bd_rate(record, codec: str) -> float | None:
-    """The pair's BD-rate (%, PSNR RGB, within the target's bpp window) against
-    the codec alone, as ``carkit bench hiding`` stored it (the best over the
-    datasets it was benched on), or None."""
-    return min(_measured(record, codec, "bd_rate"), default=None)
-
-
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
     (one quality, or a range holding it) or, failing that, at the nearest
-    quality (:func:`quality_distance`). Equally near pairs go by what
-    ``carkit bench hiding`` measured against the codec (stored in their zoo
-    records): the BD-rate over the RD curves (:func:`measured_bd_rate`), then
-    Table 2's Fix-Q gain (:func:`measured_gain`; one point, against the codec
-    at the quality nearest in rate, which for a codec with coarse rate steps
-    such as HEIF can differ by 5%), unmeasured ones last, then by name;
-    ``--model`` picks another."""
+    quality (:func:`quality_distance`); among equally near pairs the reviewed
+    default of the codec (:data:`carkit.zoo.defaults.HIDING_DEFAULTS`), then
+    the name. ``--model`` picks another."""
+    from ...zoo.defaults import HIDING_DEFAULTS
     from ...zoo.registry import weights_record
 
     names = hiding_weights(codec, gray)
     if not names:
         raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
                          "(train one with recipes/hiding/*.toml and `carkit zoo export`)")
-
-    def rank(name: str):
-        record = weights_record(name)
-        bd_rate, gain = measured_bd_rate(record, codec), measured_gain(record, codec)
-        return (quality_distance(trained_for(record)[1], quality), bd_rate is None, bd_rate or 0.0,
-                gain is None, -(gain or 0.0), name)
-
-    return min(names, key=rank)
+    default = HIDING_DEFAULTS.get(codec)
+    return min(names, key=lambda n: (quality_distance(trained_for(weights_record(n))[1], quality), n != default, n))
 
 
 def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
