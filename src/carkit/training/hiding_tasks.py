@@ -46,6 +46,12 @@ quantized coefficients. Without it E's image costs more real bits than IH,
 which keeps a pair's BD-rate short of its same-quality PSNR gain; the
 paper's L_con alone does not see bits.
 
+``plain_weight`` > 0 (beyond the paper) adds ``plain_weight * ||IL_enc -
+IH||^2``: the distortion of what an ordinary decoder shows (the real
+codec's decode of E's image, with Strategy II's identity gradient to
+IH_enc), so E learns files that look right without D too. Validation logs
+that plain decode's PSNR beside the codec's own on the originals.
+
 What differs from the paper: squared errors are means over pixels, not sums
 (the same minimiser; lambda keeps its meaning because both terms are scaled
 alike). The simulator starts as the identity (its zero-initialised skip, not in the
@@ -137,6 +143,7 @@ class ResidualHidingTask(TrainTask):
             autoencoder only).
         rate_weight: weight of the rate term on IH_enc (module doc; JPEG
             only, 0 = the paper's loss).
+        plain_weight: weight of the plain-decode term (module doc; 0 = the paper's loss).
         sim_init: where the autoencoder starts (Strategy I with the
             autoencoder only): ``zoo:NAME``, shipped ``hiding-sim-*`` weights,
             or a run folder (its checkpoint's simulator), so a Strategy I run
@@ -149,7 +156,7 @@ class ResidualHidingTask(TrainTask):
     def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
                  simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
                  sim_features: int = 64, sim_blocks: int = 8, sim_pretrain: int = 0, rate_weight: float = 0.0,
-                 sim_init: str = ""):
+                 sim_init: str = "", plain_weight: float = 0.0):
         from ..codecs import canonical_name, check_quality
 
         if strategy not in STRATEGIES:
@@ -193,11 +200,14 @@ class ResidualHidingTask(TrainTask):
         self.rate_weight = float(rate_weight)
         if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
+        self.plain_weight = float(plain_weight)
+        if self.plain_weight < 0:
+            raise RecipeError("plain_weight is a non-negative weight")
         self._pretraining = False
         self._codec = None
         self._proxy = None
         self._pair: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's (IH_enc, IL_enc)
-        self._val_bits: dict[str, list[float]] = {}  # validation's bpp per image, for val_extra
+        self._val_extra: dict[str, list[float]] = {}  # validation's bpp and PSNR per image, for val_extra
 
     @property
     def codec(self):
@@ -318,8 +328,11 @@ class ResidualHidingTask(TrainTask):
         qualities = self.draw_qualities(len(gt))
         residual = gt - codec_batch(self.codec, gt, qualities)
         encoded = net.hide(gt, residual)
-        restored = net.reconstruct(self.compress(encoded, extras, qualities))
+        compressed = self.compress(encoded, extras, qualities)
+        restored = net.reconstruct(compressed)
         loss = self.rec_weight * mse(restored, gt) + mse(encoded, gt)
+        if self.plain_weight:  # what an ordinary decoder shows
+            loss = loss + self.plain_weight * mse(compressed, gt)
         if self.rate_weight:
             with torch.autocast(encoded.device.type, enabled=False):
                 rate = jpeg_rate_proxy(encoded, qualities, self.jpeg_proxy())
@@ -344,13 +357,18 @@ class ResidualHidingTask(TrainTask):
         coded, coded_bytes = codec_roundtrips(self.codec, encoded, quality)
         pixels = gt.shape[-1] * gt.shape[-2]
         for key, sizes in (("bpp", coded_bytes), ("codec_bpp", plain_bytes)):
-            self._val_bits.setdefault(key, []).extend(8 * n / pixels for n in sizes)
+            self._val_extra.setdefault(key, []).extend(8 * n / pixels for n in sizes)
+        for key, decoded in (("plain_psnr", coded), ("codec_psnr", plain)):  # an ordinary viewer's pictures
+            errors = ((decoded.float() - gt.float()) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+            self._val_extra.setdefault(key, []).extend((-10 * torch.log10(errors)).tolist())
         return net.reconstruct(coded)
 
     def val_extra(self, quality):
         """The mean bpp of IL_enc (``bpp``) and of the codec alone on the
         originals (``codec_bpp``): E may buy its gain with bits (HEIF at
-        quality 39: 38% more on Kodak), which the PSNR gain alone hides."""
-        out = {k: float(sum(v) / len(v)) for k, v in self._val_bits.items() if v}
-        self._val_bits = {}
+        quality 39: 38% more on Kodak), which the PSNR gain alone hides; and
+        the mean PSNR of IL_enc as an ordinary decoder shows it
+        (``plain_psnr``) and of the codec alone (``codec_psnr``)."""
+        out = {k: float(sum(v) / len(v)) for k, v in self._val_extra.items() if v}
+        self._val_extra = {}
         return out
