@@ -222,7 +222,7 @@ def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch
     chroma tables, gray or color, on the 16-px MCU grid."""
     import torch
 
-    from carkit.models.registry import create_model
+    from carkit.models.registry import create_model, describe
     from carkit.restoration.restorer import Restorer, RestorePlan, restore_jpeg
 
     seen = []
@@ -235,7 +235,7 @@ def test_models_conditioned_on_tables_get_the_files_tables(tmp_path, monkeypatch
 
     net.forward = forward
     restorer = Restorer(precision="fp32")  # bf16 (auto, on CPUs with native bf16) moves pixels by a few levels
-    restorer._models["jpegnet-test"] = net
+    restorer.add("jpegnet-test", net, describe("jpegnet"))
     monkeypatch.setattr(Restorer, "plan", lambda self, gray, q: RestorePlan(q, None, "jpegnet-test", "color", "test"))
     for mode, quality in (("RGB", 30), ("L", 70)):
         path = _jpeg(tmp_path / f"{mode}.jpg", size=(70, 50), quality=quality, mode=mode)

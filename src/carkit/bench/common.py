@@ -52,6 +52,7 @@ def data_arg(data_dir: Path) -> str:
 
 def add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
+    from ..models.registry import describe
     from ..restoration.restorer import RestorePlan
     from ..training.export import load_run_model, run_budget
 
@@ -61,7 +62,7 @@ def add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
         name = recipe["name"]
         if name in added:
             raise UsageError(f"two runs are named {name!r}")
-        restorer._models[name] = net
+        restorer.add(name, net, describe(recipe["model"]))
         mode = ("gray" if gray else "color-via-Y") if recipe["gray"] else "color"
         budget = run_budget(run, recipe)
         info = {"architecture": recipe["model"], "model_kwargs": recipe["model_kwargs"], "run": str(run),

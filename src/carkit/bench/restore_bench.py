@@ -32,6 +32,7 @@ from ..errors import UsageError
 from ..data.folders import as_mode, list_images
 from ..io import read_image
 from ..jpeg.jpegfile import coding_tables_of
+from ..models.registry import InputKind
 from ..restoration.restorer import Restorer
 from ..zoo.registry import weights_record
 from ..metrics import score
@@ -135,7 +136,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
                 t0 = time.perf_counter()
                 if m in kspace:
                     out = _kspace_restore(restorer.model(m), coded.data, restorer)
-                elif getattr(restorer.model(m), "takes_tables", False):  # the coded file's own tables
+                elif restorer.descriptor(m).input == InputKind.PIXELS_AND_TABLES:  # the coded file's own tables
                     plan = replace(plans[m], tables=coding_tables_of(coded.data))
                     out = restorer.restore_pixels(lq, plan)
                 else:

@@ -70,7 +70,7 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
     import torch
 
     from ..io import read_image_bytes
-    from ..models.registry import create_model
+    from ..models.registry import create_model, describe
     from ..restoration.restorer import Restorer, RestorePlan, restore_jpeg
     from ..zoo.registry import weights_record
 
@@ -91,7 +91,7 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
                       "seconds": seconds}
     for arch in architectures:
         restorer = Restorer(precision=precision, tile=tile)
-        restorer._models[arch] = create_model(arch).eval()
+        restorer.add(arch, create_model(arch).eval(), describe(arch))
         plan = RestorePlan(quality, True, arch, "color", "untrained architecture (timing only)")
         restorer.plan = lambda gray, q, plan=plan: plan
 

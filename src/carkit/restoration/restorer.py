@@ -31,6 +31,7 @@ from ..errors import CarkitError, ModelError, OutputExistsError, UsageError
 from ..io import (check_output_path, encode_image, orient, output_format, to_tensor,
                   to_uint8, write_bytes)
 from ..jpeg.jpegfile import JpegFile
+from ..models.registry import InputKind, ModelDescriptor, describe
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .plan import RestorePlan, Restored
 from ..nn.tiling import tiled_apply
@@ -188,11 +189,22 @@ class Restorer:
         self.tile = tile
         self.overlap = overlap
         self._models: dict[str, torch.nn.Module] = {}
+        self._descriptors: dict[str, ModelDescriptor] = {}
 
     def model(self, name: str) -> torch.nn.Module:
         if name not in self._models:
             self._models[name] = load_pretrained(name, self.device)
         return self._models[name]
+
+    def add(self, name: str, net: torch.nn.Module, described: ModelDescriptor) -> None:
+        """Use ``net`` (built elsewhere: a training run's, say) under ``name``."""
+        self._models[name], self._descriptors[name] = net, described
+
+    def descriptor(self, name: str) -> ModelDescriptor:
+        """How zoo weights ``name`` run: their model's descriptor."""
+        if name not in self._descriptors:
+            self._descriptors[name] = describe(weights_record(name).model)
+        return self._descriptors[name]
 
     def plan(self, gray: bool, quality: int | None) -> RestorePlan:
         if self.forced is None:
@@ -202,9 +214,10 @@ class Restorer:
         mode = ("gray" if gray else "color-via-Y") if record.gray else "color"
         return RestorePlan(quality, None, record.name, mode, "chosen with --model")
 
-    def _run(self, net: torch.nn.Module, x: torch.Tensor, progress=None, tables=None) -> torch.Tensor:
+    def _run(self, net: torch.nn.Module, described: ModelDescriptor, x: torch.Tensor, progress=None,
+             tables=None) -> torch.Tensor:
         kwargs = {}
-        if getattr(net, "takes_tables", False) and tables is not None:
+        if described.input == InputKind.PIXELS_AND_TABLES and tables is not None:
             kwargs = {"luma_table": torch.as_tensor(np.asarray(tables[0]), dtype=torch.float32).reshape(64),
                       "chroma_table": torch.as_tensor(np.asarray(tables[1]), dtype=torch.float32).reshape(64)}
 
@@ -216,7 +229,7 @@ class Restorer:
             return net(t, **kwargs).float().cpu()
 
         return tiled_apply(run, x, self.tile, self.overlap, progress=progress,
-                           align=getattr(net, "tile_align", 8))
+                           align=described.size_multiple)
 
     @torch.no_grad()
     def restore_pixels(self, pixels: np.ndarray, plan: RestorePlan,
@@ -225,24 +238,24 @@ class Restorer:
         shape; ``progress`` is called with 1 per tile."""
         if plan.model is None:
             return pixels
-        net = self.model(plan.model)
+        net, described = self.model(plan.model), self.descriptor(plan.model)
         gray = pixels.ndim == 2
-        if getattr(net, "takes_tables", False):  # gray or RGB as it is, with the file's tables
-            return to_uint8(self._run(net, to_tensor(pixels), progress, plan.tables))
+        if described.input == InputKind.PIXELS_AND_TABLES:  # gray or RGB as it is, with the file's tables
+            return to_uint8(self._run(net, described, to_tensor(pixels), progress, plan.tables))
         if plan.mode == "gray":
-            return to_uint8(self._run(net, to_tensor(pixels), progress))
+            return to_uint8(self._run(net, described, to_tensor(pixels), progress))
         if plan.mode == "color" and gray:
             rgb = np.repeat(pixels[:, :, None], 3, axis=2)
-            return to_uint8(self._run(net, to_tensor(rgb), progress).mean(dim=1, keepdim=True))
+            return to_uint8(self._run(net, described, to_tensor(rgb), progress).mean(dim=1, keepdim=True))
         if plan.mode == "color":
-            return to_uint8(self._run(net, to_tensor(pixels), progress))
+            return to_uint8(self._run(net, described, to_tensor(pixels), progress))
         # color-via-Y: restore BT.601 Y, keep the decoded Cb/Cr.
         from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
 
         ycc = rgb_to_ycbcr_bt601(to_tensor(pixels))
         # The gray models were trained on Y rounded to uint8 (PROTOCOL.md's gray sets).
         y = torch.round(ycc[:, :1] * 255.0) / 255.0
-        ycc[:, :1] = ycc[:, :1] + (self._run(net, y, progress) - y)
+        ycc[:, :1] = ycc[:, :1] + (self._run(net, described, y, progress) - y)
         return to_uint8(ycbcr_bt601_to_rgb(ycc).clamp_(0, 1))
 
 
