@@ -21,6 +21,16 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import CarkitError, UsageError
+from .io import _to_uint8, read_image, read_image_bytes
+from .jpeg.quality import estimate_quality
+from .codecs.base import check_image
+from .jpeg.tables import check_quality
+from .codecs.registry import canonical_name, codec_class, get_codec as _get_codec, sniff
+from .codecs.hiding.codec import CARRIERS, HidingCodec, fallback_note
+from .codecs.blockcnn.codec import BlockCNNCodec, DEFAULT_MODEL
+from .codecs.virtual.codec import VirtualCodecCodec
+from .jpeg.jpegfile import read_source_bytes
+from .zoo.registry import list_weights, load_pretrained, weights_record
 
 
 __all__ = ["restore", "encode", "decode", "decode_file", "load_model", "list_models", "get_codec",
@@ -63,13 +73,9 @@ def _pixels_and_quality(x) -> tuple[np.ndarray, int | None]:
     from PIL import Image
 
     if isinstance(x, Image.Image):
-        from .io import _to_uint8
-
         quality = None
         tables = getattr(x, "quantization", None)
         if tables:
-            from .jpeg.quality import estimate_quality
-
             try:
                 quality = estimate_quality(tables).quality
             except ValueError:
@@ -81,8 +87,6 @@ def _pixels_and_quality(x) -> tuple[np.ndarray, int | None]:
 def _as_pixels(x) -> np.ndarray:
     """uint8 (H, W) or (H, W, 3) pixels (a trailing single channel dropped), by
     the codecs' one input check; a UsageError otherwise."""
-    from .codecs.base import check_image
-
     arr = np.asarray(x)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -95,8 +99,6 @@ def _as_pixels(x) -> np.ndarray:
 def _read_pixels(image) -> np.ndarray:
     """Pixels of an array, PIL image, encoded bytes or path (upright, alpha dropped)."""
     from PIL import Image
-
-    from .io import read_image, read_image_bytes
 
     if isinstance(image, (bytes, bytearray, memoryview)):
         return read_image_bytes(image).pixels
@@ -112,8 +114,6 @@ def _read_pixels(image) -> np.ndarray:
 
 def checked_quality(quality) -> int:
     """A codec quality 1..100 (:func:`carkit.jpeg.tables.check_quality`), or a UsageError."""
-    from .jpeg.tables import check_quality
-
     try:
         return check_quality(quality)
     except ValueError as exc:
@@ -128,8 +128,6 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
     """The codec object that ``encode`` uses for ``method`` (a registered codec
     name or alias; ``model`` picks zoo weights for hiding/blockcnn/vcnn,
     ``codec`` the standard codec under hiding)."""
-    from .codecs.registry import canonical_name, get_codec as _get_codec
-
     try:
         method = canonical_name(method)
     except CarkitError as exc:
@@ -139,8 +137,6 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
     if model and method not in _MODEL_METHODS:
         raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
     if method == "hiding":
-        from .codecs.hiding.codec import CARRIERS, HidingCodec
-
         try:
             base = canonical_name(codec or "jpeg")
         except CarkitError as exc:
@@ -150,12 +146,8 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
                              f"(supported: {', '.join(sorted(CARRIERS))})")
         return HidingCodec(codec=base, model=model, **options)
     if method == "blockcnn":
-        from .codecs.blockcnn.codec import DEFAULT_MODEL, BlockCNNCodec
-
         return BlockCNNCodec(model=model or DEFAULT_MODEL, **options)
     if method == "vcnn":
-        from .codecs.virtual.codec import VirtualCodecCodec
-
         return VirtualCodecCodec(model=model, **options)
     return _get_codec(method, **options)
 
@@ -207,9 +199,6 @@ def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
     without the hiding marker (a plain JPEG) is restored by the blind restorer
     instead (the note says so). ``restore``: a zoo artifact remover applied
     after a .bcnn decode. Raises CarkitError subclasses for anything wrong."""
-    from .codecs.hiding.codec import fallback_note
-    from .codecs.registry import codec_class, sniff
-
     if method not in ("auto", "hiding"):
         raise UsageError(f"decode method must be 'auto' or 'hiding', got {method!r}")
     data = bytes(data)
@@ -234,7 +223,6 @@ def decode_file(data: bytes, name: str = "<bytes>", *, method: str = "auto",
     if restore:
         raise UsageError(f"{name}: not a .bcnn file; --restore applies to .bcnn files "
                          "(use `carkit restore` for JPEGs)")
-    from .io import read_image_bytes
 
     image = read_image_bytes(data, name)
     return Decoded(image.pixels, "image", image.metadata)
@@ -244,8 +232,6 @@ def decode(data) -> np.ndarray:
     """Decode any file carkit writes (bytes or a path); returns uint8 pixels.
     See :func:`decode_file` for the options."""
     if isinstance(data, (str, os.PathLike)):
-        from .jpeg.jpegfile import read_source_bytes
-
         data, name = read_source_bytes(data)
         return decode_file(data, name).pixels
     return decode_file(data).pixels
@@ -256,16 +242,12 @@ def decode(data) -> np.ndarray:
 
 def load_model(name: str, device: str = "cpu"):
     """A zoo model with its weights loaded (sha256-checked), in eval mode."""
-    from .zoo.registry import load_pretrained
-
     return load_pretrained(name, device)
 
 
 def list_models(role: str | None = None) -> list[str]:
     """Names of the shipped weights, optionally of one role (restorer, kspace,
     hiding, vcodec, learned-codec, predictor, codec-sim)."""
-    from .zoo.registry import list_weights, weights_record
-
     names = list_weights()
     if role is None:
         return names

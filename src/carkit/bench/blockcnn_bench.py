@@ -44,6 +44,10 @@ from .common import (
     bd_table, bench_images, curve_at, dataset_name, fmt, format_codec_table, mean_of, progress_bar,
     rd_curve, read_bench_images, round_stored,
 )
+from ..codecs import get_codec
+from .results import provenance
+from .plots import save_figure
+from .. import metrics
 
 DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 60)  # Kodak JPEG: about 0.2-1.0 bpp
 DEFAULT_WINDOW = (0.15, 0.6)
@@ -64,10 +68,7 @@ def bench_blockcnn(data_dir: str | os.PathLike, qualities: Sequence[int] | None 
                    limit: int | None = None, verify_images: int | None = None, window=DEFAULT_WINDOW,
                    at_bpp: float = DEFAULT_AT_BPP, progress: bool = True) -> dict:
     require_bench_deps()   # BD-rate and the plot, before minutes of coding
-    from .. import metrics
-    from ..codecs import get_codec
     from ..restoration.codec import RestoredCodec
-    from .results import provenance
 
     quals = sorted(set(int(q) for q in (qualities or DEFAULT_QUALITIES)))
     files = bench_images(data_dir, limit)
@@ -198,7 +199,6 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, label in ((axes[0], "psnr_rgb", "PSNR RGB (dB)"), (axes[1], "ssim_rgb", "SSIM RGB")):
         for name, entry in payload["codecs"].items():
@@ -214,7 +214,6 @@ def plot_rd(payload: dict, out: str | os.PathLike) -> Path:
     ds = dataset_name(payload)
     fig.suptitle(f"BlockCNN codec and artifact removal on {ds} (shaded: {lo}-{hi} bpp)")
     fig.tight_layout()
-    from .plots import save_figure
 
     return save_figure(fig, out)
 

@@ -41,6 +41,10 @@ from .common import (
     ANCHOR, bd_table, bench_images, format_codec_table, mean_of, parse_list, progress_bar, read_bench_images,
     round_stored,
 )
+from ..codecs import available_codecs, canonical_name, get_codec
+from ..codecs.base import check_quality
+from .results import provenance, write_result
+from .. import metrics
 
 DEFAULT_CODECS: tuple[str, ...] = ("jpeg", "jpegli", "jpeg2000", "webp", "avif", "heif", "factorized")
 DEFAULT_QUALITIES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -70,11 +74,6 @@ def bench_codecs(data_dir: str | os.PathLike, codecs: Sequence[str] | str | None
     Per-image lists follow the order of ``images``.
     """
     require_bench_deps()   # the BD table, before minutes of coding
-    from .. import metrics
-    from ..codecs import available_codecs, canonical_name, get_codec
-    from ..codecs.base import check_quality
-    from .results import provenance
-
     names = parse_list(codecs, str)
     if names is None:
         avail = set(available_codecs())
@@ -162,8 +161,6 @@ def run_codec_bench_cli(data, codecs=None, qualities=None, gray: bool = False,
     ``default_out``), print the table and the output path; return 0.
     ``codecs``/``qualities`` may be comma-separated strings. Errors propagate
     as ``CarkitError``/``ValueError`` for the CLI to report."""
-    from .results import write_result
-
     payload = bench_codecs(data, codecs=codecs, qualities=qualities, gray=gray, limit=limit,
                            progress=progress)
     path = write_result(out if out is not None else default_out(data, gray, payload["config"]["codecs"]), payload)

@@ -18,6 +18,15 @@ import numpy as np
 
 from ..errors import ImageReadError, UsageError
 from ..extras import require_bench_deps
+from ..training.recipe import default_data_root
+from ..models.registry import describe
+from ..color import rgb_to_y_matlab_uint8
+from ..io import read_image
+from ..data.folders import as_mode, list_images
+from ..zoo.registry import weights_record
+from ..metrics import quality_at_rate
+from .plots import save_figure
+from .. import metrics
 
 if TYPE_CHECKING:
     from ..restoration.restorer import Restorer
@@ -42,8 +51,6 @@ def provenance_line(p: dict) -> str:
 
 def data_arg(data_dir: Path) -> str:
     """How the command names the folder: relative to the data root when under it."""
-    from ..training.recipe import default_data_root
-
     try:
         return str(data_dir.resolve().relative_to(default_data_root().resolve()))
     except ValueError:
@@ -52,7 +59,6 @@ def data_arg(data_dir: Path) -> str:
 
 def add_runs(restorer: Restorer, runs, gray: bool) -> dict[str, tuple]:
     """Load training runs (not in the zoo) into ``restorer``; name -> (plan, info)."""
-    from ..models.registry import describe
     from ..restoration.restorer import RestorePlan
     from ..training.export import load_run_model, run_budget
 
@@ -94,9 +100,6 @@ def bench_images(data_dir: str | os.PathLike, limit: int | None = None) -> list[
 def read_bench_images(files: Sequence[Path], gray: bool) -> tuple[list[np.ndarray], str]:
     """The files' pixels and their mode: MATLAB-Y gray with ``gray``, else RGB
     (gray files repeated to 3 channels) unless every file is gray."""
-    from ..color import rgb_to_y_matlab_uint8
-    from ..io import read_image
-
     pixels = [read_image(f).pixels for f in files]
     if gray:
         return [p if p.ndim == 2 else rgb_to_y_matlab_uint8(p) for p in pixels], "gray"
@@ -108,9 +111,6 @@ def read_bench_images(files: Sequence[Path], gray: bool) -> tuple[list[np.ndarra
 def load_image_set(data_dir: Path, gray: bool | None, limit: int | None):
     """(files, images, gray) of an image folder (the first ``limit``); ``gray``
     None keeps an all-gray set gray and a color set RGB."""
-    from ..data.folders import as_mode, list_images
-    from ..io import read_image
-
     files = list_images(data_dir)[:limit] if limit else list_images(data_dir)
     if not files:
         raise UsageError(f"{data_dir}: no images to benchmark")
@@ -174,7 +174,6 @@ DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
 def load_restorer(name: str | None, gray: bool):
     """(Restorer, plan, info) for the artifact remover applied after JPEG."""
     from ..restoration.restorer import Restorer
-    from ..zoo.registry import weights_record
 
     name = name or DEFAULT_RESTORER[gray]
     rec = weights_record(name)
@@ -192,8 +191,6 @@ RD_METRICS = {True: ("psnr", "ssim"), False: ("psnr_rgb", "ssim_rgb")}
 
 def add_row(per: dict, nbytes: int, decoded: np.ndarray, ref: np.ndarray) -> None:
     """One image's row: real bytes, bpp over the full image, PROTOCOL.md metrics."""
-    from .. import metrics
-
     h, w = ref.shape[:2]
     per.setdefault("bytes", []).append(int(nbytes))
     per.setdefault("bpp", []).append(metrics.bpp(nbytes, h, w))
@@ -217,8 +214,6 @@ def rd_curve(entry: dict, metric: str) -> tuple[list[float], list[float]]:
 
 def curve_at(entry: dict, metric: str, bpp: float) -> float | None:
     """A curve's ``metric`` at ``bpp`` by PCHIP on log rate; None outside its range."""
-    from ..metrics import quality_at_rate
-
     return quality_at_rate(*rd_curve(entry, metric), bpp)
 
 
@@ -239,8 +234,6 @@ def bd_table(payload: dict, anchor: str = ANCHOR, rate_window: tuple[float, floa
     computed (fewer than 4 points, no overlap) gets {"error": reason}.
     ``rate_window`` (bpp): BD-rate only, averaged within that window
     (``metrics.bd_rate``)."""
-    from .. import metrics
-
     keys = payload["config"]["metrics"]
     bd_metrics = [m for m in BD_METRICS if m in keys]
     out: dict = {"anchor": anchor, "metrics": bd_metrics, "codecs": {}}
@@ -317,8 +310,6 @@ def format_codec_table(payload: dict) -> str:
 def bd_metric(anchor: dict, entry: dict, metric: str, window=None) -> dict:
     """BD-rate (and, without a window, the quality delta ``bd_<metric>``) of one
     non-PSNR metric, by the same Bjontegaard functions ``bd_table`` uses."""
-    from .. import metrics
-
     ra, qa = rd_curve(anchor, metric)
     rb, qb = rd_curve(entry, metric)
     try:
@@ -541,7 +532,6 @@ def plot_rd_curves(payload: dict, out: str | os.PathLike, title: str) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    from .plots import save_figure
 
     return save_figure(fig, out)
 

@@ -87,12 +87,19 @@ from typing import Callable, Sequence
 
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
-from ..codecs.hiding.codec import HidingCodec
+from ..codecs.hiding.codec import HidingCodec, load_weights, trained_for
 from .common import (
     DEFAULT_RESTORER, RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
     compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
     plot_rd_curves, points_table, progress_bar, provenance_line, rd_point, threads_and_window,
 )
+from ..codecs import canonical_name, get_codec
+from ..zoo.registry import list_weights, weights_record
+from ..models.registry import model_config
+from .results import provenance, sha256_file, write_result
+from ..codecs.base import check_quality
+from .paper_numbers import HIDING_TABLE_2_KODAK
+from .. import metrics
 
 #: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
@@ -158,8 +165,6 @@ CODECS = {
 
 
 def codec_config(name: str) -> CodecConfig:
-    from ..codecs import canonical_name
-
     try:
         key = canonical_name(name)
     except CodecError as exc:
@@ -220,8 +225,6 @@ def _family(architecture: str) -> str | None:
 
 
 def _hiding_method(name: str, net, record, info: dict) -> Method:
-    from ..codecs.hiding.codec import trained_for
-
     codec, trained = trained_for(record)
     kwargs = (record.training.get("recipe") or {}).get("task_kwargs") or {}
     info = {**info, "strategy": kwargs.get("strategy", "II"), "codec": codec}
@@ -237,9 +240,7 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
     fixed-quality DnCNN/MemNet, or a hiding model of the other mode, are a
     one-line error when named (``explicit``), else left out (None), with a
     line in ``notes`` for hiding models and blind DnCNN/MemNet."""
-    from ..codecs.hiding.codec import load_weights
     from ..restoration.restorer import Restorer
-    from ..zoo.registry import weights_record
 
     rec = weights_record(name)
     info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256,
@@ -276,9 +277,7 @@ def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Meth
 def _run_methods(runs: Sequence, gray: bool, restorer) -> list[Method]:
     """Training-run folders as methods: hiding models (the product codec with
     the run's E/D) and DnCNN/MemNet restorers (loaded into ``restorer``)."""
-    from ..models.registry import model_config
     from ..training.export import load_run_model, run_budget, run_record, run_trained_for
-    from .results import sha256_file
 
     out = []
     for run in runs:
@@ -319,8 +318,6 @@ def find_methods(models: Sequence[str] | None, runs: Sequence, gray: bool, resto
     suitable zoo entry, the extra weights folders' too, where the baselines
     live, with a line in ``notes`` for those left out) and ``runs``; names
     must be unique."""
-    from ..zoo.registry import list_weights
-
     explicit = models is not None
     names = list(dict.fromkeys(models)) if explicit else list_weights(include_extra=True)
     notes = [] if notes is None else notes
@@ -377,8 +374,6 @@ class Scorer:
         return self._data[q]
 
     def mean_bpp(self, q: int) -> float:
-        from .. import metrics
-
         return sum(metrics.bpp(len(d), *img.shape[:2]) for d, img in zip(self.data(q), self.images)) / len(self.images)
 
     def plain(self, q: int, restorers: dict[str, tuple] | None = None) -> dict[str, dict]:
@@ -643,11 +638,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     require_bench_deps()   # BD numbers and the plots, before minutes of coding
     import torch
 
-    from ..codecs import get_codec
-    from ..codecs.base import check_quality
     from ..restoration.restorer import Restorer
-    from ..zoo.registry import list_weights
-    from .results import provenance
 
     def checked(q: int) -> int:
         try:
@@ -766,8 +757,6 @@ def _f(v, spec: str) -> str:
 
 
 def _paper(cfg: dict, protocol: str) -> dict | None:
-    from .paper_numbers import HIDING_TABLE_2_KODAK
-
     return (HIDING_TABLE_2_KODAK.get(cfg.get("paper")) or {}).get(protocol)
 
 
@@ -1095,8 +1084,6 @@ def hiding_label(name: str) -> str:
 def main_bench_hiding(args) -> int:
     """Entry for an argparse namespace built with ``add_bench_hiding_arguments``
     (``args.data`` already resolved to a folder)."""
-    from .results import write_result
-
     window = threads_and_window(args)
     try:
         wide = tuple(float(v) for v in args.wide_window.split(","))

@@ -38,6 +38,7 @@ from ..zoo.registry import weights_record
 from ..metrics import score
 from .results import provenance, write_result
 from .common import add_runs, data_arg
+from ..jpeg.coefficients import read_coefficients
 
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
 
@@ -58,7 +59,6 @@ def crops_of(image: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
-    from ..jpeg.coefficients import read_coefficients
     from ..restoration.kspace import restore_coefficients
 
     return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)

@@ -21,6 +21,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .results import provenance, write_result
+from ..io import read_image, read_image_bytes
+from ..models.registry import create_model, describe
+from ..zoo.registry import weights_record
+from ..training.recipe import default_data_root
 
 #: A real 2000x1072 photograph in the shared data (re-coded here as 4:2:0).
 DEFAULT_IMAGE = "jpeg/real/pillow__xmp_test.jpg"
@@ -54,8 +58,6 @@ def bench_jpeg(image_path: str | Path, quality: int) -> bytes:
     """The benchmark's JPEG: the image's pixels coded at ``quality``, 4:2:0."""
     from PIL import Image
 
-    from ..io import read_image
-
     pixels = read_image(image_path).pixels
     if pixels.ndim != 3:
         raise UsageError(f"{image_path}: the speed bench needs a color image")
@@ -69,10 +71,7 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
                 tile: int = 512) -> dict:
     import torch
 
-    from ..io import read_image_bytes
-    from ..models.registry import create_model, describe
     from ..restoration.restorer import Restorer, RestorePlan, restore_jpeg
-    from ..zoo.registry import weights_record
 
     if threads:
         torch.set_num_threads(threads)
@@ -113,8 +112,6 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
 def _data_relative(path: str | Path) -> str:
     """The image's path under the shared data root when it is there (results
     name data the way PROTOCOL.md does), else as given."""
-    from ..training.recipe import default_data_root
-
     try:
         return str(Path(path).resolve().relative_to(default_data_root().resolve()))
     except ValueError:

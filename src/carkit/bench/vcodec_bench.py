@@ -62,6 +62,12 @@ from .common import (
     load_image_set, load_restorer, parse_ints, plot_rd_curves, points_table, progress_bar, provenance_line,
     rd_point, threads_and_window,
 )
+from ..codecs.registry import get_codec
+from ..zoo.registry import list_weights, weights_record
+from ..models.registry import model_config
+from .results import provenance, sha256_file, write_result
+from ..codecs.jpeg import JpegCodec
+from ..codecs.base import check_quality
 
 #: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
 DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -129,9 +135,6 @@ class RunCodec(VirtualCodecCodec):
 
 def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
     """(codec, info) of a zoo virtual-codec model; one-line errors for a wrong name, kind or mode."""
-    from ..codecs.registry import get_codec
-    from ..zoo.registry import weights_record
-
     rec = weights_record(name)
     if rec.kind != "vcodec":
         raise UsageError(f"{name} is a {rec.kind}, not a virtual-codec model")
@@ -146,9 +149,7 @@ def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
 
 def _run_model(run: str | os.PathLike, gray: bool) -> tuple[str, object, dict]:
     """(name, codec, info) of a training run of a ``vcodec-*`` model."""
-    from ..models.registry import model_config
     from ..training.export import load_run_model, run_budget
-    from .results import sha256_file
 
     net, recipe = load_run_model(run)
     name = recipe["name"]
@@ -204,9 +205,6 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     return the payload (module doc). ``gray``: None keeps an all-gray set gray
     and a color set RGB; True scores color sets as MATLAB-Y gray."""
     require_bench_deps()   # BD numbers and the plot, before minutes of coding
-    from ..codecs.jpeg import JpegCodec
-    from ..codecs.base import check_quality
-    from .results import provenance
 
     data_dir = Path(data_dir)
     files, images, gray = load_image_set(data_dir, gray, limit)
@@ -397,8 +395,6 @@ def default_models(gray: bool) -> list[str]:
     """Every zoo virtual-codec model for the mode (``vcodec-*`` and ``jiang-*`` and others,
     the extra weights folders' too); a color set also gets the gray models in
     luma mode (the YCbCr description)."""
-    from ..zoo.registry import list_weights, weights_record
-
     def of_mode(g: bool) -> list[str]:
         return [n for n in list_weights(include_extra=True)
                 if weights_record(n).kind == "vcodec" and weights_record(n).gray == g]
@@ -427,8 +423,6 @@ def add_bench_vcodec_arguments(parser) -> None:
 def main_bench_vcodec(args) -> int:
     """Entry for an argparse namespace built with ``add_bench_vcodec_arguments``
     (``args.data`` already resolved to folders)."""
-    from .results import write_result
-
     window = threads_and_window(args)
     models = [m for m in (args.models or "").split(",") if m.strip()] if args.models is not None else None
     for d in args.data:

@@ -8,8 +8,9 @@ import io
 
 import numpy as np
 
-from ..errors import CodecError
+from ..errors import CarkitError, CodecError
 from .base import check_image
+from ..io import check_pixel_limit, reduce_16bit
 
 
 def pil_encode(image: np.ndarray, fmt: str, codec: str, **save_kwargs) -> bytes:
@@ -33,8 +34,6 @@ def pil_decode(data: bytes, fmt: str, codec: str) -> np.ndarray:
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{codec} decode expects bytes, got {type(data).__name__}")
-    from ..errors import CarkitError
-    from ..io import check_pixel_limit
 
     try:
         with Image.open(io.BytesIO(bytes(data)), formats=[fmt]) as im:
@@ -42,8 +41,6 @@ def pil_decode(data: bytes, fmt: str, codec: str) -> np.ndarray:
             im.load()
             mode = "L" if im.mode in ("L", "1", "LA", "I;16", "I;16L", "I;16B") else "RGB"
             if im.mode.startswith("I;16"):
-                from ..io import reduce_16bit  # the same 16-bit policy as reading files
-
                 return reduce_16bit(np.asarray(im))
             return np.asarray(im.convert(mode), dtype=np.uint8).copy()
     except CarkitError:

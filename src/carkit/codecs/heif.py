@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import CarkitError, CodecError
 from .base import Codec, check_image, check_quality
 from .markers import isobmff_brands
+from ..io import check_pixel_limit
 
 #: ISO-BMFF brands of HEVC-coded HEIF images and sequences
 HEVC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
@@ -98,7 +99,6 @@ class HeifCodec(Codec):
         ph = self._require()
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"heif decode expects bytes, got {type(data).__name__}")
-        from ..io import check_pixel_limit
 
         try:
             heif = ph.open_heif(io.BytesIO(bytes(data)), convert_hdr_to_8bit=True)

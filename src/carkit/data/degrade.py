@@ -11,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..codecs.jpeg import jpeg_roundtrip
+from ..codecs import canonical_name, get_codec
+from .folders import as_mode
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,6 @@ class JpegDegradation(Degradation):
 @lru_cache(maxsize=None)
 def _registry_codec(name: str):
     """One codec instance per name: degradation runs once a patch."""
-    from ..codecs import get_codec
-
     return get_codec(name)
 
 
@@ -90,8 +90,6 @@ class PlaneOfColor:
         return self.inner.sample_quality(rng)
 
     def pair(self, gt: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-        from .folders import as_mode
-
         return as_mode(gt, True, self.plane), as_mode(self.inner(gt, quality), True, self.plane)
 
 
@@ -99,8 +97,6 @@ def make_degradation(codec: str = "jpeg", qualities=(), quality_range=None, subs
                      gray: bool = False, plane: str = "y") -> Degradation | PlaneOfColor:
     """The degradation of a recipe's ``data.codec`` (JPEG keeps its
     subsampling; a gray model behind another codec gets PlaneOfColor)."""
-    from ..codecs import canonical_name
-
     kwargs = {"qualities": tuple(qualities), "quality_range": tuple(quality_range) if quality_range else None}
     if canonical_name(codec) == "jpeg":
         return JpegDegradation(subsampling=subsampling, **kwargs)

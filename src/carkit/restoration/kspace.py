@@ -19,10 +19,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import CarkitError
-from ..io import orient, to_uint8
+from ..errors import CarkitError, InvalidTableError
+from ..io import check_pixel_limit, orient, read_image_header, to_uint8
 from ..zoo.registry import weights_record
 from ..nn.tiling import tiled_regions
+from ..jpeg.kspace import blocks_to_plane
+from ..jpeg.coefficients import read_coefficients
+from ..jpeg.files import require_jpeg_bytes
+from ..jpeg.jpegfile import read_source_bytes
+from ..jpeg.quality import estimate_quality_of_file
+from .plan import RestorePlan, Restored
 
 
 def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap: int = 32,
@@ -30,8 +36,6 @@ def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap:
     """A JPEG's coefficients (``JpegCoefficients``) -> restored uint8 pixels,
     tile by tile, without any pixel decoding: (H, W) from a one-component
     file with a gray model, (H, W, 3) from a YCbCr file with the colour model."""
-    from ..jpeg.kspace import blocks_to_plane
-
     color = getattr(net, "in_channels", 1) == 3
     n = len(coeffs.components)
     if not color and n != 1:
@@ -76,14 +80,6 @@ def restore_coefficients(net: torch.nn.Module, coeffs, tile: int = 512, overlap:
 def restore_kspace(restorer, source, name: str | None = None):
     """Restore a JPEG (path or bytes) with the restorer's forced k-space model;
     returns a :class:`~carkit.restoration.restorer.Restored` (plan mode ``kspace``)."""
-    from ..errors import InvalidTableError
-    from ..io import check_pixel_limit, read_image_header
-    from ..jpeg.coefficients import read_coefficients
-    from ..jpeg.files import require_jpeg_bytes
-    from ..jpeg.jpegfile import read_source_bytes
-    from ..jpeg.quality import estimate_quality_of_file
-    from .plan import RestorePlan, Restored
-
     data, name = read_source_bytes(source, name)
     require_jpeg_bytes(data, name)
     header = read_image_header(data, name)

@@ -35,6 +35,9 @@ from ..models.registry import InputKind, ModelDescriptor, describe
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .plan import RestorePlan, Restored
 from ..nn.tiling import tiled_apply
+from ..zoo.defaults import RESTORE_DEFAULTS, default_restorer
+from .kspace import restore_kspace
+from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")
 #: A model trained up to quality hi is still used up to hi + this margin.
@@ -71,8 +74,6 @@ def _reviewed_plan(gray: bool, quality: int | None) -> RestorePlan | None:
     its model where the zoo ships it, a pass-through where no row covers the
     quality; None when the zoo lacks the table's models (a custom zoo), so
     that the choice falls back to ranking the records."""
-    from ..zoo.defaults import RESTORE_DEFAULTS, default_restorer
-
     shipped = set(list_weights())
     if not {row.model for row in RESTORE_DEFAULTS} <= shipped:
         return None
@@ -250,7 +251,6 @@ class Restorer:
         if plan.mode == "color":
             return to_uint8(self._run(net, described, to_tensor(pixels), progress))
         # color-via-Y: restore BT.601 Y, keep the decoded Cb/Cr.
-        from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
 
         ycc = rgb_to_ycbcr_bt601(to_tensor(pixels))
         # The gray models were trained on Y rounded to uint8 (PROTOCOL.md's gray sets).
@@ -265,8 +265,6 @@ def restore_jpeg(restorer: Restorer, source: str | os.PathLike | bytes, name: st
     plan's ``model_quality`` (the model's own quality estimate, where it has one);
     ``progress`` is called with 1 per restored tile."""
     if restorer.forced is not None and weights_record(restorer.forced).kind == "kspace":
-        from .kspace import restore_kspace
-
         return restore_kspace(restorer, source, name)
     jpeg = JpegFile.read(source, name)
     quality = None if jpeg.quality is None else jpeg.quality.quality

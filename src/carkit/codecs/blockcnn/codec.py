@@ -75,9 +75,15 @@ import numpy as np
 
 from ..base import Codec, check_image, check_quality
 from ...color import JPEG_RGB_TO_YCBCR, JPEG_YCBCR_TO_RGB
-from ...errors import CarkitError, CodecError
+from ...errors import CarkitError, CodecError, ModelError
 from ...jpeg.intdct import forward_dct_int, inverse_dct_int
 from .container import MAGIC, VERSION, BcnnFormatError, BcnnHeader, is_bcnn, pack_container, read_header
+from ...zoo.registry import list_weights, load_pretrained, weights_record
+from ..registry import SEPARATOR, get_codec
+from ...jpeg.coefficients import JpegCoefficients, coefficients_to_bytes, expected_block_dims, read_coefficients
+from ...jpeg.files import frame_size
+from ...jpeg.tables import ijg_tables
+from ... import io
 
 __all__ = ["BlockCNNCodec", "BcnnFormatError", "PredictorMismatchError", "MAGIC", "VERSION",
            "is_bcnn", "read_header", "BcnnHeader", "decode_bcnn"]
@@ -247,9 +253,7 @@ def zoo_predictor(name: str):
     """The :class:`ExactPredictor` of zoo entry ``name`` (cached per weights
     file). Raises :class:`PredictorMismatchError` for names not in the zoo and
     CodecError for entries that are not causal one-channel BlockCNNs."""
-    from ...errors import ModelError
     from ...models.exact import ExactPredictor
-    from ...zoo.registry import list_weights, load_pretrained, weights_record
 
     try:
         record = weights_record(name)
@@ -270,7 +274,6 @@ def _as_exact(predictor):
 
     if isinstance(predictor, ExactPredictor):
         return predictor
-    from ...errors import ModelError
 
     try:
         return ExactPredictor.from_model(predictor)  # eval-mode BN statistics; the model is not changed
@@ -285,8 +288,6 @@ def decode_bcnn(data: bytes, restore: str | None = None) -> np.ndarray:
     the container is checked first, then the predictor, then the payload.
     ``restore``: a zoo artifact remover applied after decoding (paper
     Figure 10), through the one codec+restorer wrapper."""
-    from ..registry import SEPARATOR, get_codec
-
     codec = BlockCNNCodec.for_file(data)
     if restore:
         return get_codec(f"{BlockCNNCodec.name}{SEPARATOR}{restore}", model=codec.model).decode(data)
@@ -313,8 +314,6 @@ class BlockCNNCodec(Codec):
     def for_file(cls, data: bytes) -> "BlockCNNCodec":
         """The codec with the predictor a .bcnn file names: the container is
         checked first (size against the pixel limit), then the predictor."""
-        from ... import io
-
         header = read_header(data)
         io.check_pixel_limit(header.width, header.height, ".bcnn file")
         zoo_predictor(header.model)  # PredictorMismatchError when not in the zoo
@@ -324,9 +323,6 @@ class BlockCNNCodec(Codec):
         self.model = str(model)
         self._exact = None if predictor is None else _as_exact(predictor)
         if self._exact is None:
-            from ...errors import ModelError
-            from ...zoo.registry import list_weights, weights_record
-
             try:
                 record = weights_record(self.model)
             except ModelError:
@@ -346,7 +342,6 @@ class BlockCNNCodec(Codec):
         missing = [m for m in ("torch", "jpeglib") if importlib.util.find_spec(m) is None]
         if missing:
             return f"blockcnn: needs {' and '.join(missing)} (not installed)"
-        from ...zoo.registry import list_weights
 
         if DEFAULT_MODEL not in list_weights():
             return (f"blockcnn: no trained predictor {DEFAULT_MODEL!r} in the zoo yet "
@@ -379,8 +374,6 @@ class BlockCNNCodec(Codec):
         return self._encode(image, quality)
 
     def _encode(self, image: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
-        from ...jpeg.coefficients import JpegCoefficients, coefficients_to_bytes
-
         image = check_image(image)
         q = check_quality(quality)
         gray = image.ndim == 2
@@ -406,8 +399,6 @@ class BlockCNNCodec(Codec):
     # ------------------------------------------------------------ decode
 
     def decode(self, data: bytes) -> np.ndarray:
-        from ... import io
-
         header = read_header(data)
         io.check_pixel_limit(header.width, header.height, ".bcnn file")  # before any allocation
         exact = self._predictor_for(header)
@@ -424,9 +415,6 @@ class BlockCNNCodec(Codec):
         return exact
 
     def _read_payload(self, payload: bytes, header: BcnnHeader) -> list[_Plane]:
-        from ...jpeg.coefficients import expected_block_dims, read_coefficients
-        from ...jpeg.files import frame_size
-
         unit = BLOCK if header.gray else 2 * BLOCK
         hp, wp = -(-header.height // unit) * unit, -(-header.width // unit) * unit
         if frame_size(payload) not in (None, (wp, hp)):  # before libjpeg allocates for the payload's size
@@ -455,8 +443,6 @@ class BlockCNNCodec(Codec):
 
     @staticmethod
     def _planes(quality: int, shapes, sources) -> list[_Plane]:
-        from ...jpeg.tables import ijg_tables
-
         luma, chroma = ijg_tables(quality)
         planes = []
         for i, (ph, pw) in enumerate(shapes):

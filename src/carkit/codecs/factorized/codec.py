@@ -59,6 +59,10 @@ import numpy as np
 
 from ..base import Codec, check_image, check_quality
 from ...errors import CodecError
+from ...models.registry import model_config
+from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from .entropy_coding import build_tables, decode_symbols, encode_symbols
+from ...io import check_pixel_limit, to_tensor, to_uint8
 
 MAGIC = b"CKFP"
 VERSION = 1
@@ -169,8 +173,6 @@ def unpack(data: bytes) -> dict:
 def factorized_weights() -> list[str]:
     """Zoo names of factorized-prior weights."""
     from ...models.factorized_prior import FactorizedPrior
-    from ...models.registry import model_config
-    from ...zoo.registry import list_weights, weights_record
 
     out = []
     for n in list_weights():
@@ -182,8 +184,6 @@ def factorized_weights() -> list[str]:
 
 def choose_weights(quality: int) -> str:
     """The entry whose quality range covers ``quality``, else the nearest range."""
-    from ...zoo.registry import weights_record
-
     names = factorized_weights()
     if not names:
         raise CodecError("no factorized-prior weights in the zoo "
@@ -237,9 +237,6 @@ class FactorizedCodec(Codec):
 
     def load(self, name: str, sha256: str | None = None):
         """(network, record, tables) of zoo entry ``name``, cached per codec."""
-        from ...zoo.registry import load_codec_weights
-        from .entropy_coding import build_tables
-
         if name not in self._loaded:
             net, record = load_codec_weights(name, _KIND, "factorized-prior")
             key = (name, record.sha256)
@@ -257,8 +254,6 @@ class FactorizedCodec(Codec):
         first per entry: one point per trained rate point (qualities of one
         entry give the same file). A fixed ``model`` gives one file whatever
         the quality: the first quality only."""
-        from ...zoo.registry import weights_record
-
         if self.model:
             return tuple(int(q) for q in qualities)[:1]
         ranges = {n: weights_record(n).qualities for n in factorized_weights()}
@@ -297,9 +292,6 @@ class FactorizedCodec(Codec):
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
 
-        from ...io import to_tensor
-        from .entropy_coding import encode_symbols
-
         image = check_image(image)
         quality = check_quality(quality)
         name = self.model or choose_weights(quality)
@@ -315,9 +307,7 @@ class FactorizedCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         import torch
 
-        from ...io import check_pixel_limit, to_uint8
         from ...models.factorized_prior import latent_size
-        from .entropy_coding import decode_symbols
 
         head = unpack(data)
         check_pixel_limit(head["width"], head["height"], "factorized-prior file")  # before any allocation

@@ -42,6 +42,10 @@ import numpy as np
 from ..base import Codec, check_image, check_quality
 from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
 from ...errors import CodecError
+from .. import canonical_name, get_codec
+from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from ...zoo.defaults import HIDING_DEFAULTS
+from ...io import to_tensor, to_uint8
 
 MARKER = b"carkit-hiding "
 #: tile and overlap of E and D (receptive fields of about 80 px: keep 48 px a side)
@@ -67,8 +71,6 @@ def read_marker(data: bytes) -> dict | None:
 def trained_for(record) -> tuple[str, tuple[int, int]]:
     """(codec, (lo, hi)) a zoo entry of residual-hiding weights was trained
     with, as its record declares (one quality is ``(q, q)``)."""
-    from .. import canonical_name
-
     lo, hi = record.qualities
     return canonical_name(record.codec), (int(lo), int(hi))
 
@@ -80,8 +82,6 @@ def quality_distance(trained: tuple[int, int], quality: int) -> int:
 
 def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[str]:
     """Zoo names of residual-hiding weights (for ``codec`` and gray/color images)."""
-    from ...zoo.registry import list_weights, weights_record
-
     names = []
     for n in list_weights():
         r = weights_record(n)
@@ -96,9 +96,6 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
     quality (:func:`quality_distance`); among equally near pairs the reviewed
     default of the codec (:data:`carkit.zoo.defaults.HIDING_DEFAULTS`), then
     the name. ``--model`` picks another."""
-    from ...zoo.defaults import HIDING_DEFAULTS
-    from ...zoo.registry import weights_record
-
     names = hiding_weights(codec, gray)
     if not names:
         raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
@@ -125,8 +122,6 @@ def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP):
 def load_weights(name: str, sha256: str | None = None):
     """(network, record) of the zoo's E/D pair ``name``; ``sha256``, a
     marker's digest prefix, must match the zoo's weights."""
-    from ...zoo.registry import load_codec_weights
-
     return load_codec_weights(name, "hiding", "residual-hiding", sha256)
 
 
@@ -151,8 +146,6 @@ class HidingCodec(Codec):
         return find_payload(data, MARKER) is not None
 
     def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP):
-        from .. import canonical_name, get_codec
-
         base = canonical_name(codec)
         if base not in CARRIERS:
             raise CodecError(f"hiding: {base} files cannot carry the marker (supported: {', '.join(sorted(CARRIERS))})")
@@ -184,8 +177,6 @@ class HidingCodec(Codec):
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
 
-        from ...io import to_tensor, to_uint8
-
         image = check_image(image)
         quality = check_quality(quality)
         gray = image.ndim == 2
@@ -216,9 +207,6 @@ class HidingCodec(Codec):
         refused: ``carkit.api.decode_file(data, method="hiding")`` restores
         such a JPEG blind instead and says so (:func:`fallback_note`)."""
         import torch
-
-        from .. import get_codec
-        from ...io import to_tensor, to_uint8
 
         marker = read_marker(data)
         if marker is None:

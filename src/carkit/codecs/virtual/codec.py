@@ -30,6 +30,11 @@ import numpy as np
 from ..base import Codec, check_image, check_quality
 from ..markers import check_weights_digest, jpeg_read, json_marker
 from ...errors import CodecError
+from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
+from ..jpeg import JpegCodec
+from .._pillow import pil_decode, pil_encode
+from ...io import check_pixel_limit, to_tensor, to_uint8
 
 MARKER = b"carkit-vcodec "
 #: description-grid tile and overlap for FDNN, image-grid ones for PPNN
@@ -39,8 +44,6 @@ RECONSTRUCT_TILE, RECONSTRUCT_OVERLAP = 512, 64
 
 def vcodec_weights(gray: bool) -> list[str]:
     """Zoo names of virtual-codec weights for gray (or color) images."""
-    from ...zoo.registry import list_weights, weights_record
-
     return [n for n in list_weights() if weights_record(n).kind == "vcodec" and weights_record(n).gray == gray]
 
 
@@ -49,8 +52,6 @@ def choose_weights(gray: bool, quality: int) -> str:
     quality (the paper trains one pair per quality), preferring the virtual
     codec proper over Jiang et al.'s baseline. Color images fall back to
     the gray weights (luma mode) when the zoo has no color pair."""
-    from ...zoo.registry import weights_record
-
     names = vcodec_weights(gray) or ([] if gray else vcodec_weights(True))
     if not names:
         raise CodecError("no virtual-codec weights in the zoo "
@@ -77,8 +78,6 @@ def describe_luma(net, rgb):
     import torch
     import torch.nn.functional as F
 
-    from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
-
     ycc = rgb_to_ycbcr_jpeg(rgb)
     chroma = F.avg_pool2d(_pad_even(ycc[:, 1:]), 2)
     return ycbcr_jpeg_to_rgb(torch.cat([describe(net, ycc[:, :1].clamp(0, 1)), chroma], 1))
@@ -89,8 +88,6 @@ def reconstruct_luma(net, z, size: tuple[int, int]):
     PPNN on the luma, bicubic on the chroma."""
     import torch
     import torch.nn.functional as F
-
-    from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
 
     ycc = rgb_to_ycbcr_jpeg(z)
     chroma = F.interpolate(ycc[:, 1:], scale_factor=2, mode="bicubic", align_corners=False)
@@ -156,20 +153,13 @@ class VirtualCodecCodec(Codec):
     def library(cls) -> str | None:
         import torch
 
-        from ..jpeg import JpegCodec
-
         return f"{JpegCodec.library()}, torch {torch.__version__}"
 
     def _net(self, name: str):
-        from ...zoo.registry import load_codec_weights
-
         return load_codec_weights(name, "vcodec", "virtual-codec")
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
-
-        from .._pillow import pil_encode
-        from ...io import to_tensor, to_uint8
 
         image = check_image(image)
         quality = check_quality(quality)
@@ -190,8 +180,6 @@ class VirtualCodecCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         import torch
 
-        from .._pillow import pil_decode
-        from ...io import check_pixel_limit, to_tensor, to_uint8
         from ...models.virtual_codec import description_size
 
         marker = read_marker(data)
