@@ -48,7 +48,8 @@ def _restore_section(payload: dict) -> list[str]:
     if payload["models"]:
         ref = payload.get("jpeg_decode_megapixels_per_second")
         out += ["| model | architecture | parameters | applied as | training steps | training wall time | "
-                "speed here (MP/s, " + str(payload.get("threads")) + " threads) | time / JPEG decode time |",
+                "speed here (MP/s, " + str(payload.get("threads")) + " threads"
+                + (f", {payload['precision']}" if payload.get("precision") else "") + ") | time / JPEG decode time |",
                 "|---|---|---|---|---|---|---|---|"]
         for name, info in payload["models"].items():
             t = info.get("training") or {}

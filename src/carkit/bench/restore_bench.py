@@ -173,6 +173,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "rows": rows,
         "models": model_info,
         "threads": torch.get_num_threads(),
+        "precision": restorer.precision,
         "jpeg_decode_megapixels_per_second": megapixels / max(decode_seconds, 1e-9),
         "provenance": provenance(dataset_dir=data_dir, files=files,
                                  codec_settings={"codec": "jpeg", "library": "Pillow/libjpeg-turbo",
