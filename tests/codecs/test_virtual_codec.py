@@ -213,6 +213,24 @@ def test_codec_round_trip_is_deterministic_and_names_its_weights(vcodec_zoo):
     assert np.array_equal(get_codec("vcnn").decode(rt.data), rt.decoded)
 
 
+def test_default_weights_are_the_packages_and_others_are_used_by_name(vcodec_zoo, tmp_path, monkeypatch):
+    """Weights outside the package (Jiang et al.'s baseline in weights/bench)
+    are never a default, even when trained nearer the quality; named, they
+    code and decode like any pair."""
+    import carkit.zoo.registry as zoo
+    from carkit.codecs.registry import get_codec
+    from carkit.codecs.virtual.codec import choose_weights
+    from ..helpers import add_tiny_vcodec
+
+    extra = tmp_path / "extra"
+    add_tiny_vcodec(extra, "jiang-gray-q12", True, 12, seed=3)
+    monkeypatch.setenv(zoo.WEIGHTS_PATH_ENV, str(extra))
+    assert choose_weights(True, 12) == "tiny-vc-gray-q10"
+    img = np.random.default_rng(2).integers(0, 256, (24, 24), dtype=np.uint8)
+    data = get_codec("vcnn", model="jiang-gray-q12").encode(img, 12)
+    assert b"jiang-gray-q12" in data and get_codec("vcnn").decode(data).shape == img.shape
+
+
 def test_tiled_networks_equal_untiled():
     """Overlaps wider than the receptive fields: tiles change nothing (and
     the tiling is real: a too-small overlap does change the result)."""

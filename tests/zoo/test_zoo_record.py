@@ -29,6 +29,7 @@ def test_every_record_is_typed_and_agrees_with_its_model(name):
     assert record.licence.startswith("MIT") and record.budget_seconds > 0 and record.steps > 0
     lo, hi = record.qualities
     assert 1 <= lo <= hi <= 100
+    assert record.recipe and record.recipe is record.training["recipe"]   # provenance, as exported
 
 
 def test_descriptors_say_how_to_run_each_model():

@@ -226,7 +226,7 @@ def _family(architecture: str) -> str | None:
 
 def _hiding_method(name: str, net, record, info: dict) -> Method:
     codec, trained = trained_for(record)
-    kwargs = (record.training.get("recipe") or {}).get("task_kwargs") or {}
+    kwargs = record.recipe.get("task_kwargs") or {}   # provenance: the strategy labels rows
     info = {**info, "strategy": kwargs.get("strategy", "II"), "codec": codec}
     try:  # a codec this machine lacks, or whose files cannot carry the marker: a note, not a failure
         runner = BenchHidingCodec(codec, name, net, record)

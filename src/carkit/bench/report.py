@@ -285,7 +285,7 @@ def _zoo_section() -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for name in names:
         r = weights_record(name)
-        t, rec = r.training, r.training.get("recipe", {})
+        t, rec = r.training, r.recipe
         slices = t.get("slices") or [{}]
         where = ", ".join(sorted({f"{s.get('device', '?')} x{s.get('threads', '?')} threads" for s in slices}))
         stages = [s for s in t.get("stages", []) if not s.get("missing")]

@@ -139,10 +139,9 @@ def _zoo_model(name: str, gray: bool) -> tuple[object, dict]:
     if rec.kind != "vcodec":
         raise UsageError(f"{name} is a {rec.kind}, not a virtual-codec model")
     planes = _mode_check(name, rec.gray, gray)
-    recipe = rec.training.get("recipe") or {}
     info = {"source": "zoo", "architecture": rec.model, "weights_sha256": rec.sha256, "planes": planes,
             "trained_quality": int(rec.qualities[0]),
-            "bridge": (recipe.get("task_kwargs") or {}).get("bridge"),
+            "bridge": (rec.recipe.get("task_kwargs") or {}).get("bridge"),   # provenance, shown only
             "training": {k: rec.training.get(k) for k in ("steps", "wall_seconds", "data")}}
     return get_codec("vcnn", model=name), info
 

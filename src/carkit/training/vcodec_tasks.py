@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..extras import require_train_deps
 from ..models.virtual_codec import PostProcessing, upsample_description

@@ -92,6 +92,12 @@ class WeightsRecord:
         return self.training.get("steps")
 
     @property
+    def recipe(self) -> dict:
+        """The training recipe as exported: provenance that benches and the
+        report show, never read to decide what inference does."""
+        return self.training.get("recipe") or {}
+
+    @property
     def budget_seconds(self) -> float:
         """Wall seconds of training, every stage and slice together."""
         return float(self.training.get("wall_seconds") or 0.0)

@@ -43,25 +43,22 @@ RECONSTRUCT_TILE, RECONSTRUCT_OVERLAP = 512, 64
 
 
 def vcodec_weights(gray: bool) -> list[str]:
-    """Zoo names of virtual-codec weights for gray (or color) images."""
+    """The package's virtual-codec weights for gray (or color) images."""
     return [n for n in list_weights() if weights_record(n).kind == "vcodec" and weights_record(n).gray == gray]
 
 
 def choose_weights(gray: bool, quality: int) -> str:
-    """The zoo weights trained at ``quality`` or, failing that, at the nearest
-    quality (the paper trains one pair per quality), preferring the virtual
-    codec proper over Jiang et al.'s baseline. Color images fall back to
-    the gray weights (luma mode) when the zoo has no color pair."""
+    """The package's weights trained at ``quality`` or, failing that, at the
+    nearest quality (the paper trains one pair per quality). Color images
+    fall back to the gray weights (luma mode) when the package has no color
+    pair. Only the package's weights are candidates: pairs in other weights
+    folders (Jiang et al.'s directly connected baseline in weights/bench,
+    same networks and same decoding) are used only when named (``model``)."""
     names = vcodec_weights(gray) or ([] if gray else vcodec_weights(True))
     if not names:
         raise CodecError("no virtual-codec weights in the zoo "
                          "(train one with recipes/vcodec/*.toml and `carkit zoo export`)")
-
-    def direct(name: str) -> bool:  # Jiang et al.'s baseline: only by --model
-        recipe = (weights_record(name).training or {}).get("recipe", {})
-        return recipe.get("task_kwargs", {}).get("bridge") == "direct"
-
-    return min(names, key=lambda n: (direct(n), abs(weights_record(n).qualities[0] - quality), n))
+    return min(names, key=lambda n: (abs(weights_record(n).qualities[0] - quality), n))
 
 
 def _pad_even(x):
