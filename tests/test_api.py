@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,24 @@ def test_readme_examples_run(monkeypatch):
     monkeypatch.chdir(ROOT)
     result = doctest.testfile(str(ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def _github_anchors(markdown: str):
+    """The anchors GitHub gives a Markdown file's headings (repeats get -1, -2, ...)."""
+    seen: dict[str, int] = {}
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            seen[slug] = seen.get(slug, -1) + 1
+            yield slug if seen[slug] == 0 else f"{slug}-{seen[slug]}"
+
+
+def test_readme_links_name_sections_of_the_generated_results():
+    """README numbers are links into docs/RESULTS.md (``carkit bench report``);
+    each names a heading there."""
+    links = re.findall(r"\(docs/RESULTS\.md#([\w-]+)\)", (ROOT / "README.md").read_text())
+    anchors = set(_github_anchors((ROOT / "docs" / "RESULTS.md").read_text()))
+    assert links and sorted(set(links) - anchors) == []
 
 
 def test_import_carkit_loads_no_torch():
