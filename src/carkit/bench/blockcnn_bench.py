@@ -22,7 +22,7 @@ The payload has the layout of ``carkit bench codecs`` (so the same table and
 BD code apply) plus:
 
 * ``bd_window``: BD-rate against JPEG averaged over the paper's low-rate range
-  (default 0.15-0.6 bpp, the issue's target range);
+  (default 0.15-0.6 bpp, the project's target range);
 * ``at_bpp``: every curve's PSNR and SSIM interpolated (PCHIP on log rate) at
   one rate (default 0.45 bpp, paper Fig. 10);
 * ``speed``: encode and decode time per megapixel of the codec beside

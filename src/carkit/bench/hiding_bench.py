@@ -49,7 +49,7 @@ the best zoo restorer (``dagn-small`` for color, as ``bench vcodec``), and
 hiding+D for every hiding model (E/D trained at one quality applied at each
 sweep quality; points off the training quality are flagged). BD-rate (and
 BD-PSNR / BD-SSIM) of hiding+D against the codec alone and against codec +
-restorer over the overlap and within ``window`` (0.4-1.5 bpp: the issue's
+restorer over the overlap and within ``window`` (0.4-1.5 bpp: the project's
 target is a BD-rate of -30 % or better against libjpeg-turbo alone), and the
 quality gain at equal rate; this part reuses ``bench vcodec``'s comparison
 and rendering (``common.compare``, its tables and ``plot_rd_curves``), with the
@@ -101,7 +101,7 @@ from ..codecs.base import check_quality
 from .paper_numbers import HIDING_TABLE_2_KODAK
 from .. import metrics
 
-#: the issue's rate window and target (BD-rate of hiding+D against the codec alone)
+#: the project's rate window and target (BD-rate of hiding+D against the codec alone)
 DEFAULT_WINDOW = (0.4, 1.5)
 TARGET_BD_RATE = -30.0
 #: the standard-file targets' rate window, and its targets there (BD-rate of psnr_rgb): the hiding files in a plain viewer
@@ -832,7 +832,7 @@ PAPER_CAVEAT = ("The paper's Table 2 does not follow from section 4.2.1 read lit
 
 
 def target_lines(rd: dict) -> list[str]:
-    """The issue's target read off the comparisons: window BD-rate of each
+    """The project's target read off the comparisons: window BD-rate of each
     hiding+D curve against the codec alone."""
     psnr_key = rd["config"]["rd_metrics"][0]
     lo, hi = rd["config"]["window_bpp"]

@@ -2,8 +2,8 @@
 (Zhao et al. 2017, ../shared/papers/virtual-codec.txt, section III-B and
 Fig. 4-5; the project's equal-rate target).
 
-On each evaluation set (the issue: Classic5 and Kodak in gray, then Kodak in
-color), one rate-distortion curve per method:
+On each evaluation set (Classic5 and Kodak in gray, then Kodak in color),
+one rate-distortion curve per method:
 
 * ``jpeg``: the whole image coded by Pillow/libjpeg-turbo at each quality of a
   sweep (PROTOCOL.md settings; 1 component for gray, 4:2:0 for color). The
@@ -37,7 +37,7 @@ qualities:
 * Bjontegaard BD-rate (and BD-PSNR / BD-SSIM) over the overlapping range,
   PSNR through ``codec_bench.bd_table``, SSIM through the same
   ``metrics.bd_rate`` / ``metrics.bd_psnr``, plus the BD-rate within the rate
-  window (default 0.1-0.3 bpp, the issue's target);
+  window (default 0.1-0.3 bpp, the project's target);
 * the quality gain at equal rate (both curves read by PCHIP on log rate, as
   BD does) at each of the method's own points that the other curve covers,
   and over the window: its mean, its range and who wins there.
@@ -71,7 +71,7 @@ from ..codecs.base import check_quality
 
 #: full-resolution JPEG sweep: low enough for the description's rates (about 0.05-0.5 bpp)
 DEFAULT_JPEG_QUALITIES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-#: the issue's target rates
+#: the project's target rates
 DEFAULT_WINDOW = EQUAL_RATE_WINDOW
 #: curves of the learned methods: zoo-name prefix -> curve name
 FAMILIES = (("vcodec-", "virtual codec"), ("jiang-", "Jiang et al."))

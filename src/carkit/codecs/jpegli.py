@@ -1,8 +1,8 @@
 """JPEG by Google's jpegli encoder, through the ``ajpegli`` bindings.
 
-jpegli writes standard JPEG files that every decoder opens, at 15-20% fewer
-bits than libjpeg-turbo for the same PSNR (adaptive quantization, better
-tables, progressive coding with optimized Huffman codes). It is the strongest
+jpegli writes standard JPEG files that every decoder opens, in fewer bits
+than libjpeg-turbo for the same PSNR (adaptive quantization, better tables,
+progressive coding with optimized Huffman codes). It is the strongest
 standard-file encoder a user can pick instead of carkit's learned methods, so
 the benches compare against it (PROTOCOL.md: ajpegli, 4:2:0, default
 settings). ``decoder``: files are decoded by Pillow/libjpeg-turbo by default,

@@ -43,8 +43,8 @@ Configurations: ``memnet-gray`` (M=4, R=3, 48 maps; 222,577 parameters,
 the hiding baselines, on the Y channel of color images through
 ``restoration/restorer.py`` (``color-via-Y``); ``memnet-gray-m6r6`` is the
 paper's MemNet_M6R6 with 64 maps and the multi-supervised output (694,855
-parameters), registered to be built and counted, not trained here (it trains about 4x
-slower than ``memnet-gray`` on a CPU).
+parameters), registered to be built and counted, not trained here (too
+slow to train on a CPU).
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ Not from one of the five papers: a multi-scale residual U-Net, the backbone
 shape that DAGN's base encoder/decoder and FBCNN use (strided-conv
 downsampling, residual blocks at each scale, transposed-conv upsampling, skip
 additions, a global residual). Chosen over DnCNN-3 for the foundation's blind
-gray model because most of its work runs at 1/2..1/8 resolution: on 2 CPU
-cores it trains several times more iterations per hour than a 20-layer
-full-resolution DnCNN and sees a far larger receptive field (JPEG blocking at
+gray model because most of its work runs at 1/2..1/8 resolution: on a CPU
+it trains more iterations per hour than a 20-layer full-resolution DnCNN and sees a far larger receptive field (JPEG blocking at
 QF 10 spans more than DnCNN's 41x41 field of view in flat regions). The
 full-resolution scale gets one residual block, the coarser ones two: that is
 where the compute is cheap.

@@ -104,9 +104,7 @@ def jpeg_rate_proxy(images: torch.Tensor, quality: int | list[int], proxy) -> to
     image (shape ``(N,)``): sum(log2(1 + |c|)) over the quantized coefficients c of
     ``proxy.encode`` (carkit's DiffJPEG, straight-through rounding), over the
     pixels. Not calibrated (no entropy coder, headers or run lengths), but
-    its ratio between two images tracks the real bytes' (in a check over 12
-    Kodak crops of 256 px and E's outputs at JPEG 20, 50 and 75: correlation
-    0.98-0.99, E's extra bits 17-21% by the proxy against 19-24% real)."""
+    its ratio between two images tracks the real bytes' closely."""
     h, w = images.shape[-2:]
     code = proxy.encode(images.float(), quality if isinstance(quality, int) else torch.tensor(quality))
     bits = sum(torch.log2(1 + c.abs()).flatten(1).sum(1) for c in code.coefficients)
@@ -234,8 +232,8 @@ class ResidualHidingTask(TrainTask):
         return {"sim": sim}
 
     def extra_models(self, gray):
-        """The autoencoder simulator ships too (the issue: the zoo holds the
-        simulation networks), as the registered ``hiding-sim-*`` model."""
+        """The autoencoder simulator ships too, so the zoo holds the simulation
+        network beside its pair, as the registered ``hiding-sim-*`` model."""
         if self.simulator != "autoencoder":
             return {}
         return {"sim": (f"hiding-sim-{'gray' if gray else 'color'}",
@@ -365,10 +363,9 @@ class ResidualHidingTask(TrainTask):
 
     def val_extra(self, quality):
         """The mean bpp of IL_enc (``bpp``) and of the codec alone on the
-        originals (``codec_bpp``): E may buy its gain with bits (HEIF at
-        quality 39: 38% more on Kodak), which the PSNR gain alone hides; and
-        the mean PSNR of IL_enc as an ordinary decoder shows it
-        (``plain_psnr``) and of the codec alone (``codec_psnr``)."""
+        originals (``codec_bpp``): E may buy its gain with bits, which the PSNR
+        gain alone hides; and the mean PSNR of IL_enc as an ordinary decoder
+        shows it (``plain_psnr``) and of the codec alone (``codec_psnr``)."""
         out = {k: float(sum(v) / len(v)) for k, v in self._val_extra.items() if v}
         self._val_extra = {}
         return out
