@@ -46,11 +46,8 @@ quantized coefficients. Without it E's image costs more real bits than IH,
 which keeps a pair's BD-rate short of its same-quality PSNR gain; the
 paper's L_con alone does not see bits.
 
-``plain_weight`` > 0 (beyond the paper) adds ``plain_weight * ||IL_enc -
-IH||^2``: the distortion of what an ordinary decoder shows (the real
-codec's decode of E's image, with Strategy II's identity gradient to
-IH_enc), so E learns files that look right without D too. Validation logs
-that plain decode's PSNR beside the codec's own on the originals.
+Validation logs the PSNR of IL_enc as an ordinary decoder shows it (no D)
+beside the codec's own on the originals: what a viewer without carkit sees.
 
 What differs from the paper: squared errors are means over pixels, not sums
 (the same minimiser; lambda keeps its meaning because both terms are scaled
@@ -141,7 +138,6 @@ class ResidualHidingTask(TrainTask):
             autoencoder only).
         rate_weight: weight of the rate term on IH_enc (module doc; JPEG
             only, 0 = the paper's loss).
-        plain_weight: weight of the plain-decode term (module doc; 0 = the paper's loss).
         sim_init: where the autoencoder starts (Strategy I with the
             autoencoder only): ``zoo:NAME``, shipped ``hiding-sim-*`` weights,
             or a run folder (its checkpoint's simulator), so a Strategy I run
@@ -154,7 +150,7 @@ class ResidualHidingTask(TrainTask):
     def __init__(self, strategy: str = "II", codec: str = "jpeg", quality: int = 50,
                  simulator: str | None = None, rec_weight: float = 5.0, codec_options: dict | None = None,
                  sim_features: int = 64, sim_blocks: int = 8, sim_pretrain: int = 0, rate_weight: float = 0.0,
-                 sim_init: str = "", plain_weight: float = 0.0):
+                 sim_init: str = ""):
         from ..codecs import canonical_name, check_quality
 
         if strategy not in STRATEGIES:
@@ -198,9 +194,6 @@ class ResidualHidingTask(TrainTask):
         self.rate_weight = float(rate_weight)
         if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
-        self.plain_weight = float(plain_weight)
-        if self.plain_weight < 0:
-            raise RecipeError("plain_weight is a non-negative weight")
         self._pretraining = False
         self._codec = None
         self._proxy = None
@@ -326,11 +319,8 @@ class ResidualHidingTask(TrainTask):
         qualities = self.draw_qualities(len(gt))
         residual = gt - codec_batch(self.codec, gt, qualities)
         encoded = net.hide(gt, residual)
-        compressed = self.compress(encoded, extras, qualities)
-        restored = net.reconstruct(compressed)
+        restored = net.reconstruct(self.compress(encoded, extras, qualities))
         loss = self.rec_weight * mse(restored, gt) + mse(encoded, gt)
-        if self.plain_weight:  # what an ordinary decoder shows
-            loss = loss + self.plain_weight * mse(compressed, gt)
         if self.rate_weight:
             with torch.autocast(encoded.device.type, enabled=False):
                 rate = jpeg_rate_proxy(encoded, qualities, self.jpeg_proxy())
