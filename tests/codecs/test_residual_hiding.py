@@ -259,6 +259,7 @@ def test_rate_term_adds_the_jpeg_rate_proxy_of_ih_enc_and_reaches_e():
     assert net.encoder.tail.weight.grad.abs().sum() > 0 and net.decoder.tail.weight.grad is None
     with pytest.raises(RecipeError, match="JPEG only"):
         ht.ResidualHidingTask(codec="jpeg2000", quality=28, rate_weight=0.1)
+    ht.ResidualHidingTask(codec="jpegli", quality=[10, 80], rate_weight=0.01)  # jpegli writes JPEG files too
     # the proxy's rate is per image
     two = torch.cat([to_tensor(smooth), to_tensor(noisy)])
     per = ht.jpeg_rate_proxy(two, 50, task.jpeg_proxy())

@@ -39,7 +39,8 @@ One step, for a batch of originals IH (``batch["gt"]``):
    L_con = ||IH_enc - IH||^2, lambda = 5; the recipe sets Adam (the engine's
    AdamW with weight_decay 0) at the paper's 1e-4.
 
-``rate_weight`` > 0 (JPEG only; beyond the paper) adds a rate term on E's
+``rate_weight`` > 0 (JPEG files only: libjpeg-turbo's or jpegli's; beyond
+the paper) adds a rate term on E's
 output: ``rate_weight * R(IH_enc)``, R the bits per pixel that
 :func:`jpeg_rate_proxy` estimates from carkit's differentiable JPEG's
 quantized coefficients. Without it E's image costs more real bits than IH,
@@ -69,6 +70,9 @@ from .recipe import RecipeError
 
 STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
+#: codecs writing JPEG files, whose rate the differentiable JPEG's coefficients stand in for
+#: (jpegli's adaptive quantization and tables differ from the proxy's IJG tables: an approximation)
+JPEG_FILES = ("jpeg", "jpegli")
 QUALITY_STREAM = 7  # keeps the quality draws apart from the data pipeline's per-step streams
 
 
@@ -192,8 +196,9 @@ class ResidualHidingTask(TrainTask):
             raise RecipeError("sim_init applies to Strategy I with simulator='autoencoder'")
         self.sim_init = str(sim_init)
         self.rate_weight = float(rate_weight)
-        if self.rate_weight < 0 or (self.rate_weight and self.codec_name != "jpeg"):
-            raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only)")
+        if self.rate_weight < 0 or (self.rate_weight and self.codec_name not in JPEG_FILES):
+            raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only: "
+                              f"{', '.join(JPEG_FILES)})")
         self._pretraining = False
         self._codec = None
         self._proxy = None
