@@ -41,8 +41,8 @@ RESTORE_DEFAULTS: tuple[DefaultRestorer, ...] = (
                     "+1.53..+1.67 dB on LIVE1 gray at QF 10-40 (ARCNN +1.23 at QF 10); below QF 10 unmeasured"),
     DefaultRestorer("gray", (41, 56), "dncnn3-gray-blind", "gray",
                     "trained for QF 10-50: +0.78 dB at QF 50 (LIVE1 green plane)"),
-    DefaultRestorer("gray", (57, 73), "memnet-gray-q63", "gray",
-                    "the only gray model trained above QF 50 (QF 63); no gray model is trained above it"),
+    DefaultRestorer("gray", (57, 73), "jpegnet-v1c", "gray",
+                    "provisional, to be measured: memnet-gray-q63 left the package for jpegnet-v1c"),
 )
 
 #: Files whose quality is unknown (invalid tables): the blind model of each kind.
@@ -69,6 +69,5 @@ def default_restorer(gray: bool, quality: int | None) -> DefaultRestorer | None:
 HIDING_DEFAULTS: dict[str, str] = {
     "jpeg": "hiding-jpeg-q10-80-s2-dagn-rate-p128",
     "heif": "hiding-heif-q39-s1-long",
-    "jpeg2000": "hiding-jpeg2000-q28-s1",
     "factorized": "hiding-factorized-q50-direct",
 }
