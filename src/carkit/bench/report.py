@@ -218,8 +218,11 @@ def _speed_section(payload: dict) -> list[str]:
     rows = payload["rows"]
     models = [n for n, r in rows.items() if r["kind"] == "zoo" and n != payload["reference"]]
     archs = [n for n, r in rows.items() if r["kind"].startswith("architecture")]
-    command = (f"carkit bench speed --models {','.join(models)} --architectures {','.join(archs)} "
-               f"--repeats {payload['repeats']} --threads {payload['threads']}")
+    command = (f"carkit bench speed --models {','.join(models)}"
+               + (f" --architectures {','.join(archs)}" if archs else "")
+               + (f" --precision {payload['precision']}" if payload.get("precision") else "")
+               + f" --repeats {payload['repeats']} --threads {payload['threads']}"
+               + (f" --tag {payload['tag']}" if payload.get("tag") else ""))
     return [f"Command: `{command}` (on `{payload['image']}`)", "",
             *format_speed_table(payload).splitlines(), "",
             "Architectures are timed untrained (the same computation as trained weights). The target for "

@@ -23,6 +23,7 @@ from ..errors import UsageError
 from .results import provenance, write_result
 from ..io import read_image, read_image_bytes
 from ..models.registry import create_model, describe
+from ..restoration.restorer import cpu_has_fast_bf16
 from ..zoo.registry import weights_record
 from ..training.recipe import default_data_root
 
@@ -106,7 +107,8 @@ def bench_speed(image_path: str | Path, models: list[str], architectures: list[s
         row["x_decode"] = row["seconds"] / rows["decode"]["seconds"]
     return {"kind": "speed", "image": _data_relative(image_path), "size": [w, h], "megapixels": mp, "quality": quality,
             "subsampling": "4:2:0", "repeats": repeats, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-            "tile": tile, "reference": REFERENCE, "rows": rows, "provenance": provenance()}
+            "native_bf16": cpu_has_fast_bf16(), "precision": precision, "tile": tile, "reference": REFERENCE,
+            "rows": rows, "provenance": provenance()}
 
 
 def _data_relative(path: str | Path) -> str:
@@ -121,7 +123,9 @@ def _data_relative(path: str | Path) -> str:
 def format_speed_table(payload: dict) -> str:
     w, h = payload["size"]
     lines = [f"Restoring one {w}x{h} ({payload['megapixels']:.2f} MP) color 4:2:0 JPEG at QF {payload['quality']}, "
-             f"end to end; {payload['cpu']}, {payload['threads']} threads, median of {payload['repeats']}", "",
+             f"end to end; {payload['cpu']}"
+             + {True: " (native bf16)", False: " (no native bf16)"}.get(payload.get("native_bf16"), "")
+             + f", {payload['threads']} threads, median of {payload['repeats']}", "",
              "| | how | precision | seconds | s per MP | x the decode | speed-up vs DnCNN-3 (Y, fp32) |",
              "|---|---|---|---|---|---|---|"]
     for name, r in payload["rows"].items():
@@ -133,7 +137,7 @@ def format_speed_table(payload: dict) -> str:
 
 def run_speed_bench(image: str, models: list[str], architectures: list[str], quality: int, repeats: int,
                     threads: int | None, precision: str, results_dir: str, tag: str = "") -> Path:
-    payload = bench_speed(image, models, architectures, quality, repeats, threads, precision)
+    payload = {**bench_speed(image, models, architectures, quality, repeats, threads, precision), "tag": tag}
     name = f"speed{'_' + tag if tag else ''}.json"
     path = write_result(Path(results_dir) / name, payload)
     print(format_speed_table(payload))
