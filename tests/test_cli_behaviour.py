@@ -338,5 +338,6 @@ def test_zoo_list_is_a_table_and_show_prints_one_record(capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["name"] == "dagn-small" and record["role"] == "restorer" and len(record["sha256"]) == 64
     assert record["schema"] == 2 and record["codec"] == "jpeg" and record["licence"].startswith("MIT")
+    assert record["family"] == "dagn"
     assert main(["zoo", "show", "nope"]) == 2
     assert main(["zoo", "list", "--role", "nope"]) == 2

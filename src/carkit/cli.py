@@ -265,6 +265,7 @@ def _cmd_zoo_show(args) -> int:
 
     record = weights_record(args.name)
     data = record.to_dict()
+    data = {"name": data.pop("name"), "model": data.pop("model"), "family": record.family, **data}
     data["file"] = str(record.path)
     print(json.dumps(data, indent=1, sort_keys=False, default=str))
     return 0

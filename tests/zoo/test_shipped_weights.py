@@ -320,11 +320,12 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
     qualities; Jiang et al.'s baseline and the color pairs live in the
     repository's weights/bench (benches and --model), so color images take
     the gray pair in luma mode."""
-    from carkit.codecs.virtual.codec import choose_weights, vcodec_weights
+    from carkit.codecs.virtual.codec import choose_weights
+    from carkit.zoo.select import candidates
 
-    gray = vcodec_weights(True)
+    gray = [r.name for r in candidates("vcodec", gray=True)]
     assert sorted(gray) == sorted(f"vcodec-gray-q{q}" for q in (5, 10, 20, 40))
-    assert vcodec_weights(False) == []
+    assert candidates("vcodec", gray=False) == []
     extra = list_weights(include_extra=True)
     assert {"jiang-gray-q10", "vcodec-color-q10"} <= set(extra) - set(list_weights())
     for q in (1, 5, 10, 20, 40, 90):
@@ -334,29 +335,32 @@ def test_virtual_codec_default_weights_are_the_virtual_codec_at_the_nearest_qual
         assert choose_weights(False, q) == name
 
 
-def test_residual_hiding_default_is_the_pair_measured_best(monkeypatch):
+def test_residual_hiding_default_is_the_pair_measured_best():
     """``carkit encode --method hiding`` picks, among the pairs trained at the
     nearest quality (a range holding it is nearest), the codec's reviewed
     default (carkit.zoo.defaults.HIDING_DEFAULTS): shipped, a hiding pair of
     that codec, and measured best where a rival was benched."""
-    from carkit.codecs.hiding import codec as hiding_codec
-    from carkit.codecs.hiding.codec import choose_weights, hiding_weights, trained_for
+    from carkit.codecs.hiding.codec import choose_weights, trained_for
     from carkit.zoo.defaults import HIDING_DEFAULTS
+    from carkit.zoo.select import candidates, select_weights
 
     for codec, name in HIDING_DEFAULTS.items():
         record = weights_record(name)
         assert name in list_weights() and record.role == "hiding" and record.codec == codec, codec
         assert choose_weights(codec, False, trained_for(record)[1][0]) == name
-    assert hiding_weights("jpeg", False) == ["hiding-jpeg-q10-80-s2-dagn-rate-p128"]   # the q50 pairs: weights/bench
+    assert [r.name for r in candidates("hiding", codec="jpeg", gray=False)] == \
+        ["hiding-jpeg-q10-80-s2-dagn-rate-p128"]   # the q50 pairs: weights/bench
     assert trained_for(weights_record("hiding-jpeg-q50-s1")) == ("jpeg", (50, 50))
     # HEIF: the continued Strategy I pair beats the Strategy II pair (weights/bench) by BD-rate
     long = hiding_bd_rate("hiding_kodak_color_heif_s1long.json", "heif", "hiding-heif-q39-s1-long")
     s2 = hiding_bd_rate("hiding_kodak_color_heif.json", "heif", "hiding-heif-q39-s2")
     assert long < s2
-    monkeypatch.setattr(hiding_codec, "hiding_weights", lambda codec, gray: ["hiding-heif-q39-s2",
-                                                                             "hiding-heif-q39-s1-long"])
-    assert choose_weights("heif", False, 39) == "hiding-heif-q39-s1-long"
-    # a pair trained nearer the quality wins over the default
+    # with the bench pairs among the candidates, the reviewed default wins among equally near pairs
+    both = {r.name for r in candidates("hiding", codec="heif", gray=False, include_extra=True)}
+    assert {"hiding-heif-q39-s2", "hiding-heif-q39-s1-long"} <= both
+    for q in (39, 80):
+        assert select_weights("hiding", q, codec="heif", gray=False, prefer=HIDING_DEFAULTS["heif"],
+                              include_extra=True) == "hiding-heif-q39-s1-long"
     assert choose_weights("heif", False, 80) == "hiding-heif-q39-s1-long"
 
 

@@ -57,14 +57,19 @@ def test_every_bench_weight_still_loads(name):
 
 @pytest.mark.parametrize("gray", [True, False])
 def test_automatic_choices_see_package_weights_only(gray):
-    from carkit.codecs.hiding.codec import hiding_weights
-    from carkit.codecs.virtual.codec import vcodec_weights
+    from carkit.codecs.hiding.codec import choose_weights as choose_hiding
+    from carkit.codecs.virtual.codec import choose_weights as choose_vcodec
+    from carkit.zoo.select import candidates
 
     shipped = set(list_weights())
     for q in [None, *range(1, 101)]:
         plan = choose_model(gray, q)
         assert plan.model is None or plan.model in shipped, (q, plan.model)
-    assert set(hiding_weights(None, gray)) <= shipped and set(vcodec_weights(gray)) <= shipped
+    assert {r.name for role in ("hiding", "vcodec") for r in candidates(role, gray=gray)} <= shipped
+    for q in range(1, 101, 7):
+        assert choose_vcodec(gray, q) in shipped
+        if not gray:
+            assert choose_hiding("jpeg", gray, q) in shipped
 
 
 def _tiny(directory: Path, name: str, seed: int = 0) -> None:

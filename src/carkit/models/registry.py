@@ -66,6 +66,8 @@ class ModelDescriptor:
     size_multiple: int = 8
     #: pixels of context a tile needs on each side (0: the caller's default)
     tile_overlap: int = 0
+    #: the model family: the module defining the constructor ("jpegnet", "dagn", "unet", ...)
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class ModelConfig:
         channels = tuple(getattr(cls, "accepts_channels", (self.in_channels,)))
         return ModelDescriptor(role=self.kind, input=kind, channels=channels,
                                size_multiple=int(getattr(cls, "tile_align", 8)),
-                               tile_overlap=int(getattr(cls, "tile_overlap", 0)))
+                               tile_overlap=int(getattr(cls, "tile_overlap", 0)),
+                               family=cls.__module__.rsplit(".", 1)[-1])
 
 
 _REGISTRY: dict[str, ModelConfig] = {}

@@ -31,11 +31,12 @@ from ..errors import CarkitError, ModelError, OutputExistsError, UsageError
 from ..io import (check_output_path, encode_image, orient, output_format, to_tensor,
                   to_uint8, write_bytes)
 from ..jpeg.jpegfile import JpegFile
-from ..models.registry import InputKind, ModelDescriptor, describe
+from ..models.registry import InputKind, ModelDescriptor, Role, describe
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .plan import RestorePlan, Restored
 from ..nn.tiling import tiled_apply
 from ..zoo.defaults import RESTORE_DEFAULTS, default_restorer
+from ..zoo import select as zoo_select
 from .kspace import restore_kspace
 from ..color import rgb_to_ycbcr_bt601, ycbcr_bt601_to_rgb
 
@@ -99,9 +100,9 @@ def choose_model(gray: bool, quality: int | None, records: list[WeightsRecord] |
         reviewed = _reviewed_plan(gray, quality)
         if reviewed is not None:
             return reviewed
-        records = [weights_record(n) for n in list_weights()]
-    # JPEG restorers only: a DnCNN trained on JPEG 2000 (a residual hiding baseline) is not one
-    records = [r for r in records if r.kind == "restorer" and r.trained_codec == "jpeg"]
+    # JPEG restorers only (carkit.zoo.select.candidates): a DnCNN trained on JPEG 2000 (a residual
+    # hiding baseline) is not one
+    records = zoo_select.candidates(Role.RESTORER, codec="jpeg", records=records)
     if gray:
         candidates = [("gray", r) for r in records if r.gray]
     else:

@@ -84,6 +84,12 @@ class WeightsRecord:
         return self.role
 
     @property
+    def family(self) -> str:
+        """The model family (:attr:`carkit.models.registry.ModelDescriptor.family`:
+        "jpegnet", "dagn", "residual_hiding", ...), from the registered model."""
+        return describe(self.model).family
+
+    @property
     def trained_codec(self) -> str:
         return self.codec
 

@@ -59,8 +59,9 @@ import numpy as np
 
 from ..base import Codec, check_image, check_quality
 from ...errors import CodecError
-from ...models.registry import model_config
-from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from ...zoo.record import WeightsRecord
+from ...zoo.registry import load_codec_weights
+from ...zoo.select import candidates, select_weights
 from .entropy_coding import build_tables, decode_symbols, encode_symbols
 from ...io import check_pixel_limit, to_tensor, to_uint8
 
@@ -170,30 +171,23 @@ def unpack(data: bytes) -> dict:
 
 
 # -- zoo weights -------------------------------------------------------------
-def factorized_weights() -> list[str]:
-    """Zoo names of factorized-prior weights."""
-    from ...models.factorized_prior import FactorizedPrior
+#: the model family of the factorized-prior codec's weights (the learned-codec role holds others too)
+_FAMILY = "factorized_prior"
 
-    out = []
-    for n in list_weights():
-        record = weights_record(n)
-        if record.kind == _KIND and model_config(record.model).constructor is FactorizedPrior:
-            out.append(n)
-    return out
+
+def _weights() -> list[WeightsRecord]:
+    """The package's factorized-prior weights."""
+    return candidates(_KIND, family=_FAMILY)
 
 
 def choose_weights(quality: int) -> str:
-    """The entry whose quality range covers ``quality``, else the nearest range."""
-    names = factorized_weights()
-    if not names:
+    """The entry whose quality range covers ``quality``, else the nearest
+    range, then the name (:func:`carkit.zoo.select.select_weights`)."""
+    name = select_weights(_KIND, quality, family=_FAMILY)
+    if name is None:
         raise CodecError("no factorized-prior weights in the zoo "
                          "(train them with recipes/learned/*.toml and `carkit zoo export`)")
-
-    def distance(name: str) -> int:
-        lo, hi = weights_record(name).qualities
-        return max(lo - quality, 0, quality - hi)
-
-    return min(names, key=lambda n: (distance(n), n))
+    return name
 
 
 #: the coder's tables per (zoo name, weights sha256), built once per process
@@ -223,7 +217,7 @@ class FactorizedCodec(Codec):
             import constriction  # noqa: F401
         except ImportError:
             return "the constriction package is not installed (pip install constriction)"
-        if not factorized_weights():
+        if not _weights():
             return "no factorized-prior weights in the zoo"
         return None
 
@@ -256,7 +250,7 @@ class FactorizedCodec(Codec):
         the quality: the first quality only."""
         if self.model:
             return tuple(int(q) for q in qualities)[:1]
-        ranges = {n: weights_record(n).qualities for n in factorized_weights()}
+        ranges = {r.name: r.qualities for r in _weights()}
         out, seen = [], set()
         for q in qualities:
             name = next((n for n, (lo, hi) in ranges.items() if lo <= q <= hi), None)

@@ -43,8 +43,10 @@ from ..base import Codec, check_image, check_quality
 from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
 from ...errors import CodecError
 from .. import canonical_name, get_codec
-from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from ...zoo.registry import load_codec_weights
 from ...zoo.defaults import HIDING_DEFAULTS
+from ...zoo.select import candidates, select_weights
+from ...models.registry import Role
 from ...io import to_tensor, to_uint8
 
 MARKER = b"carkit-hiding "
@@ -75,33 +77,17 @@ def trained_for(record) -> tuple[str, tuple[int, int]]:
     return canonical_name(record.codec), (int(lo), int(hi))
 
 
-def quality_distance(trained: tuple[int, int], quality: int) -> int:
-    """How far ``quality`` lies outside a pair's trained range (0 inside)."""
-    return max(trained[0] - quality, quality - trained[1], 0)
-
-
-def hiding_weights(codec: str | None = None, gray: bool | None = None) -> list[str]:
-    """Zoo names of residual-hiding weights (for ``codec`` and gray/color images)."""
-    names = []
-    for n in list_weights():
-        r = weights_record(n)
-        if r.kind == "hiding" and (gray is None or r.gray == gray) and (codec is None or trained_for(r)[0] == codec):
-            names.append(n)
-    return names
-
-
 def choose_weights(codec: str, gray: bool, quality: int) -> str:
     """The zoo weights trained for ``codec`` and the image's mode at ``quality``
     (one quality, or a range holding it) or, failing that, at the nearest
-    quality (:func:`quality_distance`); among equally near pairs the reviewed
-    default of the codec (:data:`carkit.zoo.defaults.HIDING_DEFAULTS`), then
-    the name. ``--model`` picks another."""
-    names = hiding_weights(codec, gray)
-    if not names:
+    quality; among equally near pairs the reviewed default of the codec
+    (:data:`carkit.zoo.defaults.HIDING_DEFAULTS`), then the name
+    (:func:`carkit.zoo.select.select_weights`). ``--model`` picks another."""
+    name = select_weights(Role.HIDING, quality, codec=codec, gray=gray, prefer=HIDING_DEFAULTS.get(codec))
+    if name is None:
         raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
                          "(train one with recipes/hiding/*.toml and `carkit zoo export`)")
-    default = HIDING_DEFAULTS.get(codec)
-    return min(names, key=lambda n: (quality_distance(trained_for(weights_record(n))[1], quality), n != default, n))
+    return name
 
 
 def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
@@ -157,7 +143,7 @@ class HidingCodec(Codec):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if not hiding_weights():
+        if not candidates(Role.HIDING):
             return "no residual-hiding weights in the zoo"
         return None
 
@@ -182,7 +168,8 @@ class HidingCodec(Codec):
         gray = image.ndim == 2
         # A gray image with only color weights for the codec is coded through the color pair
         # (three equal planes, a color file); the marker says so and decode returns gray again.
-        via_color = gray and not self.model and not hiding_weights(self.codec, True) and bool(hiding_weights(self.codec, False))
+        via_color = (gray and not self.model and not candidates(Role.HIDING, codec=self.codec, gray=True)
+                     and bool(candidates(Role.HIDING, codec=self.codec, gray=False)))
         if via_color:
             image, gray = np.repeat(image[..., None], 3, axis=2), False
         name = self.model or choose_weights(self.codec, gray, quality)

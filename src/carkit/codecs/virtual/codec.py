@@ -30,7 +30,9 @@ import numpy as np
 from ..base import Codec, check_image, check_quality
 from ..markers import check_weights_digest, jpeg_read, json_marker
 from ...errors import CodecError
-from ...zoo.registry import list_weights, load_codec_weights, weights_record
+from ...models.registry import Role
+from ...zoo.registry import load_codec_weights
+from ...zoo.select import candidates, select_weights
 from ...color import rgb_to_ycbcr_jpeg, ycbcr_jpeg_to_rgb
 from ..jpeg import JpegCodec
 from .._pillow import pil_decode, pil_encode
@@ -42,23 +44,21 @@ DESCRIBE_TILE, DESCRIBE_OVERLAP = 256, 32
 RECONSTRUCT_TILE, RECONSTRUCT_OVERLAP = 512, 64
 
 
-def vcodec_weights(gray: bool) -> list[str]:
-    """The package's virtual-codec weights for gray (or color) images."""
-    return [n for n in list_weights() if weights_record(n).kind == "vcodec" and weights_record(n).gray == gray]
-
-
 def choose_weights(gray: bool, quality: int) -> str:
     """The package's weights trained at ``quality`` or, failing that, at the
-    nearest quality (the paper trains one pair per quality). Color images
-    fall back to the gray weights (luma mode) when the package has no color
-    pair. Only the package's weights are candidates: pairs in other weights
-    folders (Jiang et al.'s directly connected baseline in weights/bench,
-    same networks and same decoding) are used only when named (``model``)."""
-    names = vcodec_weights(gray) or ([] if gray else vcodec_weights(True))
-    if not names:
+    nearest quality (the paper trains one pair per quality; then the name:
+    :func:`carkit.zoo.select.select_weights`). Color images fall back to the
+    gray weights (luma mode) when the package has no color pair. Only the
+    package's weights are candidates: pairs in other weights folders (Jiang
+    et al.'s directly connected baseline in weights/bench, same networks and
+    same decoding) are used only when named (``model``)."""
+    name = select_weights(Role.VCODEC, quality, gray=gray)
+    if name is None and not gray:
+        name = select_weights(Role.VCODEC, quality, gray=True)
+    if name is None:
         raise CodecError("no virtual-codec weights in the zoo "
                          "(train one with recipes/vcodec/*.toml and `carkit zoo export`)")
-    return min(names, key=lambda n: (abs(weights_record(n).qualities[0] - quality), n))
+    return name
 
 
 def _pad_even(x):
@@ -142,7 +142,7 @@ class VirtualCodecCodec(Codec):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if not (vcodec_weights(True) or vcodec_weights(False)):
+        if not candidates(Role.VCODEC):
             return "no virtual-codec weights in the zoo"
         return None
 
