@@ -25,7 +25,7 @@ def test_every_record_is_typed_and_agrees_with_its_model(name):
     data = json.loads((record.folder / f"{name}.json").read_text())
     assert data["schema"] == SCHEMA and "results" not in data
     assert data["role"] == describe(record.model).role.value
-    assert record.codec in ("jpeg", "jpeg2000", "heif", "factorized")
+    assert record.codec in ("jpeg", "jpegli", "jpeg2000", "heif", "factorized")
     assert record.licence.startswith("MIT") and record.budget_seconds > 0 and record.steps > 0
     lo, hi = record.qualities
     assert 1 <= lo <= hi <= 100
