@@ -27,7 +27,8 @@ def test_payload_round_trips_and_pixels_stay_the_codec_s(codec):
     marked = CARRIERS[codec].write(data, payload)
     assert len(marked) > len(data) and CARRIERS[codec].read(data).count(payload) == 0
     assert payload in CARRIERS[codec].read(marked)
-    assert find_payload(marked, b"carkit-test ") == (codec, payload)
+    found, read = find_payload(marked, b"carkit-test ")   # by format: jpegli's files are JPEG's
+    assert read == payload and CARRIERS[found].format == CARRIERS[codec].format
     assert find_payload(data, b"carkit-test ") is None
     assert np.array_equal(base.decode(marked), base.decode(data))   # the reader ignores the marker
 

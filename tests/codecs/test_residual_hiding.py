@@ -579,9 +579,10 @@ def test_gray_image_goes_through_the_color_pair_when_no_gray_pair_exists(tmp_pat
     assert np.array_equal(out, np.round(color.astype(np.float32).mean(axis=2)).astype(np.uint8))
 
 
-@pytest.mark.parametrize("codec", ["jpeg2000", "heif", "factorized"])
+@pytest.mark.parametrize("codec", ["jpegli", "jpeg2000", "heif", "factorized"])
 def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkeypatch):
-    """JPEG 2000 (a COM segment in the codestream), HEIF (a uuid box) and the
+    """jpegli (a JPEG file: its COM segment), JPEG 2000 (a COM segment in the
+    codestream), HEIF (a uuid box) and the
     learned factorized-prior codec (a chunk after the .ckfp container): the
     file is the codec's own file plus the marker, the codec's reader opens it,
     and decode finds the marker by content and applies D."""

@@ -225,6 +225,7 @@ def check_weights_digest(marker: dict, what: str) -> str:
 #: carriers by registered codec name
 CARRIERS = {
     "jpeg": Carrier("jpeg", jpeg_write, jpeg_read),
+    "jpegli": Carrier("jpeg", jpeg_write, jpeg_read),   # jpegli writes JPEG files
     "jpeg2000": Carrier("j2k", j2k_write, j2k_read),
     "heif": Carrier("heif", isobmff_write, isobmff_read),
     "factorized": Carrier("ckfp", ckfp_write, ckfp_read),
@@ -233,8 +234,13 @@ CARRIERS = {
 
 def find_payload(data: bytes, prefix: bytes) -> tuple[str, bytes] | None:
     """(codec, payload) of the first payload starting with ``prefix`` in any
-    carrier's segments of ``data``, or None."""
+    carrier's segments of ``data``, or None; ``codec`` is the first codec
+    registered for the file's format (``jpeg`` for a jpegli file)."""
+    seen = set()
     for codec, carrier in CARRIERS.items():
+        if carrier.format in seen:  # one reading per file format (jpegli's files are JPEG's)
+            continue
+        seen.add(carrier.format)
         for payload in carrier.read(data):
             if payload.startswith(prefix):
                 return codec, payload

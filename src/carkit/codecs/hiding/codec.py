@@ -62,7 +62,9 @@ def read_marker(data: bytes) -> dict | None:
     carrier, payload = found
     marker = json_marker(payload, MARKER, {"model": str, "sha256": str, "codec": str, "quality": int},
                          "carkit-hiding")
-    if marker["codec"] != carrier:
+    # the codec named must write the format the marker was found in (jpegli writes JPEG files too)
+    named = CARRIERS.get(marker["codec"])
+    if named is None or named.format != CARRIERS[carrier].format:
         raise CodecError(f"damaged carkit-hiding marker: it names {marker['codec'][:40]!r} inside a {carrier} file")
     check_weights_digest(marker, "carkit-hiding")
     if not isinstance(marker.get("gray", False), bool):
