@@ -34,14 +34,18 @@ def run_trained_for(recipe: dict) -> tuple[str, list[int]]:
     return _task(recipe).trained_for(recipe)
 
 
-def run_record(run_dir: str | os.PathLike, recipe: dict, sha256: str) -> WeightsRecord:
-    """The record a run's final weights would get on export (not saved), for
-    benches that score runs beside zoo weights."""
+def run_record(run_dir: str | os.PathLike, recipe: dict, sha256: str, name: str | None = None,
+               model: str | None = None, model_kwargs: dict | None = None, **rest) -> WeightsRecord:
+    """The record a run's final weights get (not saved): what its task says
+    they are for, its licence; ``name``/``model``/``model_kwargs`` default to
+    the run's, ``rest`` are further record fields. Export writes it; benches
+    score runs beside zoo weights with it."""
     codec, qualities = run_trained_for(recipe)
-    return WeightsRecord.new(name=recipe.get("name", Path(run_dir).name), model=recipe["model"],
-                             model_kwargs=recipe.get("model_kwargs") or {}, gray=bool(recipe["gray"]),
-                             qualities=qualities, sha256=sha256, codec=codec,
-                             licence=licence_text(recipe.get("train_dirs")), training={"recipe": recipe})
+    return WeightsRecord.new(name=name or recipe.get("name", Path(run_dir).name), model=model or recipe["model"],
+                             model_kwargs=(recipe.get("model_kwargs") or {}) if model_kwargs is None else model_kwargs,
+                             gray=bool(recipe["gray"]), qualities=qualities, sha256=sha256, codec=codec,
+                             licence=licence_text(recipe.get("train_dirs")),
+                             **{"training": {"recipe": recipe}, **rest})
 
 
 def run_budget(run_dir: str | os.PathLike, recipe: dict) -> dict:
@@ -159,11 +163,8 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str = "", use
     # One metadata key: safetensors writes a metadata map in hash order, so
     # two keys made a re-export of the same weights a file with another sha256.
     save_file(state, str(path), metadata={"carkit": json.dumps({"model": model, "name": name})})
-    codec, qualities = run_trained_for(recipe)
-    record = WeightsRecord.new(
-        name=name, model=model, model_kwargs=model_kwargs, codec=codec, gray=recipe["gray"],
-        qualities=qualities, sha256=sha256_of(path), licence=licence_text(recipe["train_dirs"]),
-        description=description,
+    record = run_record(
+        run_dir, recipe, sha256_of(path), name=name, model=model, model_kwargs=model_kwargs, description=description,
         training={"recipe": recipe, "steps": meta["step"], "weights": kind,
                   "wall_seconds": sum(s.get("wall_seconds", 0) for s in stages),
                   "slices": [sl for s in stages for sl in s.pop("slices", [])],

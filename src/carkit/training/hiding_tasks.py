@@ -63,6 +63,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..codecs.markers import CARRIERS
 from ..io import to_tensor, to_uint8
 from ..models.residual_hiding import CodecSimulator
 from .engine import TrainTask, register_task, unwrap
@@ -70,9 +71,10 @@ from .recipe import RecipeError
 
 STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
-#: codecs writing JPEG files, whose rate the differentiable JPEG's coefficients stand in for
-#: (jpegli's adaptive quantization and tables differ from the proxy's IJG tables: an approximation)
-JPEG_FILES = ("jpeg", "jpegli")
+#: codecs writing JPEG files (the marker carriers' JPEG format), whose rate the differentiable
+#: JPEG's coefficients stand in for (jpegli's adaptive quantization and tables differ from the
+#: proxy's IJG tables: an approximation)
+JPEG_FILES = tuple(codec for codec, carrier in CARRIERS.items() if carrier.format == "jpeg")
 QUALITY_STREAM = 7  # keeps the quality draws apart from the data pipeline's per-step streams
 
 
