@@ -241,6 +241,35 @@ def test_what_a_user_would_use_instead_and_the_plain_viewer(zoo, kodak):
     json.dumps(payload)
 
 
+@pytest.mark.skipif(not _jpegli(), reason="jpegli bindings not installed")
+def test_a_pair_trained_behind_jpegli_joins_the_jpeg_curves(zoo, kodak):
+    """Issue 37: jpegli writes JPEG files, so a pair trained behind it is
+    benched beside the libjpeg-turbo pair on one set of JPEG curves (its files
+    in the same plain viewer, against the same references), but Table 2, the
+    paper's protocol through libjpeg-turbo, holds only the libjpeg-turbo pair."""
+    from carkit.codecs import get_codec
+
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    add_hiding(zoo, "tiny-jpegli", "II", quality=[10, 80], seed=3, codec="jpegli")
+    payload = hb.bench_hiding(kodak, models=["tiny-s2", "tiny-jpegli"], restorer="", sweep=[30, 50, 70],
+                              progress=False, timing_images=1)
+    entry = payload["codecs"]["jpeg"]
+    rd = entry["rd"]
+    hid, plain = "hiding+D (tiny-jpegli)", "hiding, plain viewer (tiny-jpegli)"
+    assert {hid, plain, "hiding+D (tiny-s2)"} <= set(rd["codecs"])
+    assert rd["codecs"][hid]["settings"]["base_codec"] == "jpegli"
+    img = _image(kodak, "kodim01.png")
+    data = get_codec("hiding", codec="jpegli", model="tiny-jpegli").encode(img, 50)
+    assert rd["codecs"][hid]["points"][1]["per_image"]["bytes"][0] == len(data)
+    pairs = {(c["method"], c["against"]) for c in rd["comparisons"]}
+    assert {(hid, "jpeg"), (hid, "jpegli"), (plain, "jpeg"), (plain, "jpegli")} <= pairs
+    assert all(r["model"] != "tiny-jpegli" for t in entry["table2"] for r in t["rows"])
+    assert any(r["model"] == "tiny-s2" for t in entry["table2"] for r in t["rows"])
+    assert any(n.startswith("tiny-jpegli: trained behind jpegli") for n in entry["notes"])
+    assert {hid, plain} <= set(entry["timing"]["rows"])
+    assert hb.same_files("jpegli", "jpeg") and not hb.same_files("heif", "jpeg")
+
+
 def test_without_jpegli_its_curves_are_left_out_with_a_note(zoo, kodak, monkeypatch):
     monkeypatch.setitem(hb.USER_CODECS, "jpeg", ("no-such-codec",))
     add_hiding(zoo, "tiny-s2", "II", seed=2)

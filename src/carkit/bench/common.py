@@ -22,6 +22,7 @@ from ..training.recipe import default_data_root
 from ..models.registry import describe
 from ..color import rgb_to_y_matlab_uint8
 from ..io import read_image
+from ..codecs.jpeg import JpegCodec
 from ..data.folders import as_mode, list_images
 from ..zoo.registry import weights_record
 from ..metrics import quality_at_rate
@@ -167,22 +168,62 @@ def fmt(v, spec: str) -> str:
     return format(v, spec)
 
 
-#: the best zoo restorer for gray images and for color ones (see docs/RESULTS.md)
-DEFAULT_RESTORER = {True: "resunet-gray-blind", False: "dagn-small"}
+#: the "codec + restorer" curves' default: what ``carkit restore`` does to the file
+DEFAULT_RESTORER = "default"
 
 
-def load_restorer(name: str | None, gray: bool):
-    """(Restorer, plan, info) for the artifact remover applied after JPEG."""
-    from ..restoration.restorer import Restorer
+class RestoreStep:
+    """The artifact remover of the benches' "codec + restorer" curves: a coded
+    file (its bytes and its decoded pixels) in, restored pixels out.
 
-    name = name or DEFAULT_RESTORER[gray]
-    rec = weights_record(name)
-    if rec.kind != "restorer":
-        raise UsageError(f"{name} is a {rec.kind}, not a pixel artifact remover")
-    restorer = Restorer(model=name)
-    plan = restorer.plan(gray, None)
-    return restorer, plan, {"name": name, "architecture": rec.model, "weights_sha256": rec.sha256,
-                            "qualities": list(rec.qualities), "mode": plan.mode}
+    ``name`` None (or :data:`DEFAULT_RESTORER`) is what a user gets from
+    ``carkit restore``: for a JPEG file (libjpeg-turbo's or jpegli's) the
+    reviewed default for its kind and quality, reading the file's own
+    quantization tables, or the file passed through where no default
+    gains; for other formats the reviewed default for an unknown quality
+    (a blind model). A zoo name forces that restorer, JPEG files again
+    through ``restore_jpeg`` so a table-reading model gets the tables."""
+
+    def __init__(self, name: str | None, gray: bool):
+        from ..restoration.restorer import Restorer
+        from ..zoo.defaults import RESTORE_DEFAULTS, UNKNOWN_QUALITY
+
+        forced = None if name in (None, DEFAULT_RESTORER) else name
+        image = "gray" if gray else "color"
+        if forced is not None:
+            rec = weights_record(forced)
+            if rec.kind != "restorer":
+                raise UsageError(f"{forced} is a {rec.kind}, not a pixel artifact remover")
+            models = {forced: rec}
+            qualities = list(rec.qualities)
+        else:
+            rows = [r for r in RESTORE_DEFAULTS if r.image == image]
+            models = {r.model: weights_record(r.model) for r in [*rows, UNKNOWN_QUALITY[image]]}
+            qualities = [min(r.qualities[0] for r in rows), max(r.qualities[1] for r in rows)]
+        self.gray = gray
+        self.restorer = Restorer(model=forced)
+        self.plan = self.restorer.plan(gray, None)   # for files that are not JPEG
+        self.info = {"name": forced or DEFAULT_RESTORER,
+                     "architecture": ", ".join(sorted({r.model for r in models.values()})),
+                     "weights_sha256": {n: r.sha256 for n, r in models.items()},
+                     "qualities": qualities, "mode": "per file (carkit restore)" if forced is None else self.plan.mode,
+                     "precision": self.restorer.precision}
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    def __call__(self, data: bytes, decoded: np.ndarray) -> np.ndarray:
+        from ..restoration.restorer import restore_jpeg
+
+        if JpegCodec.sniff(data):
+            return restore_jpeg(self.restorer, data).pixels
+        return self.restorer.restore_pixels(decoded, self.plan)
+
+
+def load_restorer(name: str | None, gray: bool) -> RestoreStep:
+    """The "codec + restorer" curves' :class:`RestoreStep` (None: ``carkit restore``'s default)."""
+    return RestoreStep(name, gray)
 
 
 #: (PSNR, SSIM) the RD curves plot; gray sets score gray, color sets RGB (PROTOCOL.md color tables)

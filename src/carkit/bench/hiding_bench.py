@@ -45,7 +45,9 @@ are printed beside them, with gains over the Original row (PROTOCOL.md:
 compare with a paper by the gain).
 
 **RD curves** over a quality sweep: the codec alone, the codec followed by
-the best zoo restorer (``dagn-small`` for color, as ``bench vcodec``), and
+the default restorer (what ``carkit restore`` does to the file: the
+reviewed default for its quality, reading its tables; for files other than
+JPEG, the blind default; ``common.RestoreStep``, as ``bench vcodec``), and
 hiding+D for every hiding model (E/D trained at one quality applied at each
 sweep quality; points off the training quality are flagged). BD-rate (and
 BD-PSNR / BD-SSIM) of hiding+D against the codec alone and against codec +
@@ -87,9 +89,9 @@ from typing import Callable, Sequence
 
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
-from ..codecs.hiding.codec import HidingCodec, load_weights, trained_for
+from ..codecs.hiding.codec import CARRIERS, HidingCodec, load_weights, trained_for
 from .common import (
-    DEFAULT_RESTORER, RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
+    RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
     compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
     plot_rd_curves, points_table, progress_bar, provenance_line, rd_point, threads_and_window,
 )
@@ -218,6 +220,12 @@ class BenchHidingCodec(HidingCodec):
         if sha256 is not None and not self._pair[1].sha256.startswith(sha256):
             raise CodecError(f"this file was coded with other {name} weights")
         return self._pair
+
+
+def same_files(codec: str, other: str) -> bool:
+    """Whether two codecs write files of one format (jpegli and libjpeg-turbo: JPEG)."""
+    return codec == other or (codec in CARRIERS and other in CARRIERS and
+                              CARRIERS[codec].format == CARRIERS[other].format)
 
 
 def _family(architecture: str) -> str | None:
@@ -376,9 +384,10 @@ class Scorer:
     def mean_bpp(self, q: int) -> float:
         return sum(metrics.bpp(len(d), *img.shape[:2]) for d, img in zip(self.data(q), self.images)) / len(self.images)
 
-    def plain(self, q: int, restorers: dict[str, tuple] | None = None) -> dict[str, dict]:
+    def plain(self, q: int, restorers: dict[str, Callable] | None = None) -> dict[str, dict]:
         """Per-image rows of the codec alone (key ``""``) and of each
-        restorer {key: (Restorer, plan)} after it, at quality ``q``."""
+        restorer {key: f(file bytes, decoded pixels) -> pixels} after it, at
+        quality ``q``."""
 
         restorers = restorers or {}
         todo = [k for k in ["", *restorers] if (k, q) not in self._per]
@@ -388,7 +397,7 @@ class Scorer:
             for img, data in zip(self.images, self.data(q)):
                 decoded = self.codec.decode(data)
                 for k in todo:
-                    out = decoded if not k else restorers[k][0].restore_pixels(decoded, restorers[k][1])
+                    out = decoded if not k else restorers[k](data, decoded)
                     add_row(rows[k], len(data), out, img)
                 self.bar.update(1)
             self._per.update({(k, q): rows[k] for k in todo})
@@ -434,7 +443,7 @@ def _table2(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], baselines: l
         out, enc = scorer.hiding(m, q)
         hid_rows.append(_row(m.label, m.name, q, m.trained_quality, out, il_enc=_row("", None, q, None, enc)["mean"]))
     target = sum(r["mean"]["bpp"] for r in hid_rows) / len(hid_rows) if hid_rows else None
-    plans = {m.name: (restorer, m.runner) for m in baselines}
+    plans = {m.name: (lambda data, decoded, plan=m.runner: restorer.restore_pixels(decoded, plan)) for m in baselines}
     tables = []
     for protocol in cfg.protocols:
         table = {"protocol": protocol, "hiding_quality": q, "target_bpp": target, "notes": []}
@@ -505,9 +514,9 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
 
     anchor = cfg.codec
     others = others or {}
-    name = rst[2]["name"] if rst else None
+    name = rst.name if rst else None
     restored = f"{anchor}+{name}" if rst else None
-    lo, hi = rst[2]["qualities"] if rst else (0, 0)
+    lo, hi = rst.info["qualities"] if rst else (0, 0)
     curves: dict[str, dict] = {}
     users: list[tuple[str, str | None]] = []   # (codec curve, its restored curve)
     for codec, sc in [(anchor, scorer), *others.items()]:
@@ -517,7 +526,7 @@ def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | Non
             curves[rname] = {"family": "restored", "points": [], "settings": {**sc.codec.settings(), "restorer": name}}
         users.append((codec, rname))
         for q in cfg.sweep:
-            per = sc.plain(q, {rname: (rst[0], rst[1])} if rst else {})
+            per = sc.plain(q, {rname: rst} if rst else {})
             curves[codec]["points"].append(rd_point(q, per[""]))
             if rname:
                 extra = {"restorer_in_range": lo <= q <= hi} if codec in ("jpeg", "jpegli") else {}
@@ -600,8 +609,8 @@ def time_per_mp(images, quality: int, codecs: dict, rst: tuple | None, hiding: l
             by = "Pillow" if codec.name == "jpeg" or codec.settings().get("decoder") == "pillow" else codec.name
             add(name, f"{codec.name} encode; decode by {by}", te, td)
             if rst:
-                _, tr = clock(lambda: rst[0].restore_pixels(decoded, rst[1]))
-                add(f"{name}+{rst[2]['name']}", f"{codec.name} encode; decode by {by} + {rst[2]['name']}", te,
+                _, tr = clock(lambda: rst(data, decoded))
+                add(f"{name}+{rst.name}", f"{codec.name} encode; decode by {by} + {rst.name}", te,
                     td + tr)
         for m in hiding:
             rt = m.runner.roundtrip(img, quality)
@@ -679,10 +688,6 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     methods = find_methods(models, runs, gray, baseline_restorer, general_notes)
     if restorer == "":
         rst = None
-    elif restorer is None and DEFAULT_RESTORER[gray] not in list_weights(include_extra=True):
-        rst = None
-        general_notes.append(f"no codec + restorer curve: the default restorer {DEFAULT_RESTORER[gray]} is not in "
-                             "the zoo (give --restorer)")
     else:
         rst = load_restorer(restorer, gray)
 
@@ -692,13 +697,18 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
         for cfg in configs:
             notes: list[str] = []
             scorer = Scorer(images, coders[cfg.codec], bar)
-            hiding = [m for m in methods if m.role == "hiding" and m.codec == cfg.codec]
+            # the RD curves hold every pair whose files are this codec's format (a pair trained behind
+            # jpegli writes JPEG files: the same viewers, the same curves); Table 2 only this codec's
+            hiding = [m for m in methods if m.role == "hiding" and same_files(m.codec, cfg.codec)]
             for m in [m for m in hiding if m.runner is None]:
                 notes.append(f"{m.name}: left out: {m.info['unavailable']}")
             hiding = [m for m in hiding if m.runner is not None]
-            at_q = [m for m in hiding if m.covers(cfg.quality)]
+            at_q = [m for m in hiding if m.covers(cfg.quality) and m.codec == cfg.codec]
             for m in hiding:
-                if not m.covers(cfg.quality):
+                if m.codec != cfg.codec:
+                    notes.append(f"{m.name}: trained behind {m.codec}, whose files are {cfg.codec}'s format: RD "
+                                 "curves only (Table 2 is the paper's protocol through this codec)")
+                elif not m.covers(cfg.quality):
                     notes.append(f"{m.name}: trained at quality {m.trained_quality}, not at the table's "
                                  f"{cfg.quality}: RD curve only")
             baselines = [m for m in methods if m.role in BASELINE_FAMILIES and m.codec == cfg.codec]
@@ -728,15 +738,15 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     finally:
         bar.close()
 
-    settings = {c: {"codec": e["settings"], "restorer": rst[2] if rst else None, "user_codecs": e["user_codecs"]}
+    settings = {c: {"codec": e["settings"], "restorer": rst.info if rst else None, "user_codecs": e["user_codecs"]}
                 for c, e in out.items()}
-    used = sorted({n for e in out.values() for n in e["models"]} | ({rst[2]["name"]} if rst else set()))
+    used = sorted({n for e in out.values() for n in e["models"]} | (set(rst.info["weights_sha256"]) if rst else set()))
     return {
         "kind": "hiding_bench",
         "config": {"data": data_arg(data_dir), "data_dir": str(data_dir.resolve()), "gray": gray,
                    "mode": "gray" if gray else "color", "limit": limit, "codecs": list(out),
                    "models": list(models) if models is not None else None, "runs": [str(r) for r in runs],
-                   "restorer": rst[2]["name"] if rst else None, "quality": quality,
+                   "restorer": rst.name if rst else None, "quality": quality,
                    "sweep": list(sweep) if sweep else None, "fixq_quality": fixq_quality,
                    "window_bpp": [float(window[0]), float(window[1])], "tag": tag,
                    "wide_window_bpp": [float(wide_window[0]), float(wide_window[1])],
@@ -1027,7 +1037,7 @@ INTRO = ("The Residual hiding paper (section 4.2.1, Table 2) compares its two tr
          "alone and with DnCNN and MemNet trained on the same data, under Fix-Q (baselines at the higher quality "
          "whose mean bpp matches the hiding output's) and Fix-BPP (everyone at the training quality; the hiding "
          "output then has more bits). Here the same rows from real files, beside the paper's Kodak numbers, then "
-         "full RD curves: the codec alone, the codec + the best zoo restorer, and hiding+D at every quality; for "
+         "full RD curves: the codec alone, the codec + the default restorer, and hiding+D at every quality; for "
          "JPEG also what a user would use instead (jpegli, jpegli + the restorer) and the hiding files as an "
          "ordinary viewer shows them (decoded by Pillow, no D), with encode and decode times per megapixel.")
 
@@ -1058,7 +1068,7 @@ def add_bench_hiding_arguments(parser) -> None:
                                          "every one in the zoo; '' for none)")
     parser.add_argument("--runs", nargs="+", help="training-run folders of hiding models or DnCNN/MemNet baselines")
     parser.add_argument("--restorer", help="zoo artifact remover of the codec + restorer curve (default: "
-                                           "dagn-small for color, resunet-gray-blind for gray; '' for none)")
+                                           "what carkit restore does to each file; '' for none)")
     parser.add_argument("--quality", type=int, help="Table 2's quality for every codec (default: the codec's "
                                                     "config, 50 for JPEG)")
     parser.add_argument("--fixq-quality", type=int, help="Fix-Q baselines' quality instead of the bpp-matched one "

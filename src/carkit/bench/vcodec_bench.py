@@ -83,7 +83,7 @@ PAPER_CLAIM = ("Zhao et al. (2017, section III-B, Fig. 4-6) report that at very 
 
 #: the report's intro paragraph of the section
 INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the same JPEG bytes followed by the "
-         "best zoo restorer, the virtual codec (zoo models vcodec-*, one point per description quality) and "
+         "default restorer (what `carkit restore` does to each file), the virtual codec (zoo models vcodec-*, one point per description quality) and "
          "Jiang et al.'s directly connected baseline (jiang-*, the same networks), every point coded to real "
          "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
 
@@ -213,8 +213,9 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     jq = sorted({check_quality(q) for q in (jpeg_qualities or DEFAULT_JPEG_QUALITIES)})
     quals = sorted({check_quality(q) for q in qualities}) if qualities else None
     learned, model_info = plan_methods(models, runs, quals, gray)
-    rst, plan, rst_info = load_restorer(restorer, gray)
-    jpeg, restored = JpegCodec(), f"jpeg+{rst_info['name']}"
+    rst = load_restorer(restorer, gray)
+    rst_info = rst.info
+    jpeg, restored = JpegCodec(), f"jpeg+{rst.name}"
     if set(learned) & {"jpeg", restored}:
         raise UsageError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
 
@@ -229,7 +230,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
                 data = jpeg.encode(img, q)
                 dec = jpeg.decode(data)
                 add_row(per_j, len(data), dec, img)
-                add_row(per_r, len(data), rst.restore_pixels(dec, plan), img)
+                add_row(per_r, len(data), rst(data, dec), img)
                 bar.update(1)
             curves["jpeg"].append(rd_point(q, per_j))
             lo, hi = rst_info["qualities"]
@@ -412,8 +413,8 @@ def add_bench_vcodec_arguments(parser) -> None:
     parser.add_argument("--qualities", help="score every model at these description qualities, one curve a "
                                             "model (default: each at its trained quality)")
     parser.add_argument("--runs", nargs="+", help="training-run folders of vcodec models, each its own curve")
-    parser.add_argument("--restorer", help="zoo artifact remover after JPEG (default: resunet-gray-blind for "
-                                           "gray, dagn-small for color)")
+    parser.add_argument("--restorer", help="zoo artifact remover after JPEG (default: what carkit restore does "
+                                           "to each file: its reviewed default, the file's tables in)")
     parser.add_argument("--jpeg-qualities", default=",".join(map(str, DEFAULT_JPEG_QUALITIES)),
                         help="full-resolution JPEG sweep")
     add_run_arguments(parser, DEFAULT_WINDOW, "first N images of each folder only")
