@@ -15,6 +15,7 @@ from carkit.codecs import get_codec
 from carkit.codecs.jpeg import JpegCodec
 from carkit.errors import CodecError
 from carkit.io import to_tensor, to_uint8
+from carkit.metrics import score
 from carkit.models.registry import create_model, model_config
 from carkit.models.residual_hiding import CodecSimulator, ResidualHiding
 from carkit.training import hiding_tasks as ht
@@ -503,6 +504,7 @@ def _strip_comment(data: bytes) -> bytes:
 def test_encode_writes_a_standard_marked_jpeg_and_decode_applies_d(hiding_zoo, tmp_path, capsys):
     from carkit.cli import main
     from carkit.codecs.hiding.codec import read_marker
+    from carkit.nn.precision import resolve_precision, run_at
     from carkit.zoo.registry import load_pretrained
 
     for name, img in (("c", _image(37, 50)), ("g", _image(37, 50, color=False))):
@@ -518,16 +520,18 @@ def test_encode_writes_a_standard_marked_jpeg_and_decode_applies_d(hiding_zoo, t
         model = "tiny-hiding-gray-q50" if name == "g" else "tiny-hiding-color-q50"
         assert marker == {"model": model, "sha256": marker["sha256"], "codec": "jpeg", "quality": 50}
         net = load_pretrained(model)
-        # the file is exactly JPEG(IH_enc) plus the COM segment, IH_enc = E(IH, IH - JPEG(IH))
+        # the file is exactly JPEG(IH_enc) plus the COM segment, IH_enc = E(IH, IH - JPEG(IH)), E and D at
+        # the precision "auto" picks on this CPU
+        precision = resolve_precision("auto")
         with torch.no_grad():
             ih = to_tensor(img)
-            enc = to_uint8(net.hide(ih, ih - to_tensor(JpegCodec().roundtrip(img, 50).decoded)))
+            enc = to_uint8(run_at(precision, net.hide, ih, ih - to_tensor(JpegCodec().roundtrip(img, 50).decoded)))
         assert not np.array_equal(enc, img)
         assert _strip_comment(data) == JpegCodec().encode(enc, 50)
         assert np.array_equal(shown, JpegCodec().decode(_strip_comment(data)))
         assert main(["decode", str(out), "-o", str(rec)]) == 0
         with torch.no_grad():
-            want = to_uint8(net.reconstruct(to_tensor(shown)))
+            want = to_uint8(run_at(precision, net.reconstruct, to_tensor(shown)))
         assert np.array_equal(np.asarray(Image.open(rec)), want)
         assert not np.array_equal(want, shown)                               # D did something
         assert src.read_bytes() == before
@@ -574,7 +578,7 @@ def test_gray_image_goes_through_the_color_pair_when_no_gray_pair_exists(tmp_pat
     net = zoo.load_pretrained("tiny-hiding-color-q50")
     with torch.no_grad():
         color = to_uint8(net.reconstruct(to_tensor(JpegCodec().decode(_strip_comment(data)))))
-    out = HidingCodec().decode(data)
+    out = HidingCodec(precision="fp32").decode(data)   # compared with fp32 D exactly
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.array_equal(out, np.round(color.astype(np.float32).mean(axis=2)).astype(np.uint8))
 
@@ -610,7 +614,7 @@ def test_other_codecs_carry_the_marker_and_decode_with_d(codec, tmp_path, monkey
     assert shown.shape == img.shape
     with torch.no_grad():
         want = to_uint8(load_pretrained(f"tiny-hiding-{codec}").reconstruct(to_tensor(shown)))
-    assert np.array_equal(HidingCodec().decode(data), want)               # any HidingCodec decodes it
+    assert np.array_equal(HidingCodec(precision="fp32").decode(data), want)   # any HidingCodec decodes it
     # a marker naming another codec than the file's format is damage, not a silent wrong decode
     forged = CARRIERS[codec].write(base.encode(img, 40), b'carkit-hiding {"model":"tiny-hiding-jpeg",'
                                    b'"sha256":"0","codec":"jpeg","quality":40}')
@@ -660,6 +664,25 @@ def test_tiled_networks_equal_untiled():
         assert torch.allclose(hide(net, ih, ir, tile=128, overlap=96), net.hide(ih, ir), atol=1e-6)
         assert not torch.allclose(hide(net, ih, ir, tile=64, overlap=16), net.hide(ih, ir), atol=1e-6)
         assert torch.allclose(reconstruct(net, ih, tile=128, overlap=96), net.reconstruct(ih), atol=1e-6)
+
+
+def test_bf16_and_fp32_files_decode_alike_either_way(hiding_zoo):
+    """E and D in bf16 (the default where the CPU computes it natively) give
+    files and reconstructions within bf16 rounding of fp32's, and a file
+    written at one precision decodes at the other."""
+    from carkit.codecs.hiding.codec import HidingCodec
+
+    img = _image(64, 80)
+    fp32, bf16 = HidingCodec(precision="fp32"), HidingCodec(precision="bf16")
+    assert fp32.settings()["precision"] == "fp32" and bf16.settings()["precision"] == "bf16"
+    files = {p: c.encode(img, 50) for p, c in (("fp32", fp32), ("bf16", bf16))}
+    shown = {p: JpegCodec().decode(d) for p, d in files.items()}
+    assert score(shown["bf16"], shown["fp32"])["psnr_rgb"] > 40      # E's rounding, under JPEG's quantization
+    for data in files.values():
+        a, b = fp32.decode(data), bf16.decode(data)
+        assert a.shape == img.shape and score(a, b)["psnr_rgb"] > 40
+    with pytest.raises(Exception, match="precision"):
+        HidingCodec(precision="fp16")
 
 
 def test_bad_input_gives_one_line_errors_and_never_overwrites(hiding_zoo, tmp_path, monkeypatch, capsys):

@@ -203,7 +203,8 @@ def test_24_megapixel_jpeg_within_4_gb(tmp_path):
 
 
 def test_bf16_restore_agrees_with_fp32(tmp_path, monkeypatch):
-    from carkit.restoration.restorer import Restorer, resolve_precision, restore_jpeg
+    from carkit.nn.precision import resolve_precision
+    from carkit.restoration.restorer import Restorer, restore_jpeg
 
     make_tiny_zoo(tmp_path / "zoo", monkeypatch)
     data = _jpeg(tmp_path / "a.jpg", size=(96, 80), quality=20).read_bytes()

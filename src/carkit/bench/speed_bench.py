@@ -23,7 +23,7 @@ from ..errors import UsageError
 from .results import provenance, write_result
 from ..io import read_image, read_image_bytes
 from ..models.registry import create_model, describe
-from ..restoration.restorer import cpu_has_fast_bf16
+from ..nn.precision import cpu_has_fast_bf16
 from ..zoo.registry import weights_record
 from ..training.recipe import default_data_root
 

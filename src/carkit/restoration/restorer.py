@@ -35,6 +35,7 @@ from ..models.registry import InputKind, ModelDescriptor, Role, describe
 from ..zoo.registry import WeightsRecord, list_weights, load_pretrained, weights_record
 from .plan import RestorePlan, Restored
 from ..nn.tiling import tiled_apply
+from ..nn.precision import resolve_precision, run_at
 from ..zoo.defaults import RESTORE_DEFAULTS, default_restorer
 from ..zoo import select as zoo_select
 from .kspace import restore_kspace
@@ -148,28 +149,6 @@ def check_device(device: str) -> str:
     return device
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); on other
-    CPUs bf16 autocast is emulated and many times slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """"fp32" or "bf16" for a ``precision`` of auto/fp32/bf16: auto is bf16
-    with channels_last where the CPU runs it natively
-    (:func:`cpu_has_fast_bf16`), fp32 elsewhere."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision != "auto":
-        return precision
-    return "bf16" if torch.device(device).type == "cpu" and cpu_has_fast_bf16() else "fp32"
-
-
 class Restorer:
     """Restores decoded JPEG pixels with zoo models (loaded once, reused).
 
@@ -224,11 +203,7 @@ class Restorer:
                       "chroma_table": torch.as_tensor(np.asarray(tables[1]), dtype=torch.float32).reshape(64)}
 
         def run(t: torch.Tensor) -> torch.Tensor:
-            t = t.to(self.device)
-            if self.precision == "bf16":
-                with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
-                    return net(t.contiguous(memory_format=torch.channels_last), **kwargs).float().cpu()
-            return net(t, **kwargs).float().cpu()
+            return run_at(self.precision, net, t.to(self.device), **kwargs).float().cpu()
 
         return tiled_apply(run, x, self.tile, self.overlap, progress=progress,
                            align=described.size_multiple)

@@ -92,19 +92,23 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
     return name
 
 
-def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP):
-    """E of (1, C, H, W) image and residual in tiles: IH_enc."""
+def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP, precision: str = "fp32"):
+    """E of (1, C, H, W) image and residual in tiles: IH_enc; ``precision``
+    resolved (``nn.precision``)."""
+    from ...nn.precision import run_at
     from ...nn.tiling import tiled_regions
 
-    return tiled_regions(lambda y0, y1, x0, x1: net.hide(image[..., y0:y1, x0:x1], residual[..., y0:y1, x0:x1]),
+    return tiled_regions(lambda y0, y1, x0, x1: run_at(precision, net.hide, image[..., y0:y1, x0:x1],
+                                                       residual[..., y0:y1, x0:x1]),
                          tuple(image.shape[-2:]), tile, overlap, device=image.device)
 
 
-def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP):
+def reconstruct(net, decoded, tile: int = TILE, overlap: int = OVERLAP, precision: str = "fp32"):
     """D of a (1, C, H, W) decoded IL_enc in tiles: I'H = IL_enc + I'R."""
+    from ...nn.precision import run_at
     from ...nn.tiling import tiled_apply
 
-    return tiled_apply(net.reconstruct, decoded, tile, overlap)
+    return tiled_apply(lambda t: run_at(precision, net.reconstruct, t), decoded, tile, overlap)
 
 
 def load_weights(name: str, sha256: str | None = None):
@@ -123,7 +127,11 @@ class HidingCodec(Codec):
 
     ``codec`` is the codec underneath (registered name with a marker carrier),
     ``model`` names the zoo weights (default: chosen by the image's mode and
-    the quality, :func:`choose_weights`)."""
+    the quality, :func:`choose_weights`); ``precision`` of E and D: auto
+    (bf16 with channels_last where the CPU computes bf16 natively, about 3x
+    faster there), fp32 or bf16. E's bf16 rounding changes the coded image
+    by far less than the codec's own quantization, and D reads any file
+    at either precision: a file is not tied to the machine that wrote it."""
 
     name = "hiding"
     extension = ".jpg"
@@ -133,7 +141,11 @@ class HidingCodec(Codec):
         """A file with a ``carkit-hiding`` payload in a carrier (checked when decoding)."""
         return find_payload(data, MARKER) is not None
 
-    def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP):
+    def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP,
+                 precision: str = "auto"):
+        from ...nn.precision import resolve_precision
+
+        self.precision = resolve_precision(precision)
         base = canonical_name(codec)
         if base not in CARRIERS:
             raise CodecError(f"hiding: {base} files cannot carry the marker (supported: {', '.join(sorted(CARRIERS))})")
@@ -158,7 +170,8 @@ class HidingCodec(Codec):
         """The base codec's settings and library (and torch's), under this codec's name."""
         import torch
 
-        out = {**self._base.settings(), "codec": self.name, "base_codec": self.codec, "model": self.model}
+        out = {**self._base.settings(), "codec": self.name, "base_codec": self.codec, "model": self.model,
+               "precision": self.precision}
         out["library"] = f"{out['library']}, torch {torch.__version__}"
         return out
 
@@ -184,7 +197,7 @@ class HidingCodec(Codec):
         original = to_tensor(image)
         residual = original - to_tensor(self._base.roundtrip(image, quality).decoded)   # IR = IH - IL
         with torch.no_grad():
-            encoded = hide(net, original, residual, self.tile, self.overlap)
+            encoded = hide(net, original, residual, self.tile, self.overlap, self.precision)
         marker = {"model": name, "sha256": record.sha256[:16], "codec": self.codec, "quality": quality}
         if via_color:
             marker["gray"] = True
@@ -206,7 +219,7 @@ class HidingCodec(Codec):
             raise CodecError(f"damaged carkit-hiding file: {'gray' if decoded.ndim == 2 else 'color'} pixels "
                              f"for the {'gray' if record.gray else 'color'} model {marker['model']}")
         with torch.no_grad():
-            pixels = to_uint8(reconstruct(net, to_tensor(decoded), self.tile, self.overlap))
+            pixels = to_uint8(reconstruct(net, to_tensor(decoded), self.tile, self.overlap, self.precision))
         if marker.get("gray") and pixels.ndim == 3:
             # a gray original coded through the color pair: its three planes were equal
             pixels = np.round(pixels.astype(np.float32).mean(axis=2)).astype(np.uint8)
