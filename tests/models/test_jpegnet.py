@@ -79,6 +79,28 @@ def test_batches_carry_their_files_tables_and_shapes():
     assert seen == set(KINDS)
 
 
+def test_a_share_of_pairs_is_written_by_jpegli():
+    """jpegli's files (its own tables, adaptive quantization) join the mix at
+    the asked share, decoded by libjpeg-turbo as a viewer does, with their
+    own tables; a mix without jpegli draws exactly the batches it always did."""
+    from carkit.codecs.registry import available_codecs
+
+    if "jpegli" not in available_codecs():
+        pytest.skip("jpegli bindings not installed")
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (60, 70, 3), dtype=np.uint8) for _ in range(2)]
+    for kind_index in range(len(KINDS)):
+        kinds = tuple(float(i == kind_index) for i in range(len(KINDS)))
+        plain = JpegMixBatches(images, 32, 4, kinds=kinds, double=0.0, seed=2)
+        assert torch.equal(plain[3]["lq"], JpegMixBatches(images, 32, 4, kinds=kinds, double=0.0, seed=2,
+                                                          jpegli=0.0)[3]["lq"])
+        b = JpegMixBatches(images, 32, 4, kinds=kinds, double=0.0, seed=2, jpegli=1.0)[3]
+        ijg = [ijg_tables(q)[0] for q in b["quality"].tolist()]
+        assert not all(np.array_equal(b["luma_table"][i].numpy().reshape(8, 8), t) for i, t in enumerate(ijg))
+    with pytest.raises(ValueError, match="jpegli"):
+        JpegMixBatches(images, 32, 4, jpegli=1.5)
+
+
 def test_file_tables_read_the_file():
     from carkit.codecs.jpeg import JpegCodec
 

@@ -1,6 +1,7 @@
 """JPEG training pairs as users meet them: every quality, gray and colour
-files at several chroma subsamplings, and double compression, each pair
-with the quantization tables read from its (last) file.
+files at several chroma subsamplings, double compression, and files written
+by jpegli as well as libjpeg-turbo (other tables, adaptive quantization),
+each pair with the quantization tables read from its (last) file.
 
 Batches are a pure function of (seed, rank, step), as in
 :mod:`carkit.data.patches`, so a resumed run sees the batches it would have
@@ -44,6 +45,12 @@ class QualityMix:
         return int(rng.integers(a, b + 1))
 
 
+def _jpegli(subsampling: str):
+    from ..codecs.jpegli import JpegliCodec   # optional (carkit[jpegli]): imported when a recipe asks
+
+    return JpegliCodec(subsampling=subsampling)
+
+
 def file_tables(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(luma, chroma) (8, 8) quantization tables a JPEG file's first two
     components use (a gray file's chroma is its luma table)."""
@@ -64,13 +71,15 @@ class JpegMixBatches(Dataset):
     ``double``: the share of pairs compressed twice (first at another drawn
     quality, same subsampling); ``shift``: the share of those whose second
     coding sees the image moved by 1..7 px in each direction (a crop after
-    the first decode), so the two block grids disagree.
+    the first decode), so the two block grids disagree. ``jpegli``: the
+    share of pairs whose (last) file jpegli writes (``codecs/jpegli.py``,
+    same subsampling), decoded by libjpeg-turbo as a viewer does.
     """
 
     def __init__(self, images: list[np.ndarray], patch_size: int, batch_size: int,
                  qualities: QualityMix = QualityMix(), kinds: tuple[float, ...] = (0.2, 0.6, 0.05, 0.15),
                  double: float = 0.2, shift: float = 0.5, seed: int = 0, rank: int = 0,
-                 length: int = 10**9):
+                 length: int = 10**9, jpegli: float = 0.0):
         if len(kinds) != len(KINDS) or abs(sum(kinds) - 1) > 1e-6:
             raise ValueError(f"kinds: {len(KINDS)} probabilities ({', '.join(KINDS)}) summing to 1")
         margin = patch_size + 8
@@ -79,7 +88,9 @@ class JpegMixBatches(Dataset):
             raise ValueError(f"no image is at least {margin}px on each side")
         self.patch_size, self.batch_size = patch_size, batch_size
         self.qualities, self.kinds = qualities, np.asarray(kinds, dtype=np.float64)
-        self.double, self.shift = double, shift
+        if not 0 <= jpegli <= 1:
+            raise ValueError(f"jpegli: a share 0..1, got {jpegli}")
+        self.double, self.shift, self.jpegli = double, shift, jpegli
         self.seed, self.rank, self.length = seed, rank, length
 
     def __len__(self) -> int:
@@ -100,7 +111,9 @@ class JpegMixBatches(Dataset):
         else:
             gt = gt[:p, :p]
             src = gt
-        data = codec.encode(np.ascontiguousarray(src), q)
+        # drawn only when asked, so that runs without jpegli draw the batches they always did
+        last = codec if not self.jpegli or rng.random() >= self.jpegli else _jpegli(codec.subsampling)
+        data = last.encode(np.ascontiguousarray(src), q)
         luma, chroma = file_tables(data)
         return np.ascontiguousarray(gt), codec.decode(data), q, luma, chroma
 
