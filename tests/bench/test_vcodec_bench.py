@@ -54,7 +54,10 @@ def test_payload_curves_rates_and_comparisons(tiny):
     payload = vb.bench_vcodec(tiny, _models(), restorer="tiny-gray", jpeg_qualities=[3, 5, 8, 12, 20, 30],
                               progress=False)
     assert payload["kind"] == "vcodec_bench" and payload["config"]["mode"] == "gray"
-    assert list(payload["codecs"]) == ["jpeg", "jpeg+tiny-gray", "virtual codec", "Jiang et al."]
+    users = ["jpegli", "jpegli+tiny-gray"] if _jpegli() else []    # what a user would write instead (issue 37)
+    refs = ["jpeg", "jpeg+tiny-gray", *users]
+    assert list(payload["codecs"]) == [*refs, "virtual codec", "Jiang et al."]
+    assert payload["config"]["references"] == refs
     vc = payload["codecs"]["virtual codec"]
     assert [p["quality"] for p in vc["points"]] == list(DESCRIPTION_QUALITIES)
     assert [p["model"] for p in vc["points"]] == [f"vcodec-gray-q{q}" for q in DESCRIPTION_QUALITIES]
@@ -80,9 +83,15 @@ def test_payload_curves_rates_and_comparisons(tiny):
     jpeg = get_codec("jpeg").encode(img, 12)
     assert payload["codecs"]["jpeg"]["points"][3]["per_image"]["bytes"][idx] == len(jpeg)
 
+    if users:   # jpegli's gray files, decoded by Pillow, and the same restorer after them
+        jl = get_codec("jpegli").encode(img, 12)
+        point = payload["codecs"]["jpegli"]["points"][3]
+        assert point["per_image"]["bytes"][idx] == len(jl) and len(jl) != len(jpeg)
+        assert payload["codecs"]["jpegli+tiny-gray"]["settings"]["restorer"] == "tiny-gray"
     pairs = [(c["method"], c["against"]) for c in payload["comparisons"]]
-    assert pairs == [("jpeg+tiny-gray", "jpeg"), ("virtual codec", "jpeg"), ("virtual codec", "jpeg+tiny-gray"),
-                     ("Jiang et al.", "jpeg"), ("Jiang et al.", "jpeg+tiny-gray"), ("virtual codec", "Jiang et al.")]
+    assert pairs == [("jpeg+tiny-gray", "jpeg"), *[(u, "jpeg") for u in users],
+                     *[(m, r) for m in ("virtual codec", "Jiang et al.") for r in refs],
+                     ("virtual codec", "Jiang et al.")]
     for c in payload["comparisons"]:
         for table in (c["bd"], c["bd_window"]):
             assert set(table) >= {"psnr", "ssim"}
@@ -91,6 +100,28 @@ def test_payload_curves_rates_and_comparisons(tiny):
     text = vb.format_vcodec_tables(payload)
     assert "| virtual codec | vcodec-gray-q5 | 5 |" in text and "Target (equal-rate" in text
     json.dumps(payload)  # storable (write_result turns numpy into plain values)
+
+
+def _jpegli() -> bool:
+    from carkit.codecs.registry import available_codecs
+
+    return "jpegli" in available_codecs()
+
+
+def test_without_jpegli_its_curves_are_left_out_with_a_note(tiny, monkeypatch):
+    from carkit.errors import CodecError
+
+    def missing(name, **options):
+        if name == "jpegli":
+            raise CodecError("jpegli needs the ajpegli package")
+        return get_codec(name, **options)
+
+    monkeypatch.setattr(vb, "get_codec", missing)
+    payload = vb.bench_vcodec(tiny, ["vcodec-gray-q10"], restorer="tiny-gray", jpeg_qualities=[5, 10, 20],
+                              progress=False)
+    assert "jpegli" not in payload["codecs"] and payload["config"]["references"] == ["jpeg", "jpeg+tiny-gray"]
+    assert payload["notes"] == ["no jpegli curves (what a user would use instead): jpegli needs the ajpegli package"]
+    assert vb.format_vcodec_tables(payload).startswith("- no jpegli curves")
 
 
 def test_bd_and_equal_rate_gain_of_a_curve_against_itself_are_zero(tiny):

@@ -1037,7 +1037,8 @@ INTRO = ("The Residual hiding paper (section 4.2.1, Table 2) compares its two tr
          "alone and with DnCNN and MemNet trained on the same data, under Fix-Q (baselines at the higher quality "
          "whose mean bpp matches the hiding output's) and Fix-BPP (everyone at the training quality; the hiding "
          "output then has more bits). Here the same rows from real files, beside the paper's Kodak numbers, then "
-         "full RD curves: the codec alone, the codec + the default restorer, and hiding+D at every quality; for "
+         "full RD curves: the codec alone, the codec + a restorer (its curve names it; `default`: what `carkit "
+         "restore` does to each file), and hiding+D at every quality; for "
          "JPEG also what a user would use instead (jpegli, jpegli + the restorer) and the hiding files as an "
          "ordinary viewer shows them (decoded by Pillow, no D), with encode and decode times per megapixel.")
 

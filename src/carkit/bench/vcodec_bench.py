@@ -14,6 +14,11 @@ one rate-distortion curve per method:
   remover (the paper's post-processing competitors; here the best zoo
   restorer, applied at every quality; points outside the qualities it was
   trained for are flagged ``restorer_in_range: false``).
+* ``jpegli`` and ``jpegli+RESTORER``: the same sweep through jpegli
+  (``codecs/jpegli.py``, 4:2:0, default settings, files decoded by Pillow as
+  a viewer would) alone and followed by the same restorer: the standard
+  files a user would write instead (PROTOCOL.md). Left out with a note where
+  jpegli's bindings are not installed.
 * ``virtual codec``: the zoo models named ``vcodec-*`` (FDNN -> JPEG of the
   half-resolution description -> PPNN, ``codecs/virtual/codec.py``), each at
   the quality its description was trained at (the paper: 5, 10, 20, 40).
@@ -30,7 +35,8 @@ those bytes (the marker included) over the *full* image's pixels
 and the per-image rows.
 
 Comparisons (``payload["comparisons"]``), for every learned curve against
-``jpeg`` and ``jpeg+RESTORER``, for the restorer against ``jpeg``, and for
+each reference (``jpeg``, ``jpeg+RESTORER``, ``jpegli``, ``jpegli+RESTORER``),
+for the references against ``jpeg``, and for
 each virtual-codec curve against the Jiang et al. curve trained at the same
 qualities:
 
@@ -82,9 +88,10 @@ PAPER_CLAIM = ("Zhao et al. (2017, section III-B, Fig. 4-6) report that at very 
                "JPEG followed by four post-processing methods, and Jiang et al.'s directly connected networks.")
 
 #: the report's intro paragraph of the section
-INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the same JPEG bytes followed by the "
-         "default restorer (what `carkit restore` does to each file), the virtual codec (zoo models vcodec-*, one point per description quality) and "
-         "Jiang et al.'s directly connected baseline (jiang-*, the same networks), every point coded to real "
+INTRO = (PAPER_CLAIM + " Here: full-resolution JPEG over a quality sweep, the same JPEG bytes followed by a "
+         "restorer (its curve names it; `default`: what `carkit restore` does to each file), jpegli and jpegli + "
+         "the restorer in runs that have them, the virtual codec (zoo models vcodec-*, one point per description "
+         "quality) and Jiang et al.'s directly connected baseline (jiang-*, the same networks), every point coded to real "
          "bytes and decoded from them; bpp is those bytes over the full image's pixels.")
 
 
@@ -215,26 +222,36 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     learned, model_info = plan_methods(models, runs, quals, gray)
     rst = load_restorer(restorer, gray)
     rst_info = rst.info
-    jpeg, restored = JpegCodec(), f"jpeg+{rst.name}"
-    if set(learned) & {"jpeg", restored}:
-        raise UsageError(f"a model is named like a baseline curve: {sorted(set(learned) & {'jpeg', restored})}")
+    # the standard files a user would write instead: libjpeg-turbo, and jpegli where its bindings are installed
+    standard = {"jpeg": JpegCodec()}
+    notes = []
+    try:
+        standard["jpegli"] = get_codec("jpegli")
+    except CodecError as exc:
+        notes.append(f"no jpegli curves (what a user would use instead): {exc}")
+    restored_of = {c: f"{c}+{rst.name}" for c in standard}
+    restored = restored_of["jpeg"]
+    baselines = {*standard, *restored_of.values()}
+    if set(learned) & baselines:
+        raise UsageError(f"a model is named like a baseline curve: {sorted(set(learned) & baselines)}")
 
-    curves: dict[str, list] = {"jpeg": [], restored: []}
-    total = len(images) * (len(jq) + sum(len(v) for v in learned.values()))
+    curves: dict[str, list] = {n: [] for c in standard for n in (c, restored_of[c])}
+    total = len(images) * (len(standard) * len(jq) + sum(len(v) for v in learned.values()))
     bar = progress_bar(total, progress)
     try:
-        for q in jq:
-            bar.set_description(f"jpeg q{q}")
-            per_j, per_r = {}, {}
-            for img in images:
-                data = jpeg.encode(img, q)
-                dec = jpeg.decode(data)
-                add_row(per_j, len(data), dec, img)
-                add_row(per_r, len(data), rst(data, dec), img)
-                bar.update(1)
-            curves["jpeg"].append(rd_point(q, per_j))
-            lo, hi = rst_info["qualities"]
-            curves[restored].append(rd_point(q, per_r, restorer_in_range=lo <= q <= hi))
+        for c, codec in standard.items():
+            for q in jq:
+                bar.set_description(f"{c} q{q}")
+                per_j, per_r = {}, {}
+                for img in images:
+                    data = codec.encode(img, q)
+                    dec = codec.decode(data)
+                    add_row(per_j, len(data), dec, img)
+                    add_row(per_r, len(data), rst(data, dec), img)
+                    bar.update(1)
+                curves[c].append(rd_point(q, per_j))
+                lo, hi = rst_info["qualities"]
+                curves[restored_of[c]].append(rd_point(q, per_r, restorer_in_range=lo <= q <= hi))
         for curve, points in learned.items():
             curves[curve] = []
             for name, codec, q in points:
@@ -250,9 +267,10 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
 
     desc = {"codec": "vcnn", "description": "half resolution (FDNN), baseline JPEG with a carkit-vcodec COM "
             "marker, Pillow/libjpeg-turbo" + ("" if gray else ", 4:2:0"), "library": JpegCodec.library()}
-    settings = {"jpeg": jpeg.settings(), restored: {**jpeg.settings(), "restorer": rst_info["name"]}}
+    settings = {n: s for c, codec in standard.items()
+                for n, s in ((c, codec.settings()), (restored_of[c], {**codec.settings(), "restorer": rst.name}))}
     settings.update({c: {**desc, "models": sorted({p[0] for p in pts})} for c, pts in learned.items()})
-    family = {"jpeg": "jpeg", restored: "restored"}
+    family = {n: f for c in standard for n, f in ((c, "jpeg"), (restored_of[c], "restored"))}
     family.update({c: c if c in (VCODEC, JIANG) else "model" for c in learned})
     metric_keys = list(curves["jpeg"][0]["mean"])
     metric_keys = [k for k in metric_keys if k not in ("bytes", "bpp")]
@@ -263,12 +281,14 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
                    "rd_metrics": list(RD_METRICS[gray]), "models": list(dict.fromkeys(models)),
                    "runs": [str(r) for r in runs], "qualities": quals, "restorer": rst_info["name"],
                    "jpeg_qualities": jq, "window_bpp": [float(window[0]), float(window[1])],
-                   "anchor": "jpeg", "restored": restored, "curves": list(curves)},
+                   "anchor": "jpeg", "restored": restored, "curves": list(curves),
+                   "references": [n for c in standard for n in (c, restored_of[c])]},
         "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
                    for f, im in zip(files, images)],
         "codecs": {n: {"family": family[n], "settings": settings[n], "points": pts} for n, pts in curves.items()},
         "models": model_info,
         "restorer": rst_info,
+        "notes": notes,
         "provenance": provenance(dataset_dir=data_dir, files=files, codec_settings=settings,
                                  model=", ".join(list(model_info) + [rst_info["name"] + " (restorer)"])),
     }
@@ -285,8 +305,10 @@ def comparison_pairs(payload: dict) -> list[tuple[str, str]]:
     curve against the Jiang et al. curve trained at the same qualities (the
     paper's direct comparison)."""
     restored = payload["config"]["restored"]
+    references = payload["config"].get("references") or ["jpeg", restored]
     learned = [n for n, e in curves_of(payload) if e["family"] not in REFERENCE_FAMILIES]
-    pairs = [(restored, "jpeg")] + [(n, a) for n in learned for a in ("jpeg", restored)]
+    pairs = [(restored, "jpeg")] + [(r, "jpeg") for r in references if r not in ("jpeg", restored)]
+    pairs += [(n, a) for n in learned for a in references]
 
     def trained(curve):
         return sorted(payload["models"][m]["trained_quality"] for m in payload["codecs"][curve]["settings"]["models"])
@@ -343,7 +365,8 @@ def format_vcodec_tables(payload: dict) -> str:
     """Markdown: the target verdict, the RD points, BD-rates and equal-rate gains."""
     cfg = payload["config"]
     lo, hi = cfg["window_bpp"]
-    lines = [f"Target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
+    lines = [f"- {n}" for n in payload.get("notes", [])] + ([""] if payload.get("notes") else [])
+    lines += [f"Target (equal-rate reading of the curves, PCHIP on log rate, {lo}-{hi} bpp):", ""]
     lines += target_verdict(payload) or ["- no virtual-codec curve (vcodec-* models) in this run"]
     lines += ["", "RD points (mean over images; bpp = the real file bytes over the full image's pixels):", ""]
     lines += points_table(payload)
