@@ -101,6 +101,31 @@ def test_a_share_of_pairs_is_written_by_jpegli():
         JpegMixBatches(images, 32, 4, jpegli=1.5)
 
 
+def test_a_share_of_pairs_has_tables_shaped_unlike_ijgs():
+    """Tables as cameras and editors write them: IJG's tilted and jittered,
+    within baseline's 1..255, read back from the file the pair was coded to."""
+    from carkit.data.jpeg_mix import varied_tables
+
+    rng = np.random.default_rng(4)
+    for q in (5, 50, 95):
+        luma, chroma = varied_tables(q, rng)
+        assert luma.shape == chroma.shape == (8, 8) and luma.min() >= 1 and chroma.max() <= 255
+        assert not np.array_equal(luma, ijg_tables(q)[0])
+        ratio = luma / ijg_tables(q)[0]
+        assert 0.2 < ratio.min() and ratio.max() < 5
+    images = [rng.integers(0, 256, (60, 70, 3), dtype=np.uint8) for _ in range(2)]
+    for kind_index in (0, 1):   # gray (one table) and 4:2:0
+        kinds = tuple(float(i == kind_index) for i in range(len(KINDS)))
+        b = JpegMixBatches(images, 32, 4, kinds=kinds, double=0.0, seed=5, varied_tables=1.0)[2]
+        assert b["lq"].shape[1] == (1 if kind_index == 0 else 3)
+        for i, q in enumerate(b["quality"].tolist()):
+            assert not np.array_equal(b["luma_table"][i].numpy().reshape(8, 8), ijg_tables(q)[0])
+        if kind_index == 0:
+            assert torch.equal(b["luma_table"], b["chroma_table"])
+    with pytest.raises(ValueError, match="varied_tables"):
+        JpegMixBatches(images, 32, 4, varied_tables=-0.1)
+
+
 def test_file_tables_read_the_file():
     from carkit.codecs.jpeg import JpegCodec
 

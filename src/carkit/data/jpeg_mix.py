@@ -1,7 +1,8 @@
 """JPEG training pairs as users meet them: every quality, gray and colour
 files at several chroma subsamplings, double compression, and files written
-by jpegli as well as libjpeg-turbo (other tables, adaptive quantization),
-each pair with the quantization tables read from its (last) file.
+by jpegli as well as libjpeg-turbo (other tables, adaptive quantization)
+or with tables shaped unlike IJG's (as cameras and editors write), each pair
+with the quantization tables read from its (last) file.
 
 Batches are a pure function of (seed, rank, step), as in
 :mod:`carkit.data.patches`, so a resumed run sees the batches it would have
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..codecs.jpeg import JpegCodec
+from ..codecs._pillow import pil_encode
+from ..codecs.jpeg import _SUBSAMPLING, JpegCodec
+from ..jpeg.tables import ijg_tables
 from .folders import as_mode
 from .patches import _to_chw, augment, random_patch
 
@@ -43,6 +46,19 @@ class QualityMix:
         u = rng.random()
         a, b = self.low if u < self.p_low else self.high if u < self.p_low + self.p_high else (self.lo, self.hi)
         return int(rng.integers(a, b + 1))
+
+
+def varied_tables(quality: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(luma, chroma) (8, 8) tables of about ``quality`` shaped unlike IJG's:
+    each of IJG's tables tilted over frequency (coarser or finer high
+    frequencies against low, up to about 2x either way) with a jitter of
+    about 15% per entry, clipped to 1..255 (baseline JPEG's range)."""
+    freq = np.add.outer(np.arange(8), np.arange(8)) / 14.0 - 0.5
+    out = []
+    for table in ijg_tables(quality):
+        scale = np.exp(rng.uniform(-0.7, 0.7) * freq + rng.normal(0.0, 0.15, (8, 8)))
+        out.append(np.clip(np.round(table * scale), 1, 255).astype(np.int64))
+    return out[0], out[1]
 
 
 def _jpegli(subsampling: str):
@@ -73,13 +89,15 @@ class JpegMixBatches(Dataset):
     coding sees the image moved by 1..7 px in each direction (a crop after
     the first decode), so the two block grids disagree. ``jpegli``: the
     share of pairs whose (last) file jpegli writes (``codecs/jpegli.py``,
-    same subsampling), decoded by libjpeg-turbo as a viewer does.
+    same subsampling), decoded by libjpeg-turbo as a viewer does;
+    ``varied_tables``: the share of the other pairs coded by libjpeg-turbo
+    with :func:`varied_tables` instead of IJG's.
     """
 
     def __init__(self, images: list[np.ndarray], patch_size: int, batch_size: int,
                  qualities: QualityMix = QualityMix(), kinds: tuple[float, ...] = (0.2, 0.6, 0.05, 0.15),
                  double: float = 0.2, shift: float = 0.5, seed: int = 0, rank: int = 0,
-                 length: int = 10**9, jpegli: float = 0.0):
+                 length: int = 10**9, jpegli: float = 0.0, varied_tables: float = 0.0):
         if len(kinds) != len(KINDS) or abs(sum(kinds) - 1) > 1e-6:
             raise ValueError(f"kinds: {len(KINDS)} probabilities ({', '.join(KINDS)}) summing to 1")
         margin = patch_size + 8
@@ -88,9 +106,10 @@ class JpegMixBatches(Dataset):
             raise ValueError(f"no image is at least {margin}px on each side")
         self.patch_size, self.batch_size = patch_size, batch_size
         self.qualities, self.kinds = qualities, np.asarray(kinds, dtype=np.float64)
-        if not 0 <= jpegli <= 1:
-            raise ValueError(f"jpegli: a share 0..1, got {jpegli}")
-        self.double, self.shift, self.jpegli = double, shift, jpegli
+        for name, share in (("jpegli", jpegli), ("varied_tables", varied_tables)):
+            if not 0 <= share <= 1:
+                raise ValueError(f"{name}: a share 0..1, got {share}")
+        self.double, self.shift, self.jpegli, self.varied_tables = double, shift, jpegli, varied_tables
         self.seed, self.rank, self.length = seed, rank, length
 
     def __len__(self) -> int:
@@ -111,9 +130,16 @@ class JpegMixBatches(Dataset):
         else:
             gt = gt[:p, :p]
             src = gt
-        # drawn only when asked, so that runs without jpegli draw the batches they always did
-        last = codec if not self.jpegli or rng.random() >= self.jpegli else _jpegli(codec.subsampling)
-        data = last.encode(np.ascontiguousarray(src), q)
+        # each share is drawn only when asked, so that runs without it draw the batches they always did
+        src = np.ascontiguousarray(src)
+        if self.jpegli and rng.random() < self.jpegli:
+            data = _jpegli(codec.subsampling).encode(src, q)
+        elif self.varied_tables and rng.random() < self.varied_tables:
+            tables = varied_tables(q, rng)[:1 if kind == "gray" else 2]
+            data = pil_encode(src, "JPEG", "jpeg", qtables=[t.reshape(64).tolist() for t in tables],
+                              subsampling=_SUBSAMPLING["4:4:4" if kind == "gray" else kind])
+        else:
+            data = codec.encode(src, q)
         luma, chroma = file_tables(data)
         return np.ascontiguousarray(gt), codec.decode(data), q, luma, chroma
 
