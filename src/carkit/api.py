@@ -26,7 +26,7 @@ from .jpeg.quality import estimate_quality
 from .codecs.base import check_image
 from .jpeg.tables import check_quality
 from .codecs.registry import canonical_name, codec_class, get_codec as _get_codec, sniff
-from .codecs.hiding.codec import CARRIERS, HidingCodec, fallback_note
+from .codecs.hiding.codec import CARRIERS, HidingCodec, default_carrier, fallback_note
 from .codecs.blockcnn.codec import BlockCNNCodec, DEFAULT_MODEL
 from .codecs.virtual.codec import VirtualCodecCodec
 from .jpeg.jpegfile import read_source_bytes
@@ -134,11 +134,13 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
         raise UsageError(str(exc)) from exc
     if codec and method != "hiding":
         raise UsageError(f"--codec applies to --method hiding, not {method}")
+    if "strength" in options and method != "hiding":
+        raise UsageError(f"--strength applies to --method hiding, not {method}")
     if model and method not in _MODEL_METHODS:
         raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
     if method == "hiding":
         try:
-            base = canonical_name(codec or "jpeg")
+            base = canonical_name(codec or default_carrier())
         except CarkitError as exc:
             raise UsageError(str(exc)) from exc
         if base not in CARRIERS:

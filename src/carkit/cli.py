@@ -179,6 +179,8 @@ def _cmd_encode(args) -> int:
         raise UsageError(f"{dst}: cannot tell the codec from {suffix or 'no suffix'!r}; name one with "
                          f"--method, or write {', '.join(sorted(set(_METHOD_BY_SUFFIX)))}")
     options = {"jp2": True} if canonical_name_or_none(method) == "jpeg2000" and suffix == ".jp2" else {}
+    if args.strength is not None:
+        options["strength"] = args.strength
     codec = encoder(method, model=args.model, codec=args.codec, **options)
     method = codec.name
     allowed = _SUFFIXES.get(codec.extension, (codec.extension,))
@@ -309,14 +311,15 @@ def _cmd_bench_restore(args) -> int:
     if models is None:  # every shipped restorer (predictors are not)
         models = [] if args.runs else [m for m in list_weights() if weights_record(m).kind in ("restorer", "kspace")]
     for m in models:
-        if weights_record(m).kind not in ("restorer", "kspace"):
+        if m != "default" and weights_record(m).kind not in ("restorer", "kspace"):
             raise UsageError(f"{m} is a {weights_record(m).kind}, not an artifact remover")
     data = [_resolve_data(d) for d in args.data]
     gray = True if (args.gray or args.plane != "y") else None
     paths = run_restore_bench(data, models, _split(args.qualities, int), gray=gray,
                               limit=args.limit, results_dir=args.results,
                               threads=args.threads, runs=args.runs or (), tag=args.tag or "",
-                              plane=args.plane, crop=args.crop, double=_double_arg(args.double))
+                              plane=args.plane, crop=args.crop, double=_double_arg(args.double),
+                              codec=args.codec)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -479,7 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="blockcnn: zoo predictor (default blockcnn-predictor); "
                    "vcnn: zoo FDNN/PPNN pair (default: the one trained nearest the quality); "
                    "hiding: zoo E/D pair (default: the one trained for --codec nearest the quality)")
-    p.add_argument("--codec", help="hiding: the standard codec that carries the image (default jpeg)")
+    p.add_argument("--codec", help="hiding: the standard codec that carries the image (default jpegli, whose "
+                                   "pair measures best; jpeg is libjpeg-turbo)")
+    p.add_argument("--strength", type=float, metavar="S",
+                   help="hiding: the share of the encoder's change the file carries, 0..1 (default: the pair's "
+                        "measured value, 0.75 for the jpegli pair); lower looks more like the original in an "
+                        "ordinary viewer, decoding needs no setting")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=_cmd_encode)
@@ -506,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("restore", help="JPEG vs zoo restorers on evaluation sets")
     b.add_argument("--data", nargs="+", required=True,
                    help="image folders, or names under the data root (eval/live1_gray eval/classic5)")
-    b.add_argument("--models", help="comma-separated zoo names (default: every shipped model, or none with --runs)")
+    b.add_argument("--models", help="comma-separated zoo names, or default (what carkit restore does to each file) "
+                                    "(default: every shipped model, or none with --runs)")
     b.add_argument("--runs", nargs="+", help="training-run folders to score with their final EMA weights "
                                              "(e.g. ablation variants that are not shipped)")
     b.add_argument("--tag", help="suffix of the result file name (e.g. ablation), so other results are kept")
@@ -517,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--crop", type=int, default=0,
                    help="score every whole non-overlapping CROPxCROP tile instead of whole images "
                         "(HR-CNN's Table I: 128)")
+    b.add_argument("--codec", choices=("jpeg", "jpegli"), default="jpeg",
+                   help="the encoder of the benchmark's JPEGs: jpeg (libjpeg-turbo, PROTOCOL.md) or jpegli; "
+                        "use with --tag")
     b.add_argument("--double", metavar="Q1[:SHIFT]",
                    help="compress twice: JPEG at Q1, crop SHIFT pixels (0-7) at top and left to move the "
                         "8x8 grid, then JPEG at each --qualities (FBCNN's double JPEG); use with --tag")

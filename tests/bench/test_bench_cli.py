@@ -64,3 +64,40 @@ def test_bench_restore_double_jpeg(tmp_path, monkeypatch, capsys, shared_data):
     assert "--double 20:3" in build_report(results)
     assert main(common + ["--double", "20:8"]) == 2
     assert "--double 20:8" in capsys.readouterr().err
+
+
+def test_bench_restore_jpegli_files_and_the_default_choice(tmp_path, capsys, shared_data):
+    """--codec jpegli restores jpegli's files (read by Pillow, as a viewer);
+    the model ``default`` is carkit restore's own choice per file (shipped
+    weights), with its choices counted; the report names the codec."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from carkit.codecs import available_codecs, get_codec
+    from carkit.jpeg.jpegfile import JpegFile
+    from carkit.metrics import score
+    from carkit.zoo.defaults import default_restorer
+
+    if "jpegli" not in available_codecs():
+        pytest.skip("jpegli bindings not installed")
+    data = tmp_path / "set"
+    data.mkdir()
+    img = np.asarray(Image.open(shared_data / "eval" / "classic5" / "lena.png"))[200:296, 200:296]
+    Image.fromarray(img).save(data / "lena.png")
+    results = tmp_path / "results"
+    assert main(["bench", "restore", "--data", str(data), "--models", "default", "--qualities", "20,99",
+                 "--results", str(results), "--threads", "1", "--codec", "jpegli", "--tag", "li"]) == 0
+    payload = json.loads((results / "restore_set_gray_li.json").read_text())
+    assert payload["codec"] == "jpegli" and payload["provenance"]["codec_settings"]["codec"] == "jpegli"
+    jl = get_codec("jpegli")
+    assert payload["rows"]["jpeg"]["q20"]["psnr"] == pytest.approx(score(jl.decode(jl.encode(img, 20)), img)["psnr"],
+                                                                   abs=1e-4)
+    # chosen by the quality the file's own tables give (jpegli's scale is not IJG's); above every
+    # default's qualities the file passes through: never worse than the input
+    estimated = JpegFile.read(jl.encode(img, 20)).quality.quality
+    assert payload["models"]["default"]["choices"] == {f"q20: {default_restorer(True, estimated).model}": 1,
+                                                       "q99: passed through": 1}
+    assert payload["rows"]["default"]["q99"]["psnr"] == payload["rows"]["jpeg"]["q99"]["psnr"]
+    assert payload["rows"]["default"]["q20"]["psnr"] != payload["rows"]["jpeg"]["q20"]["psnr"]
+    assert "--codec jpegli" in build_report(results) and "files written by jpegli" in capsys.readouterr().out

@@ -86,9 +86,11 @@ def _make(fmt: str) -> bytes:
             codec, q = FactorizedCodec(), 50
             img = _image(32, 40, variant == "color", 2)
         elif kind == "hiding":
-            # JPEG 2000's pairs live in weights/bench (they lose to the codec alone): named here
-            codec = HidingCodec(codec=variant, model="hiding-jpeg2000-q28-s1" if variant == "jpeg2000" else None)
-            q = {"jpeg": 50, "factorized": 50, "jpeg2000": 28, "heif": 39}[variant]
+            # JPEG 2000's pairs (they lose to the codec alone) and libjpeg-turbo's (jpegli's measures
+            # better) live in weights/bench: named here
+            bench = {"jpeg2000": "hiding-jpeg2000-q28-s1", "jpeg": "hiding-jpeg-q10-80-s2-dagn-rate-p128"}
+            codec = HidingCodec(codec=variant, model=bench.get(variant))
+            q = {"jpeg": 50, "jpegli": 50, "factorized": 50, "jpeg2000": 28, "heif": 39}[variant]
             img = _image(16, 24, True, 3)
         else:
             codec, q = VirtualCodecCodec(), 20
@@ -103,7 +105,7 @@ def _make(fmt: str) -> bytes:
     return data
 
 
-FORMATS = ["bcnn-color", "bcnn-gray", "ckfp-color", "ckfp-gray", "hiding-jpeg", "hiding-factorized",
+FORMATS = ["bcnn-color", "bcnn-gray", "ckfp-color", "ckfp-gray", "hiding-jpegli", "hiding-jpeg", "hiding-factorized",
            "hiding-jpeg2000", "hiding-heif", "vcnn-color", "vcnn-gray"]
 
 
@@ -425,7 +427,7 @@ class Mutator:
             yield from self.generic(data, [s for _, s, _ in jpeg_segments(data)])
             yield from self.jpeg(data)
             yield from self.jpeg_com(data, b"carkit-vcodec ")
-        elif variant == "jpeg":
+        elif variant in ("jpeg", "jpegli"):   # jpegli writes JPEG files (progressive, optimized Huffman codes)
             yield from self.generic(data, [s for _, s, _ in jpeg_segments(data)])
             yield from self.jpeg(data)
             yield from self.jpeg_com(data, b"carkit-hiding ")

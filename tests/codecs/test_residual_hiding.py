@@ -666,6 +666,39 @@ def test_tiled_networks_equal_untiled():
         assert torch.allclose(reconstruct(net, ih, tile=128, overlap=96), net.reconstruct(ih), atol=1e-6)
 
 
+def test_strength_scales_what_e_changes_and_decode_needs_no_setting(hiding_zoo, tmp_path, monkeypatch, capsys):
+    """``strength`` codes IH + s * (E(IH, IR) - IH): 0 is the codec's own file
+    of the original (plus the marker), 1 the paper's E; a pair's reviewed
+    value is its default; D decodes any of them without being told."""
+    import carkit.codecs.hiding.codec as hc
+    from carkit.cli import main
+    from carkit.codecs.hiding.codec import HidingCodec
+
+    img = _image(40, 48)
+    files = {s: HidingCodec(codec="jpeg", model="tiny-hiding-color-q50", precision="fp32", strength=s).encode(img, 50)
+             for s in (0.0, 0.5, 1.0)}
+    assert _strip_comment(files[0.0]) == JpegCodec().encode(img, 50)
+    shown = {s: JpegCodec().decode(d).astype(float) for s, d in files.items()}
+    far = np.abs(shown[1.0] - shown[0.0]).mean()
+    assert 0 < np.abs(shown[0.5] - shown[0.0]).mean() < far
+    assert _strip_comment(HidingCodec(codec="jpeg", precision="fp32").encode(img, 50)) == _strip_comment(files[1.0])
+    monkeypatch.setitem(hc.HIDING_STRENGTH, "tiny-hiding-color-q50", 0.5)     # a reviewed value is the default
+    codec = HidingCodec(codec="jpeg", precision="fp32")
+    assert codec.encode(img, 50) == files[0.5] and codec.settings()["strength"] is None
+    assert HidingCodec(codec="jpeg", model="tiny-hiding-color-q50").settings()["strength"] == 0.5
+    for data in files.values():
+        assert HidingCodec(precision="fp32").decode(data).shape == img.shape
+    with pytest.raises(CodecError, match="0..1"):
+        HidingCodec(strength=1.5)
+    src = tmp_path / "a.png"
+    Image.fromarray(img).save(src)
+    assert main(["encode", "--method", "hiding", "--codec", "jpeg", "--strength", "0", "-q", "50", str(src),
+                 str(tmp_path / "a.jpg")]) == 0
+    assert _strip_comment((tmp_path / "a.jpg").read_bytes()) == JpegCodec().encode(img, 50)
+    assert main(["encode", "--method", "jpeg", "--strength", "0.5", "-q", "50", str(src), str(tmp_path / "b.jpg")]) == 2
+    assert "--strength applies to --method hiding" in capsys.readouterr().err
+
+
 def test_bf16_and_fp32_files_decode_alike_either_way(hiding_zoo):
     """E and D in bf16 (the default where the CPU computes it natively) give
     files and reconstructions within bf16 rounding of fp32's, and a file

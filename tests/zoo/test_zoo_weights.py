@@ -57,7 +57,7 @@ def test_every_bench_weight_still_loads(name):
 
 @pytest.mark.parametrize("gray", [True, False])
 def test_automatic_choices_see_package_weights_only(gray):
-    from carkit.codecs.hiding.codec import choose_weights as choose_hiding
+    from carkit.codecs.hiding.codec import choose_weights as choose_hiding, default_carrier
     from carkit.codecs.virtual.codec import choose_weights as choose_vcodec
     from carkit.zoo.select import candidates
 
@@ -69,7 +69,7 @@ def test_automatic_choices_see_package_weights_only(gray):
     for q in range(1, 101, 7):
         assert choose_vcodec(gray, q) in shipped
         if not gray:
-            assert choose_hiding("jpeg", gray, q) in shipped
+            assert choose_hiding(default_carrier(), gray, q) in shipped
 
 
 def _tiny(directory: Path, name: str, seed: int = 0) -> None:

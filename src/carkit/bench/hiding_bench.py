@@ -71,7 +71,7 @@ encode and decode seconds per megapixel of every pipeline (:func:`time_per_mp`:
 the codecs, codec + restorer, hiding E + codec / codec + D, and the hiding
 file in a plain viewer), interleaved per image at Table 2's quality after a
 warm-up, median over images, with the thread count and CPU model. jpegli
-needs ``carkit[jpegli]``; without it those curves are left out with a note.
+needs the ajpegli bindings; without them those curves are left out with a note.
 
 Weights that are not in the zoo yet are left out with a note (nothing is
 trained at first); ``--runs`` scores training-run folders (hiding or

@@ -33,7 +33,8 @@ def _restore_section(payload: dict) -> list[str]:
     plane, crop = payload.get("plane", "y"), payload.get("crop", 0)
     twice = payload.get("double")
     options = ((" --plane green" if payload["gray"] and plane == "green" else "") + (f" --crop {crop}" if crop else "")
-               + (f" --double {twice['first_quality']}:{twice['shift']}" if twice else ""))
+               + (f" --double {twice['first_quality']}:{twice['shift']}" if twice else "")
+               + (f" --codec {payload['codec']}" if payload.get("codec", "jpeg") != "jpeg" else ""))
     command = ("carkit bench restore --data " + payload.get("data", "eval/" + payload["dataset"]) + options +
                (" --models " + ",".join(zoo) if zoo or not runs else "") +
                (" --runs " + " ".join(runs) if runs else "") + (f" --tag {tag}" if tag else "") +

@@ -16,6 +16,14 @@ Models of kind ``kspace`` (HR-CNN) restore from the JPEG's bytes, reading its
 coefficients (``restoration/kspace.py``), never its pixels; their time
 includes that read. A model trained for some qualities only (HR-CNN's
 per-quality models) is scored at those qualities only.
+
+``codec`` names the encoder of the benchmark's JPEGs: ``jpeg``
+(libjpeg-turbo, PROTOCOL.md) or ``jpegli`` (its own tables and adaptive
+quantization), decoded by Pillow either way, as a viewer does; with
+``double`` the first compression stays libjpeg-turbo's. The model name
+``default`` is what ``carkit restore`` does to each file (the reviewed
+default for its quality, read from its tables, or the file passed through):
+the product's own guarantee, never worse than the input, measured.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from ..data.folders import as_mode, list_images
 from ..io import read_image
 from ..jpeg.jpegfile import coding_tables_of
 from ..models.registry import InputKind
-from ..restoration.restorer import Restorer
+from ..restoration.restorer import Restorer, restore_jpeg
+from ..codecs import get_codec
 from ..zoo.registry import weights_record
 from ..metrics import score
 from .results import provenance, write_result
@@ -64,10 +73,16 @@ def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
     return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)
 
 
+#: the model name of ``carkit restore``'s own per-file choice
+DEFAULT = "default"
+#: encoders whose files the bench restores (they write JPEG files)
+JPEG_WRITERS = ("jpeg", "jpegli")
+
+
 def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],
                   gray: bool | None = None, limit: int | None = None, progress: bool = True,
                   threads: int | None = None, runs=(), tag: str = "", plane: str = "y",
-                  crop: int = 0, double: tuple[int, int] | None = None) -> dict:
+                  crop: int = 0, double: tuple[int, int] | None = None, codec: str = "jpeg") -> dict:
     """Score JPEG and each model at each quality on every image of ``data_dir``.
     ``models`` are zoo names; ``runs`` are training-run folders scored with
     their final EMA weights (ablation variants that are not shipped)."""
@@ -90,9 +105,14 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         images = [c for im in images for c in crops_of(im, crop)]
         if not images:
             raise UsageError(f"{data_dir}: no image has a whole {crop}x{crop} crop")
+    if codec not in JPEG_WRITERS:
+        raise UsageError(f"--codec {codec}: the restore bench codes JPEG files ({', '.join(JPEG_WRITERS)})")
+    writer = get_codec(codec)
     restorer = Restorer()
     plans = {}
     for name in models:
+        if name == DEFAULT:
+            continue
         restorer.forced = name
         plans[name] = restorer.plan(gray, None)
     restorer.forced = None
@@ -106,13 +126,15 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     rows.update({m: {} for m in models})
     seconds = {m: 0.0 for m in models}
     decode_seconds = 0.0  # PROTOCOL.md: speed beside a reference measured in the same run
-    codec = JpegCodec()
-    kspace = {m for m in models if m not in from_runs and weights_record(m).kind == "kspace"}
+    first_codec = JpegCodec()
+    zoo_models = [m for m in models if m not in from_runs and m != DEFAULT]
+    kspace = {m for m in zoo_models if weights_record(m).kind == "kspace"}
     mismatched = sorted(m for m in kspace if weights_record(m).gray != gray)
     if mismatched:
         raise UsageError(f"{', '.join(mismatched)}: gray HR-CNN models restore gray JPEGs (benchmark them with "
                           "--gray or --plane green), hrcnn-color color ones")
-    covers = {m: (lambda q: True) if m in from_runs else weights_record(m).covers for m in models}
+    covers = {m: weights_record(m).covers if m in zoo_models else (lambda q: True) for m in models}
+    chosen: dict[str, int] = {}   # the default's per-file choices, counted
     image_mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
     megapixels = image_mp * len(qualities)
     scored_mp = {m: image_mp * sum(1 for q in qualities if covers[m](q)) for m in models}
@@ -122,11 +144,11 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         for gt in images:
             if double:
                 first, shift = double
-                once = codec.roundtrip(gt, first).decoded[shift:, shift:]
+                once = first_codec.roundtrip(gt, first).decoded[shift:, shift:]
                 gt = gt[shift:, shift:]
-                coded = codec.roundtrip(np.ascontiguousarray(once), q)
+                coded = writer.roundtrip(np.ascontiguousarray(once), q)
             else:
-                coded = codec.roundtrip(gt, q)
+                coded = writer.roundtrip(gt, q)
             lq = coded.decoded
             decode_seconds += coded.decode_s
             per["jpeg"].append(score(lq, gt))
@@ -134,7 +156,12 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
                 if not covers[m](q):
                     continue
                 t0 = time.perf_counter()
-                if m in kspace:
+                if m == DEFAULT:   # as `carkit restore` does: its plan from the file's own tables
+                    restored = restore_jpeg(restorer, coded.data)
+                    out = restored.pixels
+                    key = f"q{q}: {restored.plan.model or 'passed through'}"
+                    chosen[key] = chosen.get(key, 0) + 1
+                elif m in kspace:
                     out = _kspace_restore(restorer.model(m), coded.data, restorer)
                 elif restorer.descriptor(m).input == InputKind.PIXELS_AND_TABLES:  # the coded file's own tables
                     plan = replace(plans[m], tables=coding_tables_of(coded.data))
@@ -150,6 +177,13 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
     bar.close()
     model_info = {}
     for m in models:
+        if m == DEFAULT:
+            model_info[m] = {"architecture": "carkit restore's choice per file", "mode": "per file",
+                             "choices": chosen, "seconds": seconds[m],
+                             "megapixels_per_second": scored_mp[m] / max(seconds[m], 1e-9),
+                             "weights_sha256": {n: weights_record(n).sha256 for n in sorted(
+                                 {k.split(": ", 1)[1] for k in chosen} - {"passed through"})}}
+            continue
         if m in from_runs:
             model_info[m] = {**from_runs[m][1], "mode": plans[m].mode, "seconds": seconds[m],
                              "megapixels_per_second": scored_mp[m] / max(seconds[m], 1e-9)}
@@ -168,6 +202,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "plane": plane if gray else "rgb",
         "crop": crop,
         "double": {"first_quality": double[0], "shift": double[1]} if double else None,
+        "codec": codec,
         "qualities": list(qualities),
         "metrics": list(metric_names),
         "rows": rows,
@@ -176,7 +211,7 @@ def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: lis
         "precision": restorer.precision,
         "jpeg_decode_megapixels_per_second": megapixels / max(decode_seconds, 1e-9),
         "provenance": provenance(dataset_dir=data_dir, files=files,
-                                 codec_settings={"codec": "jpeg", "library": "Pillow/libjpeg-turbo",
+                                 codec_settings={**writer.settings(),
                                                  "subsampling": "4:2:0" if not gray else f"gray ({plane})",
                                                  "qualities": list(qualities),
                                                  **({"first_quality": double[0], "grid_shift": double[1]}
@@ -194,11 +229,11 @@ def result_path(results_dir: str | os.PathLike, payload: dict) -> Path:
 def run_restore_bench(data_dirs: list[str], models: list[str], qualities: list[int], gray: bool | None,
                       limit: int | None, results_dir: str, threads: int | None,
                       runs=(), tag: str = "", plane: str = "y", crop: int = 0,
-                      double: tuple[int, int] | None = None) -> list[Path]:
+                      double: tuple[int, int] | None = None, codec: str = "jpeg") -> list[Path]:
     written = []
     for d in data_dirs:
         payload = bench_restore(d, models, qualities, gray=gray, limit=limit, threads=threads, runs=runs, tag=tag,
-                                plane=plane, crop=crop, double=double)
+                                plane=plane, crop=crop, double=double, codec=codec)
         path = write_result(result_path(results_dir, payload), payload)
         written.append(path)
         print(format_restore_table(payload))
@@ -214,7 +249,8 @@ def format_restore_table(payload: dict) -> str:
     twice = payload.get("double")
     twice = (f", compressed at QF {twice['first_quality']} first (grid shift {twice['shift']} px)"
              if twice else "")
-    lines = [f"{payload['dataset']} ({mode}){twice}, {first['n']} images: PSNR / SSIM / PSNR-B",
+    writer = "" if payload.get("codec", "jpeg") == "jpeg" else f", files written by {payload['codec']}"
+    lines = [f"{payload['dataset']} ({mode}){twice}{writer}, {first['n']} images: PSNR / SSIM / PSNR-B",
              "", "| QF | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for q in payload["qualities"]:
         cells = []

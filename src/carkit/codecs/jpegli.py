@@ -8,7 +8,8 @@ the benches compare against it (PROTOCOL.md: ajpegli, 4:2:0, default
 settings). ``decoder``: files are decoded by Pillow/libjpeg-turbo by default,
 as an ordinary viewer shows them; ``"jpegli"`` uses jpegli's own decoder.
 
-Optional: ``pip install carkit[jpegli]``; without it the codec is listed as
+A core dependency (the default carrier of residual hiding); where the
+bindings are missing anyway the codec is listed as
 unavailable with the reason.
 """
 
@@ -28,7 +29,7 @@ def _ajpegli():
     try:
         import ajpegli
     except ImportError as exc:
-        raise CodecError("jpegli needs the ajpegli package: pip install 'carkit[jpegli]'") from exc
+        raise CodecError("jpegli needs the ajpegli package: pip install ajpegli") from exc
     return ajpegli
 
 

@@ -62,7 +62,7 @@ def varied_tables(quality: int, rng: np.random.Generator) -> tuple[np.ndarray, n
 
 
 def _jpegli(subsampling: str):
-    from ..codecs.jpegli import JpegliCodec   # optional (carkit[jpegli]): imported when a recipe asks
+    from ..codecs.jpegli import JpegliCodec   # imported when a recipe asks for jpegli's files
 
     return JpegliCodec(subsampling=subsampling)
 

@@ -66,11 +66,33 @@ def default_restorer(gray: bool, quality: int | None) -> DefaultRestorer | None:
     return next((row for row in RESTORE_DEFAULTS if row.covers(image, quality)), None)
 
 
+#: The codecs under ``carkit encode --method hiding`` without ``--codec``, in order
+#: of preference (the first installed one with a pair in the zoo): jpegli, whose pair
+#: measured best on Kodak (results/hiding_kodak_color_jpegli-pairs.json, 0.3-2 bpp):
+#: hiding+D -32.5% BD-rate vs libjpeg-turbo and -23.6% vs jpegli + the default
+#: restorer, its files +3.7% in a plain viewer, against -25.5%, -14.2% and +46.2% for
+#: the libjpeg-turbo pair.
+HIDING_CARRIERS: tuple[str, ...] = ("jpegli", "jpeg")
+
 #: The reviewed residual-hiding pair of each codec (``carkit encode --method
 #: hiding --codec C``), preferred among pairs trained equally near the
-#: requested quality; evidence in results/hiding_kodak_color*.json.
+#: requested quality; evidence in results/hiding_kodak_color*.json. The
+#: libjpeg-turbo pair (hiding-jpeg-q10-80-s2-dagn-rate-p128) left the package
+#: for weights/bench when the jpegli pair replaced it: ``--codec jpeg --model
+#: NAME`` from a checkout.
 HIDING_DEFAULTS: dict[str, str] = {
-    "jpeg": "hiding-jpeg-q10-80-s2-dagn-rate-p128",
+    "jpegli": "hiding-jpegli-q10-80-s2-dagn-rate-p128c",
     "heif": "hiding-heif-q39-s1-long",
     "factorized": "hiding-factorized-q50-direct",
+}
+
+
+#: How much of E's change each pair's files carry (``carkit encode --method hiding
+#: --strength``): IH_enc = IH + strength * (E(IH, IR) - IH); 1 where unlisted. Below 1
+#: the file looks more like the original in an ordinary viewer, while D still reads
+#: what it needs. The jpegli pair at 0.75, measured on 6 Kodak images against 1.0
+#: (docs/notes/hiding.md, BD-rate vs libjpeg-turbo over QF 15-80): hiding+D -30.3%
+#: against -30.4%, its files in a plain viewer -6.3% against +8.6%.
+HIDING_STRENGTH: dict[str, float] = {
+    "hiding-jpegli-q10-80-s2-dagn-rate-p128c": 0.75,
 }

@@ -42,9 +42,9 @@ import numpy as np
 from ..base import Codec, check_image, check_quality
 from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
 from ...errors import CodecError
-from .. import canonical_name, get_codec
+from .. import canonical_name, codec_class, get_codec
 from ...zoo.registry import load_codec_weights
-from ...zoo.defaults import HIDING_DEFAULTS
+from ...zoo.defaults import HIDING_CARRIERS, HIDING_DEFAULTS, HIDING_STRENGTH
 from ...zoo.select import candidates, select_weights
 from ...models.registry import Role
 from ...io import to_tensor, to_uint8
@@ -87,9 +87,22 @@ def choose_weights(codec: str, gray: bool, quality: int) -> str:
     (:func:`carkit.zoo.select.select_weights`). ``--model`` picks another."""
     name = select_weights(Role.HIDING, quality, codec=codec, gray=gray, prefer=HIDING_DEFAULTS.get(codec))
     if name is None:
+        extra = [r.name for r in candidates(Role.HIDING, codec=codec, gray=gray, include_extra=True)]
+        hint = (f"a checkout's weights/bench has {', '.join(extra)} (--model NAME)" if extra else
+                "train one with recipes/hiding/*.toml and `carkit zoo export`")
         raise CodecError(f"no residual-hiding weights for {'gray' if gray else 'color'} images and {codec} in the zoo "
-                         "(train one with recipes/hiding/*.toml and `carkit zoo export`)")
+                         f"({hint})")
     return name
+
+
+def default_carrier() -> str:
+    """The codec under ``--method hiding`` without ``--codec``: the first of
+    :data:`carkit.zoo.defaults.HIDING_CARRIERS` that is installed and has a
+    pair in the zoo, else the first."""
+    for codec in HIDING_CARRIERS:
+        if codec_class(codec).unavailable_reason() is None and candidates(Role.HIDING, codec=codec):
+            return codec
+    return HIDING_CARRIERS[0]
 
 
 def hide(net, image, residual, tile: int = TILE, overlap: int = OVERLAP, precision: str = "fp32"):
@@ -125,13 +138,19 @@ def fallback_note(plan) -> str:
 class HidingCodec(Codec):
     """E -> standard codec -> D behind the one codec interface.
 
-    ``codec`` is the codec underneath (registered name with a marker carrier),
+    ``codec`` is the codec underneath (registered name with a marker carrier;
+    default :func:`default_carrier`, jpegli where installed),
     ``model`` names the zoo weights (default: chosen by the image's mode and
     the quality, :func:`choose_weights`); ``precision`` of E and D: auto
     (bf16 with channels_last where the CPU computes bf16 natively, about 3x
     faster there), fp32 or bf16. E's bf16 rounding changes the coded image
     by far less than the codec's own quantization, and D reads any file
-    at either precision: a file is not tied to the machine that wrote it."""
+    at either precision: a file is not tied to the machine that wrote it.
+    ``strength``: the share of E's change the file carries, IH + strength *
+    (E(IH, IR) - IH), 0..1 (default: the pair's reviewed value,
+    :data:`carkit.zoo.defaults.HIDING_STRENGTH`, else 1, the paper's E):
+    lower looks more like the original in an ordinary viewer. Not in the
+    paper; D is unchanged and needs no setting to decode."""
 
     name = "hiding"
     extension = ".jpg"
@@ -141,12 +160,15 @@ class HidingCodec(Codec):
         """A file with a ``carkit-hiding`` payload in a carrier (checked when decoding)."""
         return find_payload(data, MARKER) is not None
 
-    def __init__(self, codec: str = "jpeg", model: str | None = None, tile: int = TILE, overlap: int = OVERLAP,
-                 precision: str = "auto"):
+    def __init__(self, codec: str | None = None, model: str | None = None, tile: int = TILE,
+                 overlap: int = OVERLAP, precision: str = "auto", strength: float | None = None):
         from ...nn.precision import resolve_precision
 
         self.precision = resolve_precision(precision)
-        base = canonical_name(codec)
+        if strength is not None and not 0 <= strength <= 1:
+            raise CodecError(f"hiding: strength is a share of E's change, 0..1, got {strength}")
+        self.strength = strength
+        base = canonical_name(codec or default_carrier())
         if base not in CARRIERS:
             raise CodecError(f"hiding: {base} files cannot carry the marker (supported: {', '.join(sorted(CARRIERS))})")
         self.codec = base
@@ -171,9 +193,14 @@ class HidingCodec(Codec):
         import torch
 
         out = {**self._base.settings(), "codec": self.name, "base_codec": self.codec, "model": self.model,
-               "precision": self.precision}
+               "precision": self.precision,
+               "strength": self.strength_of(self.model) if self.model else self.strength}
         out["library"] = f"{out['library']}, torch {torch.__version__}"
         return out
+
+    def strength_of(self, name: str) -> float:
+        """The share of E's change coded for pair ``name``: the asked one, else its reviewed value, else 1."""
+        return float(self.strength if self.strength is not None else HIDING_STRENGTH.get(name, 1.0))
 
     def encode(self, image: np.ndarray, quality: int) -> bytes:
         import torch
@@ -198,6 +225,9 @@ class HidingCodec(Codec):
         residual = original - to_tensor(self._base.roundtrip(image, quality).decoded)   # IR = IH - IL
         with torch.no_grad():
             encoded = hide(net, original, residual, self.tile, self.overlap, self.precision)
+        strength = self.strength_of(name)
+        if strength != 1:
+            encoded = original + strength * (encoded - original)
         marker = {"model": name, "sha256": record.sha256[:16], "codec": self.codec, "quality": quality}
         if via_color:
             marker["gray"] = True
