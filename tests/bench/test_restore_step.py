@@ -52,10 +52,10 @@ def test_files_that_are_not_jpeg_get_the_blind_default(crop):
 
 
 def test_a_forced_table_reading_model_needs_the_jpeg_file(crop):
-    step = RestoreStep("jpegnet-v1c", gray=False)
-    assert step.name == "jpegnet-v1c" and list(step.info["weights_sha256"]) == ["jpegnet-v1c"]
+    step = RestoreStep("jpegnet-v1d", gray=False)
+    assert step.name == "jpegnet-v1d" and list(step.info["weights_sha256"]) == ["jpegnet-v1d"]
     data = get_codec("jpeg").encode(crop, 30)
-    assert np.array_equal(step(data, _decode(data)), restore_jpeg(Restorer(model="jpegnet-v1c"), data).pixels)
+    assert np.array_equal(step(data, _decode(data)), restore_jpeg(Restorer(model="jpegnet-v1d"), data).pixels)
     webp = get_codec("webp").encode(crop, 30)
     with pytest.raises(CarkitError, match="quantization tables"):
         step(webp, _decode(webp))

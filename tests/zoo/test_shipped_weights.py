@@ -99,8 +99,8 @@ def test_shipped_weights_load_and_have_a_full_record(name):
 
 def test_readme_example_restores_better_than_jpeg(tmp_path, shared_data):
     """The README's example (a QF 15 Kodak crop, restored by the default,
-    jpegnet-v1c): its gain pinned within 0.2 dB of what it measures (+1.83 dB
-    Y, +2.17 dB RGB: the chroma is restored too)."""
+    jpegnet-v1d): its gain pinned within 0.2 dB of what it measures (+1.86 dB
+    Y, +2.21 dB RGB: the chroma is restored too)."""
     out = tmp_path / "restored.png"
     assert main(["restore", str(EXAMPLES / "kodim23_q15.jpg"), "-o", str(out), "--explain",
                  "--precision", "fp32"]) == 0
@@ -109,8 +109,8 @@ def test_readme_example_restores_better_than_jpeg(tmp_path, shared_data):
     decoded = np.asarray(Image.open(EXAMPLES / "kodim23_q15.jpg").convert("RGB"))
     restored = np.asarray(Image.open(out))
     assert restored.shape == original.shape
-    assert_pinned(psnr_y(restored, original) - psnr_y(decoded, original), 1.827, "README example, Y")
-    assert_pinned(psnr(restored, original) - psnr(decoded, original), 2.167, "README example, RGB")
+    assert_pinned(psnr_y(restored, original) - psnr_y(decoded, original), 1.860, "README example, Y")
+    assert_pinned(psnr(restored, original) - psnr(decoded, original), 2.205, "README example, RGB")
 
 
 def test_gray_example_restores_better_than_jpeg(tmp_path, shared_data):
@@ -152,12 +152,14 @@ def test_default_restorers_are_the_reviewed_table():
     assert choose_model(False, None).model == "dagn-small" and choose_model(True, None).model == "dncnn3-gray-blind"
     # blockcnn-color measures well but restores at about 600 s/MP: never an automatic choice
     assert all(choose_model(False, q).model != "blockcnn-color" for q in range(1, 101))
-    # on LIVE1 color the chosen model measures at least as well as dagn-small and resunet via Y (one run)
+    # on LIVE1 color the chosen model measures at least as well as the model it replaced (one run), which
+    # measured at least as well as dagn-small and resunet via Y (an earlier run)
     for q in (10, 20, 30, 40):
-        chosen = measured_rgb_gain(choose_model(False, q).model, q, "restore_live1_color_color_jpegnet.json")
+        chosen = measured_rgb_gain(choose_model(False, q).model, q, "restore_live1_color_color_jpegnet-v1d.json")
+        assert chosen >= measured_rgb_gain("jpegnet-v1c", q, "restore_live1_color_color_jpegnet-v1d.json"), q
         others = [measured_rgb_gain(n, q, "restore_live1_color_color_jpegnet.json")
-                  for n in ("dagn-small", "resunet-gray-blind")]
-        assert chosen >= max(others), q
+                  for n in ("jpegnet-v1c", "dagn-small", "resunet-gray-blind")]
+        assert others[0] >= max(others[1:]), q
     # above QF 95 the decoded JPEG passes through: no model gains there
     assert all(choose_model(gray, q).mode == "passthrough" for gray in (False, True) for q in (96, 98, 100))
 
@@ -393,20 +395,20 @@ def test_residual_hiding_default_is_the_pair_measured_best():
 #: dncnn3-gray-blind, pinned here at qualities they serve) on a 128x128 real-image crop: (crop, gray (the
 #: green plane), QF, the model and mode restore chooses, its PSNR gain over the decoded JPEG, RGB for color).
 DEFAULT_RESTORER_PINS = [
-    ("parrots", False, 10, "jpegnet-v1c", "color", 2.548),
-    ("kodim23", False, 10, "jpegnet-v1c", "color", 2.330),
-    ("parrots", False, 30, "jpegnet-v1c", "color", 2.064),
-    ("kodim23", False, 30, "jpegnet-v1c", "color", 1.178),
-    ("parrots", False, 50, "jpegnet-v1c", "color", 1.648),
-    ("kodim23", False, 50, "jpegnet-v1c", "color", 0.737),
-    ("parrots", False, 90, "jpegnet-v1c", "color", 0.589),
-    ("kodim23", False, 90, "jpegnet-v1c", "color", 0.280),
+    ("parrots", False, 10, "jpegnet-v1d", "color", 2.643),
+    ("kodim23", False, 10, "jpegnet-v1d", "color", 2.386),
+    ("parrots", False, 30, "jpegnet-v1d", "color", 2.052),
+    ("kodim23", False, 30, "jpegnet-v1d", "color", 1.202),
+    ("parrots", False, 50, "jpegnet-v1d", "color", 1.682),
+    ("kodim23", False, 50, "jpegnet-v1d", "color", 0.791),
+    ("parrots", False, 90, "jpegnet-v1d", "color", 0.622),
+    ("kodim23", False, 90, "jpegnet-v1d", "color", 0.296),
     ("parrots", True, 10, "resunet-gray-blind", "gray", 3.126),
     ("kodim23", True, 10, "resunet-gray-blind", "gray", 3.106),
-    ("parrots", True, 50, "jpegnet-v1c", "gray", 1.185),
-    ("kodim23", True, 50, "jpegnet-v1c", "gray", 0.570),
-    ("parrots", True, 85, "jpegnet-v1c", "gray", 0.450),
-    ("kodim23", True, 85, "jpegnet-v1c", "gray", 0.192),
+    ("parrots", True, 50, "jpegnet-v1d", "gray", 1.168),
+    ("kodim23", True, 50, "jpegnet-v1d", "gray", 0.570),
+    ("parrots", True, 85, "jpegnet-v1d", "gray", 0.421),
+    ("kodim23", True, 85, "jpegnet-v1d", "gray", 0.188),
 ]
 
 

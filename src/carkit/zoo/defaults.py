@@ -6,7 +6,7 @@ justify it, so that what restore does never depends on which bench ran last
 (a tagged bench run once routed color QF 16-40 to ``blockcnn-color``, which
 restores at about 600 s per megapixel). Each row names the evidence: gains
 over JPEG from results/restore_*.json (PSNR, RGB for color sets; the
-``_jpegnet*`` and ``_double-*`` runs for the current rows) and speed from
+``_jpegnet-v1d*`` and ``_jpegli-v1d`` runs for the current rows) and speed from
 results/speed_avx512bf16.json. Where no row
 covers a quality, restore passes the decoded JPEG through (never worse than
 the input). ``--model`` still forces any zoo restorer.
@@ -30,24 +30,21 @@ class DefaultRestorer:
 
 
 RESTORE_DEFAULTS: tuple[DefaultRestorer, ...] = (
-    DefaultRestorer("color", (1, 95), "jpegnet-v1c", "color",
-                    "JpegNet, the file's tables in: +1.49 / +1.45 / +1.43 / +1.41 dB RGB on LIVE1 at QF 10-40 "
-                    "(dagn-small +1.07 / +0.85 / +0.91 / +1.01, resunet-gray-blind via Y +0.99..+1.09) and "
-                    "+1.49..+1.37 on BSDS500; Kodak +1.41 / +1.26 / +0.79 / +0.26 at QF 50 / 75 / 90 / 95 "
-                    "(dagn-small +1.06 / +1.15 / +0.81 / +0.29); double JPEG (QF 30 then 50, grid shifted 4 px) "
-                    "+1.28 (dagn-small +1.15); 1.5 s/MP, 2.1x faster than dagn-small (same run, bf16)"),
+    DefaultRestorer("color", (1, 95), "jpegnet-v1d", "color",
+                    "JpegNet, the file's tables in: +1.52 / +1.48 / +1.46 / +1.43 dB RGB on LIVE1 at QF 10-40 "
+                    "(jpegnet-v1c +1.49 / +1.45 / +1.43 / +1.41 in the same run; dagn-small +1.07 / +0.85 / +0.91 / "
+                    "+1.01 and resunet-gray-blind via Y +0.99..+1.09 earlier); on jpegli's Kodak files +0.99 at QF 10 "
+                    "to +0.28 at QF 90, where jpegnet-v1c lost up to 1.61 dB; the same architecture as jpegnet-v1c, "
+                    "whose speed was measured: 1.5 s/MP, 2.1x faster than dagn-small (bf16)"),
     DefaultRestorer("gray", (1, 40), "resunet-gray-blind", "gray",
-                    "+1.53 / +1.58 / +1.67 / +1.65 dB on LIVE1 gray at QF 10-40, above jpegnet-v1c's +1.36..+1.43 "
-                    "(ARCNN +1.23 at QF 10); below QF 10 unmeasured"),
-    DefaultRestorer("gray", (41, 95), "jpegnet-v1c", "gray",
-                    "+1.44 / +1.43 / +1.41 / +1.32 / +1.04 / +0.51 dB on LIVE1 gray at QF 50 / 60 / 70 / 80 / 90 / 95 "
-                    "(dncnn3-gray-blind +0.95 at QF 50, memnet-gray-q63 +1.16 at QF 63 against its +1.43)"),
+                    "+1.53 / +1.58 / +1.66 / +1.65 dB on LIVE1 gray at QF 10-40, above jpegnet-v1d's +1.40..+1.46 "
+                    "in the same run (ARCNN +1.23 at QF 10); below QF 10 unmeasured"),
+    DefaultRestorer("gray", (41, 95), "jpegnet-v1d", "gray",
+                    "+1.46 / +1.42 / +1.06 dB on LIVE1 gray at QF 50 / 70 / 90 (jpegnet-v1c +1.44 / +1.41 / +1.04 in "
+                    "the same run; dncnn3-gray-blind +0.95 and memnet-gray-q63 +1.16 earlier)"),
 )
 
-#: Above QF 95 no model gains: jpegnet-v1c measured -0.41 / -0.90 dB (Kodak, QF 98 / 100) and -0.81
-#: (LIVE1 gray, QF 98), so those files pass through.
 
-#: Files whose quality is unknown (invalid tables): the blind model of each kind.
 UNKNOWN_QUALITY: dict[str, DefaultRestorer] = {
     "color": DefaultRestorer("color", (1, 100), "dagn-small", "color",
                              "blind: trained for QF 10-95, with its own quality predictor (JpegNet reads the "
