@@ -33,7 +33,8 @@ RESTORE_DEFAULTS: tuple[DefaultRestorer, ...] = (
     DefaultRestorer("color", (1, 95), "jpegnet-v1d", "color",
                     "JpegNet, the file's tables in: +1.52 / +1.48 / +1.46 / +1.43 dB RGB on LIVE1 at QF 10-40 "
                     "(jpegnet-v1c +1.49 / +1.45 / +1.43 / +1.41 in the same run; dagn-small +1.07 / +0.85 / +0.91 / "
-                    "+1.01 and resunet-gray-blind via Y +0.99..+1.09 earlier); on jpegli's Kodak files +0.99 at QF 10 "
+                    "+1.01 and resunet-gray-blind via Y +0.99..+1.09 earlier); BSDS500 +1.53 / +1.47 / +1.43 / +1.40; "
+                    "Kodak +1.43 / +1.28 / +0.81 / +0.29 at QF 50 / 75 / 90 / 95; on jpegli's Kodak files +0.99 at QF 10 "
                     "to +0.28 at QF 90, where jpegnet-v1c lost up to 1.61 dB; the same architecture as jpegnet-v1c, "
                     "whose speed was measured: 1.5 s/MP, 2.1x faster than dagn-small (bf16)"),
     DefaultRestorer("gray", (1, 40), "resunet-gray-blind", "gray",
