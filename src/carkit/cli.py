@@ -304,14 +304,14 @@ def _double_arg(value: str | None) -> tuple[int, int] | None:
 
 
 def _cmd_bench_restore(args) -> int:
-    from .bench.restore_bench import run_restore_bench
+    from .bench.restore_bench import DEFAULT, run_restore_bench
     from .zoo.registry import list_weights, weights_record
 
     models = _split(args.models) if args.models is not None else None
     if models is None:  # every shipped restorer (predictors are not)
         models = [] if args.runs else [m for m in list_weights() if weights_record(m).kind in ("restorer", "kspace")]
     for m in models:
-        if m != "default" and weights_record(m).kind not in ("restorer", "kspace"):
+        if m != DEFAULT and weights_record(m).kind not in ("restorer", "kspace"):
             raise UsageError(f"{m} is a {weights_record(m).kind}, not an artifact remover")
     data = [_resolve_data(d) for d in args.data]
     gray = True if (args.gray or args.plane != "y") else None

@@ -245,3 +245,19 @@ def test_get_codec_composite_codec_plus_restorer():
         get_codec("nocodec+dagn-small")
     with pytest.raises(CodecError, match="no restorer"):
         get_codec("jpeg+")
+
+
+def test_jpeg_with_given_tables_writes_those_tables():
+    """``JpegCodec.encode_with_tables``: the file carries exactly the tables asked for (gray: one)."""
+    from carkit.codecs.jpeg import JpegCodec
+    from carkit.data.jpeg_mix import file_tables
+    from carkit.jpeg.tables import ijg_tables
+
+    luma, chroma = ijg_tables(50)
+    luma, chroma = luma.copy(), chroma.copy()
+    luma[0, 1], chroma[1, 0] = 77, 99
+    img = (np.arange(24 * 32 * 3) % 251).astype(np.uint8).reshape(24, 32, 3)
+    got = file_tables(JpegCodec("4:2:0").encode_with_tables(img, [luma, chroma]))
+    assert np.array_equal(got[0], luma) and np.array_equal(got[1], chroma)
+    gray = file_tables(JpegCodec("4:4:4").encode_with_tables(img[:, :, 0], [luma]))
+    assert np.array_equal(gray[0], luma) and np.array_equal(gray[1], luma)

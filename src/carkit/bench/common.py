@@ -200,7 +200,6 @@ class RestoreStep:
             rows = [r for r in RESTORE_DEFAULTS if r.image == image]
             models = {r.model: weights_record(r.model) for r in [*rows, UNKNOWN_QUALITY[image]]}
             qualities = [min(r.qualities[0] for r in rows), max(r.qualities[1] for r in rows)]
-        self.gray = gray
         self.restorer = Restorer(model=forced)
         self.plan = self.restorer.plan(gray, None)   # for files that are not JPEG
         self.info = {"name": forced or DEFAULT_RESTORER,
@@ -220,10 +219,6 @@ class RestoreStep:
             return restore_jpeg(self.restorer, data).pixels
         return self.restorer.restore_pixels(decoded, self.plan)
 
-
-def load_restorer(name: str | None, gray: bool) -> RestoreStep:
-    """The "codec + restorer" curves' :class:`RestoreStep` (None: ``carkit restore``'s default)."""
-    return RestoreStep(name, gray)
 
 
 #: (PSNR, SSIM) the RD curves plot; gray sets score gray, color sets RGB (PROTOCOL.md color tables)

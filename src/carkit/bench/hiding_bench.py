@@ -92,7 +92,7 @@ from ..extras import require_bench_deps
 from ..codecs.hiding.codec import CARRIERS, HidingCodec, load_weights, trained_for
 from .common import (
     RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
-    compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, load_restorer, parse_ints,
+    compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, RestoreStep, parse_ints,
     plot_rd_curves, points_table, progress_bar, provenance_line, rd_point, threads_and_window,
 )
 from ..codecs import canonical_name, get_codec
@@ -505,7 +505,7 @@ def _bd_in(rd: dict, method: str, against: str, window: tuple[float, float]) -> 
     return out
 
 
-def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: tuple | None, gray: bool,
+def _rd(cfg: CodecConfig, scorer: Scorer, hiding: list[Method], rst: RestoreStep | None, gray: bool,
         window: tuple[float, float], others: dict[str, Scorer] | None = None,
         wide_window: tuple[float, float] = WIDE_WINDOW) -> dict:
     """The RD curves and comparisons of one codec, in ``bench vcodec``'s
@@ -571,7 +571,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_per_mp(images, quality: int, codecs: dict, rst: tuple | None, hiding: list[Method],
+def time_per_mp(images, quality: int, codecs: dict, rst: RestoreStep | None, hiding: list[Method],
                 n_images: int | None = None) -> dict:
     """Encode and decode seconds per megapixel of every pipeline at ``quality``
     on the first ``n_images`` images (None: all), interleaved per image (so a
@@ -689,7 +689,7 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     if restorer == "":
         rst = None
     else:
-        rst = load_restorer(restorer, gray)
+        rst = RestoreStep(restorer, gray)
 
     bar = progress_bar(None, progress)  # the number of images to score depends on the Fix-Q search
     out: dict[str, dict] = {}

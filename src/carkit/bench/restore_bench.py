@@ -46,7 +46,7 @@ from ..codecs import get_codec
 from ..zoo.registry import weights_record
 from ..metrics import score
 from .results import provenance, write_result
-from .common import add_runs, data_arg
+from .common import DEFAULT_RESTORER as DEFAULT, add_runs, data_arg
 from ..jpeg.coefficients import read_coefficients
 
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
@@ -73,8 +73,6 @@ def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
     return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)
 
 
-#: the model name of ``carkit restore``'s own per-file choice
-DEFAULT = "default"
 #: encoders whose files the bench restores (they write JPEG files)
 JPEG_WRITERS = ("jpeg", "jpegli")
 

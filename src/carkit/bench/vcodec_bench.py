@@ -65,7 +65,7 @@ from ..codecs.virtual.codec import VirtualCodecCodec
 from .common import (
     DEFAULT_RESTORER, EQUAL_RATE_WINDOW, RD_METRICS, REFERENCE_FAMILIES, add_row, add_run_arguments,
     bd_table_lines, compare, curves_of, data_arg, dataset_name, equal_rate_gain, equal_rate_lines,
-    load_image_set, load_restorer, parse_ints, plot_rd_curves, points_table, progress_bar, provenance_line,
+    load_image_set, RestoreStep, parse_ints, plot_rd_curves, points_table, progress_bar, provenance_line,
     rd_point, threads_and_window,
 )
 from ..codecs.registry import get_codec
@@ -220,7 +220,7 @@ def bench_vcodec(data_dir: str | os.PathLike, models: Sequence[str] = (), runs: 
     jq = sorted({check_quality(q) for q in (jpeg_qualities or DEFAULT_JPEG_QUALITIES)})
     quals = sorted({check_quality(q) for q in qualities}) if qualities else None
     learned, model_info = plan_methods(models, runs, quals, gray)
-    rst = load_restorer(restorer, gray)
+    rst = RestoreStep(restorer, gray)
     rst_info = rst.info
     # the standard files a user would write instead: libjpeg-turbo, and jpegli where its bindings are installed
     standard = {"jpeg": JpegCodec()}

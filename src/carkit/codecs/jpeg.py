@@ -38,6 +38,13 @@ class JpegCodec(Codec):
         return pil_encode(image, "JPEG", self.name, quality=check_quality(quality),
                           subsampling=_SUBSAMPLING[self.subsampling], optimize=self.optimize)
 
+    def encode_with_tables(self, image: np.ndarray, tables) -> bytes:
+        """``image`` coded with the given (8, 8) quantization tables (natural
+        order; one for a gray image, luma and chroma for a color one) instead
+        of IJG's at a quality: tables as cameras and editors write them."""
+        return pil_encode(image, "JPEG", self.name, qtables=[np.asarray(t).reshape(64).tolist() for t in tables],
+                          subsampling=_SUBSAMPLING[self.subsampling], optimize=self.optimize)
+
     def decode(self, data: bytes) -> np.ndarray:
         return pil_decode(data, "JPEG", self.name)
 

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..codecs._pillow import pil_encode
-from ..codecs.jpeg import _SUBSAMPLING, JpegCodec
+from ..codecs.jpeg import JpegCodec
 from ..jpeg.tables import ijg_tables
 from .folders import as_mode
 from .patches import _to_chw, augment, random_patch
@@ -135,9 +134,7 @@ class JpegMixBatches(Dataset):
         if self.jpegli and rng.random() < self.jpegli:
             data = _jpegli(codec.subsampling).encode(src, q)
         elif self.varied_tables and rng.random() < self.varied_tables:
-            tables = varied_tables(q, rng)[:1 if kind == "gray" else 2]
-            data = pil_encode(src, "JPEG", "jpeg", qtables=[t.reshape(64).tolist() for t in tables],
-                              subsampling=_SUBSAMPLING["4:4:4" if kind == "gray" else kind])
+            data = codec.encode_with_tables(src, varied_tables(q, rng)[:1 if kind == "gray" else 2])
         else:
             data = codec.encode(src, q)
         luma, chroma = file_tables(data)

@@ -66,10 +66,11 @@ def default_restorer(gray: bool, quality: int | None) -> DefaultRestorer | None:
 
 #: The codecs under ``carkit encode --method hiding`` without ``--codec``, in order
 #: of preference (the first installed one with a pair in the zoo): jpegli, whose pair
-#: measured best on Kodak (results/hiding_kodak_color_jpegli-pairs.json, 0.3-2 bpp):
-#: hiding+D -32.5% BD-rate vs libjpeg-turbo and -23.6% vs jpegli + the default
-#: restorer, its files +3.7% in a plain viewer, against -25.5%, -14.2% and +46.2% for
-#: the libjpeg-turbo pair.
+#: measured best on Kodak (results/hiding_kodak_color_jpegli-default.json, 0.3-2 bpp):
+#: hiding+D -33.4% BD-rate vs libjpeg-turbo and -8.3% vs jpegli + the default
+#: restorer, its files -8.9% in a plain viewer, against -25.5%, +3.3% and +46.2% for
+#: the libjpeg-turbo pair (BSDS500, first 50: -29.2%, -6.6%, -4.5% against -23.4%,
+#: +1.7%, +43.3%).
 HIDING_CARRIERS: tuple[str, ...] = ("jpegli", "jpeg")
 
 #: The reviewed residual-hiding pair of each codec (``carkit encode --method
