@@ -134,8 +134,9 @@ def encoder(method: str, *, model: str | None = None, codec: str | None = None, 
         raise UsageError(str(exc)) from exc
     if codec and method != "hiding":
         raise UsageError(f"--codec applies to --method hiding, not {method}")
-    if "strength" in options and method != "hiding":
-        raise UsageError(f"--strength applies to --method hiding, not {method}")
+    for option in ("strength", "refine"):
+        if option in options and method != "hiding":
+            raise UsageError(f"--{option} applies to --method hiding, not {method}")
     if model and method not in _MODEL_METHODS:
         raise UsageError(f"--model applies to --method blockcnn, vcnn or hiding, not {method}")
     if method == "hiding":

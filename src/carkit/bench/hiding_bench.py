@@ -210,8 +210,8 @@ class BenchHidingCodec(HidingCodec):
     training run): its bytes are exactly what ``carkit encode --method
     hiding`` writes with those weights."""
 
-    def __init__(self, codec: str, name: str, net, record):
-        super().__init__(codec=codec, model=name)
+    def __init__(self, codec: str, name: str, net, record, refine: int = 0):
+        super().__init__(codec=codec, model=name, refine=refine)
         self._pair = (net, record)
 
     def _weights(self, name: str, sha256: str | None = None):
@@ -241,6 +241,14 @@ def _hiding_method(name: str, net, record, info: dict) -> Method:
     except CodecError as exc:
         runner, info["unavailable"] = None, str(exc)
     return Method(name, "hiding", codec, trained, info, runner)
+
+
+def refined(method: Method, steps: int) -> Method:
+    """A hiding method's twin whose files ``carkit encode --refine STEPS``
+    writes: the same pair, named "NAME, refine STEPS"."""
+    net, record = method.runner._pair
+    return Method(f"{method.name}, refine {steps}", "hiding", method.codec, method.trained_range,
+                  {**method.info, "refine": steps}, BenchHidingCodec(method.codec, method.name, net, record, steps))
 
 
 def _zoo_method(name: str, gray: bool, explicit: bool, notes: list[str]) -> Method | None:
@@ -634,7 +642,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                  quality: int | None = None, fixq_quality: int | None = None,
                  window: tuple[float, float] = DEFAULT_WINDOW, limit: int | None = None,
                  progress: bool = True, tag: str | None = None,
-                 wide_window: tuple[float, float] = WIDE_WINDOW, timing_images: int | None = None) -> dict:
+                 wide_window: tuple[float, float] = WIDE_WINDOW, timing_images: int | None = None,
+                 refine: int = 0) -> dict:
     """Table 2 and the RD curves on one image folder, for each codec; return
     the payload (module doc). ``models``: zoo names (None: every hiding model
     and fixed-quality DnCNN/MemNet in the zoo); ``restorer``: the RD curves'
@@ -643,7 +652,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     codec's config; ``tag``: this measurement's own result file and figures
     (:func:`result_path`); ``wide_window``: the second BD-rate window;
     ``timing_images``: the images :func:`time_per_mp` times (None: all, 0:
-    no timing)."""
+    no timing); ``refine``: also every pair's files refined for that many
+    steps (:func:`refined`; pairs behind JPEG carriers)."""
     require_bench_deps()   # BD numbers and the plots, before minutes of coding
     import torch
 
@@ -660,6 +670,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
             raise UsageError(f"the rate window needs two rates 0 < low < high, got {w}")
     if timing_images is not None and timing_images < 0:
         raise UsageError(f"--timing-images must be 0 or more, got {timing_images}")
+    if refine < 0:
+        raise UsageError(f"--refine must be 0 or more, got {refine}")
     if tag is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", tag):
         raise UsageError(f"--tag must be lower-case letters, digits and '-', got {tag!r}")
     configs = [codec_config(c) for c in dict.fromkeys(codecs)]
@@ -686,6 +698,9 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     baseline_restorer = Restorer()
     general_notes: list[str] = []
     methods = find_methods(models, runs, gray, baseline_restorer, general_notes)
+    if refine:
+        methods += [refined(m, refine) for m in methods if m.role == "hiding" and m.runner is not None
+                    and CARRIERS[m.codec].format == "jpeg"]
     if restorer == "":
         rst = None
     else:
@@ -750,7 +765,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
                    "sweep": list(sweep) if sweep else None, "fixq_quality": fixq_quality,
                    "window_bpp": [float(window[0]), float(window[1])], "tag": tag,
                    "wide_window_bpp": [float(wide_window[0]), float(wide_window[1])],
-                   "timing_images": timing_images, "threads": torch.get_num_threads(), "cpu": cpu_model()},
+                   "timing_images": timing_images, "refine": refine, "threads": torch.get_num_threads(),
+                   "cpu": cpu_model()},
         "images": [{"name": f.name, "height": int(im.shape[0]), "width": int(im.shape[1])}
                    for f, im in zip(files, images)],
         "codecs": out,
@@ -1027,6 +1043,7 @@ def command_line(payload: dict) -> str:
     if cfg.get("wide_window_bpp") and list(cfg["wide_window_bpp"]) != list(WIDE_WINDOW):
         cmd += f" --wide-window {cfg['wide_window_bpp'][0]},{cfg['wide_window_bpp'][1]}"
     cmd += f" --timing-images {cfg['timing_images']}" if cfg.get("timing_images") is not None else ""
+    cmd += f" --refine {cfg['refine']}" if cfg.get("refine") else ""
     cmd += f" --threads {cfg['threads']}" if cfg.get("threads") else ""
     cmd += f" --tag {cfg['tag']}" if cfg.get("tag") else ""
     return cmd
@@ -1080,6 +1097,9 @@ def add_bench_hiding_arguments(parser) -> None:
     parser.add_argument("--wide-window", default=",".join(map(str, WIDE_WINDOW)),
                         help="second bpp window of the BD-rates (default: the standard-file targets' "
                              f"{WIDE_WINDOW[0]},{WIDE_WINDOW[1]})")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="also each pair's files refined for STEPS steps (carkit encode --refine; JPEG "
+                             "carriers), curves named 'NAME, refine STEPS'")
     parser.add_argument("--timing-images", type=int,
                         help="time encode and decode per megapixel on the first N images (default: all; 0: no "
                              "timing)")
@@ -1106,7 +1126,7 @@ def main_bench_hiding(args) -> int:
     payload = bench_hiding(args.data, [c.strip() for c in args.codecs.split(",") if c.strip()], models,
                            args.runs or (), args.restorer, parse_ints(args.sweep), args.quality, args.fixq_quality,
                            window, args.limit, progress=not args.no_progress, tag=args.tag, wide_window=wide,
-                           timing_images=args.timing_images)
+                           timing_images=args.timing_images, refine=args.refine)
     path = write_result(result_path(args.results, payload), payload)
     print(format_hiding_tables(payload))
     if args.figures:

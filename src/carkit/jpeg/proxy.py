@@ -341,3 +341,15 @@ def diff_jpeg(x: torch.Tensor, quality: QualityLike, subsampling: str = "4:2:0",
               rounding: str = "ste") -> torch.Tensor:
     """Functional form of ``DiffJPEG`` (builds the module on ``x``'s device)."""
     return DiffJPEG(subsampling=subsampling, rounding=rounding).to(x.device)(x, quality)
+
+
+def jpeg_rate_proxy(images: torch.Tensor, quality: int | list[int], proxy) -> torch.Tensor:
+    """A differentiable stand-in for a JPEG file's bits per pixel, one per
+    image (shape ``(N,)``): sum(log2(1 + |c|)) over the quantized coefficients c of
+    ``proxy.encode`` (carkit's DiffJPEG, straight-through rounding), over the
+    pixels. Not calibrated (no entropy coder, headers or run lengths), but
+    its ratio between two images tracks the real bytes' closely."""
+    h, w = images.shape[-2:]
+    code = proxy.encode(images.float(), quality if isinstance(quality, int) else torch.tensor(quality))
+    bits = sum(torch.log2(1 + c.abs()).flatten(1).sum(1) for c in code.coefficients)
+    return bits / (h * w)

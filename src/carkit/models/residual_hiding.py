@@ -60,6 +60,16 @@ from torch import nn
 from .registry import register_model
 from .unet import ResUNet
 
+
+def skip_component(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
+    """Eqs. (1) and (3), ``carrier + (value - carrier)`` with the difference
+    detached: the value of ``value`` (the real codec's output), the gradient of
+    ``carrier`` (IH_enc for Strategy II, the simulation ISL_enc for Strategy
+    I). Written ``value + (carrier - carrier.detach())`` so that the forward
+    value is ``value`` to the bit (the added term is exactly zero)."""
+    return value.detach() + (carrier - carrier.detach())
+
+
 _PAPER = "Residual hiding paper: hiding the compression residual before a standard codec (E, D, Strategies I/II)"
 
 

@@ -42,7 +42,7 @@ One step, for a batch of originals IH (``batch["gt"]``):
 ``rate_weight`` > 0 (JPEG files only: libjpeg-turbo's or jpegli's; beyond
 the paper) adds a rate term on E's
 output: ``rate_weight * R(IH_enc)``, R the bits per pixel that
-:func:`jpeg_rate_proxy` estimates from carkit's differentiable JPEG's
+:func:`carkit.jpeg.proxy.jpeg_rate_proxy` estimates from carkit's differentiable JPEG's
 quantized coefficients. Without it E's image costs more real bits than IH,
 which keeps a pair's BD-rate short of its same-quality PSNR gain; the
 paper's L_con alone does not see bits.
@@ -65,7 +65,8 @@ import torch
 
 from ..codecs.markers import CARRIERS
 from ..io import to_tensor, to_uint8
-from ..models.residual_hiding import CodecSimulator
+from ..jpeg.proxy import jpeg_rate_proxy
+from ..models.residual_hiding import CodecSimulator, skip_component
 from .engine import TrainTask, register_task, unwrap
 from .recipe import RecipeError
 
@@ -91,27 +92,6 @@ def codec_roundtrips(codec, images: torch.Tensor, quality) -> tuple[torch.Tensor
 def codec_batch(codec, images: torch.Tensor, quality) -> torch.Tensor:
     """The decoded batch of :func:`codec_roundtrips`."""
     return codec_roundtrips(codec, images, quality)[0]
-
-
-def skip_component(value: torch.Tensor, carrier: torch.Tensor) -> torch.Tensor:
-    """Eqs. (1) and (3), ``carrier + (value - carrier)`` with the difference
-    detached: the value of ``value`` (the real codec's output), the gradient of
-    ``carrier`` (IH_enc for Strategy II, the simulation ISL_enc for Strategy
-    I). Written ``value + (carrier - carrier.detach())`` so that the forward
-    value is ``value`` to the bit (the added term is exactly zero)."""
-    return value.detach() + (carrier - carrier.detach())
-
-
-def jpeg_rate_proxy(images: torch.Tensor, quality: int | list[int], proxy) -> torch.Tensor:
-    """A differentiable stand-in for a JPEG file's bits per pixel, one per
-    image (shape ``(N,)``): sum(log2(1 + |c|)) over the quantized coefficients c of
-    ``proxy.encode`` (carkit's DiffJPEG, straight-through rounding), over the
-    pixels. Not calibrated (no entropy coder, headers or run lengths), but
-    its ratio between two images tracks the real bytes' closely."""
-    h, w = images.shape[-2:]
-    code = proxy.encode(images.float(), quality if isinstance(quality, int) else torch.tensor(quality))
-    bits = sum(torch.log2(1 + c.abs()).flatten(1).sum(1) for c in code.coefficients)
-    return bits / (h * w)
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
