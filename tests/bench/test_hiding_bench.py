@@ -270,6 +270,29 @@ def test_a_pair_trained_behind_jpegli_joins_the_jpeg_curves(zoo, kodak):
     assert hb.same_files("jpegli", "jpeg") and not hb.same_files("heif", "jpeg")
 
 
+def test_refine_adds_each_pairs_refined_twin_with_the_files_encode_writes(zoo, kodak):
+    """``--refine STEPS`` adds, for every JPEG-carried pair, the curves of the
+    files ``carkit encode --refine STEPS`` writes (hiding+D and the plain
+    viewer), named "NAME, refine STEPS", in the RD comparisons and the
+    timing; the command line records it."""
+    from carkit.codecs import get_codec
+
+    add_hiding(zoo, "tiny-s2", "II", seed=2)
+    payload = hb.bench_hiding(kodak, models=["tiny-s2"], restorer="", sweep=[30, 50, 70], progress=False,
+                              timing_images=1, refine=2)
+    entry = payload["codecs"]["jpeg"]
+    hid, plain = "hiding+D (tiny-s2, refine 2)", "hiding, plain viewer (tiny-s2, refine 2)"
+    assert {hid, plain, "hiding+D (tiny-s2)"} <= set(entry["rd"]["codecs"])
+    data = get_codec("hiding", codec="jpeg", model="tiny-s2", refine=2).encode(_image(kodak, "kodim01.png"), 50)
+    assert entry["rd"]["codecs"][hid]["points"][1]["per_image"]["bytes"][0] == len(data)
+    assert entry["rd"]["codecs"][hid]["settings"]["refine"] == 2
+    assert {(hid, "jpeg"), (plain, "jpeg")} <= {(c["method"], c["against"]) for c in entry["rd"]["comparisons"]}
+    assert {hid, plain} <= set(entry["timing"]["rows"])
+    assert "--refine 2" in hb.command_line(payload)
+    with pytest.raises(hb.UsageError, match="--refine"):
+        hb.bench_hiding(kodak, models=["tiny-s2"], restorer="", progress=False, refine=-1)
+
+
 def test_without_jpegli_its_curves_are_left_out_with_a_note(zoo, kodak, monkeypatch):
     monkeypatch.setitem(hb.USER_CODECS, "jpeg", ("no-such-codec",))
     add_hiding(zoo, "tiny-s2", "II", seed=2)

@@ -699,6 +699,70 @@ def test_strength_scales_what_e_changes_and_decode_needs_no_setting(hiding_zoo, 
     assert "--strength applies to --method hiding" in capsys.readouterr().err
 
 
+def _refine_objective(net, x, pixels, codec, quality) -> float:
+    """The refinement's L, written out untiled: D's squared error on the real
+    decode, plus the plain decode's and the JPEG rate estimate, weighted as
+    ``codecs.hiding.refine`` weights them."""
+    from carkit.codecs.hiding import refine as rf
+    from carkit.jpeg.proxy import DiffJPEG, jpeg_rate_proxy
+
+    y = to_tensor(pixels)
+    decoded = to_tensor(codec.roundtrip(pixels, quality).decoded)
+    with torch.no_grad():
+        rec = ((net.reconstruct(decoded) - x) ** 2).mean() + rf.PLAIN * ((decoded - x) ** 2).mean()
+        return float(rec + rf.RATE * jpeg_rate_proxy(y, quality, DiffJPEG()).sum())
+
+
+@pytest.mark.parametrize("gray,tile", [(False, 512), (False, 48), (True, 512)])
+def test_refinement_never_raises_its_objective(hiding_zoo, gray, tile):
+    """Encoder-side refinement keeps the best of its steps, the unrefined
+    image among them: its L is never above the start's, and here (a pair with
+    a visible D) below it; 0 steps is the unrefined image; one progress call
+    a step; tiles smaller than the image work alike."""
+    from carkit.codecs.hiding.codec import load_weights
+    from carkit.codecs.hiding.refine import refine_coded_image
+
+    net, _ = load_weights("tiny-hiding-gray-q50" if gray else "tiny-hiding-color-q50")
+    img, codec = _image(64, 80, color=not gray, seed=3), JpegCodec()
+    x = to_tensor(img)
+    with torch.no_grad():
+        coded = net.hide(x, x - to_tensor(codec.roundtrip(img, 50).decoded))
+    start = to_uint8(coded)
+    assert np.array_equal(refine_coded_image(net, x, coded, codec, 50, 0), start)
+    calls = []
+    out = refine_coded_image(net, x, coded, codec, 50, 6, tile=tile, overlap=32, progress=calls.append)
+    assert out.shape == img.shape and out.dtype == np.uint8 and calls == [1] * 6
+    assert _refine_objective(net, x, out, codec, 50) < _refine_objective(net, x, start, codec, 50)
+
+
+def test_refined_files_decode_as_usual_and_refine_is_checked(hiding_zoo, tmp_path, capsys):
+    """A refined file is a marked JPEG like any other (the same marker, D
+    decodes it without a setting); refine needs a JPEG carrier and a step
+    count of 0 or more, and the CLI's --refine is for --method hiding."""
+    from carkit.cli import main
+    from carkit.codecs.hiding.codec import HidingCodec, read_marker
+
+    img = _image(40, 48)
+    plain = HidingCodec(codec="jpeg", model="tiny-hiding-color-q50", precision="fp32").encode(img, 50)
+    codec = HidingCodec(codec="jpeg", model="tiny-hiding-color-q50", precision="fp32", refine=3)
+    data = codec.encode(img, 50)
+    assert data != plain and read_marker(data) == read_marker(plain) and codec.settings()["refine"] == 3
+    assert HidingCodec(precision="fp32").decode(data).shape == img.shape
+    for bad in (-1, 1.5, True):
+        with pytest.raises(CodecError, match="refine is a number of steps"):
+            HidingCodec(codec="jpeg", refine=bad)
+    with pytest.raises(CodecError, match="refine needs a JPEG carrier"):
+        HidingCodec(codec="jpeg2000", refine=2)
+    src = tmp_path / "a.png"
+    Image.fromarray(img).save(src)
+    assert main(["encode", "--method", "hiding", "--codec", "jpeg", "--refine", "2", "-q", "50", str(src),
+                 str(tmp_path / "a.jpg")]) == 0
+    assert read_marker((tmp_path / "a.jpg").read_bytes())["model"] == "tiny-hiding-color-q50"
+    assert main(["encode", "--method", "jpeg", "--refine", "2", "-q", "50", str(src), str(tmp_path / "b.jpg")]) == 2
+    assert "--refine applies to --method hiding" in capsys.readouterr().err
+    assert not (tmp_path / "b.jpg").exists()
+
+
 def test_bf16_and_fp32_files_decode_alike_either_way(hiding_zoo):
     """E and D in bf16 (the default where the CPU computes it natively) give
     files and reconstructions within bf16 rounding of fp32's, and a file
