@@ -46,8 +46,9 @@ PLAIN, RATE, STEP = 0.2, 0.001, 0.002
 def refine_coded_image(net, original: torch.Tensor, coded: torch.Tensor, codec, quality: int, steps: int,
                        precision: str = "fp32", tile: int = 512, overlap: int = 96,
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """The coded image after ``steps`` refinement steps: 8-bit pixels (H, W, C)
-    for ``codec.encode``. ``original`` and ``coded`` are (1, C, H, W) in
+    """The coded image after ``steps`` refinement steps, 8-bit pixels for
+    ``codec.encode`` ((H, W, C), or (H, W) for one plane). ``original`` and
+    ``coded`` are (1, C, H, W) in
     [0, 1]; ``net`` the E/D pair, ``precision`` resolved
     (``nn.precision``); ``progress`` is called with 1 per step."""
     h, w = original.shape[-2:]
