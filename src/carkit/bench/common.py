@@ -220,7 +220,6 @@ class RestoreStep:
         return self.restorer.restore_pixels(decoded, self.plan)
 
 
-
 #: (PSNR, SSIM) the RD curves plot; gray sets score gray, color sets RGB (PROTOCOL.md color tables)
 RD_METRICS = {True: ("psnr", "ssim"), False: ("psnr_rgb", "ssim_rgb")}
 

@@ -90,6 +90,7 @@ from typing import Callable, Sequence
 from ..errors import CodecError, UsageError
 from ..extras import require_bench_deps
 from ..codecs.hiding.codec import CARRIERS, HidingCodec, load_weights, trained_for
+from ..codecs.markers import JPEG_WRITERS
 from .common import (
     RD_METRICS, add_row, add_run_arguments, add_runs, bd_cell, bd_metric, bd_table,
     compare, data_arg, dataset_name, equal_rate_lines, fmt, load_image_set, RestoreStep, parse_ints,
@@ -699,8 +700,8 @@ def bench_hiding(data_dir: str | os.PathLike, codecs: Sequence[str] = ("jpeg",),
     general_notes: list[str] = []
     methods = find_methods(models, runs, gray, baseline_restorer, general_notes)
     if refine:
-        methods += [refined(m, refine) for m in methods if m.role == "hiding" and m.runner is not None
-                    and CARRIERS[m.codec].format == "jpeg"]
+        methods += [refined(m, refine) for m in methods
+                    if m.role == "hiding" and m.runner is not None and m.codec in JPEG_WRITERS]
     if restorer == "":
         rst = None
     else:

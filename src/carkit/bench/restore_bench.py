@@ -48,6 +48,7 @@ from ..metrics import score
 from .results import provenance, write_result
 from .common import DEFAULT_RESTORER as DEFAULT, add_runs, data_arg
 from ..jpeg.coefficients import read_coefficients
+from ..codecs.markers import JPEG_WRITERS  # the encoders whose files the bench restores
 
 PRIMARY = {True: ("psnr", "ssim", "psnr_b"), False: ("psnr_rgb", "ssim_rgb", "psnr_b_rgb")}
 
@@ -73,8 +74,6 @@ def _kspace_restore(net, data: bytes, restorer: Restorer) -> np.ndarray:
     return restore_coefficients(net, read_coefficients(data), restorer.tile, restorer.overlap, restorer.device)
 
 
-#: encoders whose files the bench restores (they write JPEG files)
-JPEG_WRITERS = ("jpeg", "jpegli")
 
 
 def bench_restore(data_dir: str | os.PathLike, models: list[str], qualities: list[int],

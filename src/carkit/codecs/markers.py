@@ -230,6 +230,8 @@ CARRIERS = {
     "heif": Carrier("heif", isobmff_write, isobmff_read),
     "factorized": Carrier("ckfp", ckfp_write, ckfp_read),
 }
+#: the registered codecs that write JPEG files (libjpeg-turbo's and jpegli's)
+JPEG_WRITERS = tuple(codec for codec, carrier in CARRIERS.items() if carrier.format == "jpeg")
 
 
 def find_payload(data: bytes, prefix: bytes) -> tuple[str, bytes] | None:

@@ -43,7 +43,8 @@ One step, for a batch of originals IH (``batch["gt"]``):
 the paper) adds a rate term on E's
 output: ``rate_weight * R(IH_enc)``, R the bits per pixel that
 :func:`carkit.jpeg.proxy.jpeg_rate_proxy` estimates from carkit's differentiable JPEG's
-quantized coefficients. Without it E's image costs more real bits than IH,
+quantized coefficients (IJG tables: for jpegli, whose adaptive quantization
+and tables differ, an approximation). Without it E's image costs more real bits than IH,
 which keeps a pair's BD-rate short of its same-quality PSNR gain; the
 paper's L_con alone does not see bits.
 
@@ -63,7 +64,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..codecs.markers import CARRIERS
+from ..codecs.markers import JPEG_WRITERS
 from ..io import to_tensor, to_uint8
 from ..jpeg.proxy import jpeg_rate_proxy
 from ..models.residual_hiding import CodecSimulator, skip_component
@@ -72,10 +73,6 @@ from .recipe import RecipeError
 
 STRATEGIES = ("I", "II", "direct")
 SIMULATORS = ("proxy", "autoencoder")
-#: codecs writing JPEG files (the marker carriers' JPEG format), whose rate the differentiable
-#: JPEG's coefficients stand in for (jpegli's adaptive quantization and tables differ from the
-#: proxy's IJG tables: an approximation)
-JPEG_FILES = tuple(codec for codec, carrier in CARRIERS.items() if carrier.format == "jpeg")
 QUALITY_STREAM = 7  # keeps the quality draws apart from the data pipeline's per-step streams
 
 
@@ -178,9 +175,9 @@ class ResidualHidingTask(TrainTask):
             raise RecipeError("sim_init applies to Strategy I with simulator='autoencoder'")
         self.sim_init = str(sim_init)
         self.rate_weight = float(rate_weight)
-        if self.rate_weight < 0 or (self.rate_weight and self.codec_name not in JPEG_FILES):
+        if self.rate_weight < 0 or (self.rate_weight and self.codec_name not in JPEG_WRITERS):
             raise RecipeError("rate_weight is a non-negative weight of the JPEG rate proxy (JPEG only: "
-                              f"{', '.join(JPEG_FILES)})")
+                              f"{', '.join(JPEG_WRITERS)})")
         self._pretraining = False
         self._codec = None
         self._proxy = None

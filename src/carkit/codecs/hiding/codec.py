@@ -40,7 +40,7 @@ import json
 import numpy as np
 
 from ..base import Codec, check_image, check_quality
-from ..markers import CARRIERS, check_weights_digest, find_payload, json_marker
+from ..markers import CARRIERS, JPEG_WRITERS, check_weights_digest, find_payload, json_marker
 from ...errors import CodecError
 from .. import canonical_name, codec_class, get_codec
 from ...zoo.registry import load_codec_weights
@@ -179,9 +179,8 @@ class HidingCodec(Codec):
             raise CodecError(f"hiding: {base} files cannot carry the marker (supported: {', '.join(sorted(CARRIERS))})")
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise CodecError(f"hiding: refine is a number of steps, 0 or more, got {refine!r}")
-        if refine and CARRIERS[base].format != "jpeg":
-            jpegs = ", ".join(sorted(c for c, carrier in CARRIERS.items() if carrier.format == "jpeg"))
-            raise CodecError(f"hiding: refine needs a JPEG carrier ({jpegs}), not {base}")
+        if refine and base not in JPEG_WRITERS:
+            raise CodecError(f"hiding: refine needs a JPEG carrier ({', '.join(JPEG_WRITERS)}), not {base}")
         self.refine, self.progress = refine, progress
         self.codec = base
         self.model = model

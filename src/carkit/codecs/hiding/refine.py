@@ -17,7 +17,7 @@ decodes like any other, and nothing in it says it was refined.
 This is test-time optimisation of an encoder's output, as in learned image
 compression's content-adaptive refinement (Campos et al., CVPR-W 2019; Yang
 et al., NeurIPS 2020), here on a standard codec's input pixels. JPEG carriers
-only (the rate estimate is JPEG's). Each step costs one codec round trip and
+only (the rate estimate is JPEG's, with IJG tables: for jpegli an approximation). Each step costs one codec round trip and
 one forward and backward pass of D, tile by tile, so memory stays bounded.
 Tiled and untiled runs reach the same quality but not the same pixels: each
 step follows the real codec's quantization, and tiny differences (bf16
